@@ -1,0 +1,117 @@
+//! The `hdsgd` command line.
+
+use crate::config::Experiment;
+use crate::experiments::{self, DivergedRuns, OutputOptions};
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Online SGD in two-layer teacher–student networks: finite-N simulations against the overlap ODEs.
+#[derive(Debug, Parser)]
+#[command(name = "hdsgd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The experiment file and output options shared by the commands.
+#[derive(Debug, Args, Clone)]
+pub struct ExperimentArgs {
+    /// Experiment file (TOML; every key is documented in README.md).
+    pub experiment: PathBuf,
+    /// Output folder (default: the experiment's `output.dir`, else results/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Overwrite an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ExperimentArgs {
+    /// Output options from the arguments.
+    pub fn output_options(&self) -> OutputOptions {
+        OutputOptions {
+            out: self.out.clone(),
+            threads: self.threads,
+            force: self.force,
+            progress: !self.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate every (N, seed), integrate the ODE, write trajectories.csv, ode.csv, summary.json, figures.
+    Run(ExperimentArgs),
+    /// Integrate the overlap ODE only; write ode.csv, summary.json and a figure.
+    Ode(ExperimentArgs),
+    /// Validate an experiment file and print the resolved configuration.
+    Check {
+        /// Experiment file.
+        experiment: PathBuf,
+    },
+    /// Plateau fixed point of the ODE and its linear stability (growth rate μ, escape slope 1/(2μ)).
+    Plateau(ExperimentArgs),
+    /// Plateau-escape times over seeds and N, with a fit of mean escape time vs log N.
+    Escape(ExperimentArgs),
+    /// Finite-size scaling of fluctuations and deviations from the ODE.
+    Scaling(ExperimentArgs),
+    /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
+    Hessian(ExperimentArgs),
+    /// Throughput of the simulators (ns per sample, samples per second).
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Entry point of the binary: parse, dispatch, report errors without panicking.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(d) = e.downcast_ref::<DivergedRuns>() {
+                eprintln!("error: outputs written, but {d}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Experiment> {
+    Ok(Experiment::load(path)?)
+}
+
+/// Runs one command.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => {
+            let exp = load(&a.experiment)?;
+            let dir = experiments::run(&exp, &a.output_options())?;
+            eprintln!("wrote {}", dir.display());
+        }
+        Command::Ode(a) => {
+            let exp = load(&a.experiment)?;
+            let dir = experiments::ode(&exp, &a.output_options())?;
+            eprintln!("wrote {}", dir.display());
+        }
+        Command::Check { experiment } => {
+            let exp = load(&experiment)?;
+            println!("{}", serde_json::to_string_pretty(&exp)?);
+        }
+        Command::Plateau(a) => crate::analysis::stability::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Escape(a) => crate::analysis::escape::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Scaling(a) => crate::analysis::scaling::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Hessian(a) => crate::geometry::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Bench(a) => crate::bench::command(&a)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,598 @@
+//! Experiment files (TOML): schema, validation with errors that name the field, and the resolved
+//! [`Experiment`] every command works from. Every key is documented in README.md.
+
+use crate::grid::{time_grid, GridKind};
+use crate::init::TeacherInit;
+use crate::model::{Activation, Model, SecondLayer, SecondLayerKind, Training};
+use crate::ode::{OdeOptions, OdeVariant};
+use crate::overlaps::Overlaps;
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// An invalid experiment file: which field, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read experiment file {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("malformed experiment file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid value for `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// "quadratic", "linear", "erf" or "relu".
+    pub activation: Activation,
+    /// Student width p ≥ 1.
+    pub p: i64,
+    /// Teacher width p* ≥ 1.
+    pub p_star: i64,
+    /// Student second layer a: "uniform" (1/p), "ones" or a list of p numbers. Default "uniform".
+    #[serde(default = "uniform")]
+    pub a: SecondLayer,
+    /// Teacher second layer v: "uniform" (1/p*), "ones" or a list of p* numbers. Default "uniform".
+    #[serde(default = "uniform")]
+    pub v: SecondLayer,
+    /// Label-noise variance Δ ≥ 0. Default 0.
+    #[serde(default)]
+    pub noise: f64,
+}
+
+fn uniform() -> SecondLayer {
+    SecondLayer::Named(SecondLayerKind::Uniform)
+}
+
+/// `[training]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Learning rate η > 0.
+    pub eta: f64,
+    /// Weight decay ℓ₂ ≥ 0. Default 0.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Mini-batch size B ≥ 1. Default 1.
+    #[serde(default = "one")]
+    pub batch: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// `[init]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// "orthonormal" (P = I exactly, default) or "gaussian".
+    #[serde(default)]
+    pub teacher: TeacherInit,
+    /// Standard deviation σ₀ of the student entries. Default 1: Q₀ ≈ I, the teacher's scale,
+    /// while M₀ ~ N^{-1/2} (an uninformed start).
+    #[serde(default = "unit")]
+    pub sigma0: f64,
+    /// Explicit initial Q (p×p), for `initial = "explicit"` ODE runs.
+    pub q0: Option<Vec<Vec<f64>>>,
+    /// Explicit initial M (p×p*).
+    pub m0: Option<Vec<Vec<f64>>>,
+    /// Explicit teacher overlap P (p*×p*); default: the identity.
+    pub p: Option<Vec<Vec<f64>>>,
+}
+
+fn unit() -> f64 {
+    1.0
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        InitConfig {
+            teacher: TeacherInit::default(),
+            sigma0: 1.0,
+            q0: None,
+            m0: None,
+            p: None,
+        }
+    }
+}
+
+/// Which simulator runs the SGD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulatorKind {
+    /// SGD on the N-dimensional weights (theory.md §2).
+    #[default]
+    Direct,
+    /// Exact Gram-chain simulation for isotropic Gaussian inputs (theory.md §7).
+    Chain,
+}
+
+/// `[simulation]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// "direct" (default) or "chain".
+    #[serde(default)]
+    pub simulator: SimulatorKind,
+    /// Input dimensions N (each ≥ 1).
+    pub n: Vec<i64>,
+    /// Seeds per N (≥ 1).
+    pub seeds: i64,
+    /// Base seed of the experiment; run seeds derive from (base_seed, N, seed index). Default 0.
+    #[serde(default)]
+    pub base_seed: u64,
+    /// A run diverges when an overlap exceeds this in absolute value. Default 1e6.
+    #[serde(default = "bound")]
+    pub divergence_bound: f64,
+}
+
+fn bound() -> f64 {
+    1e6
+}
+
+/// `[time]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// Last time t_max > 0 (in samples/N).
+    pub t_max: f64,
+    /// "linear" (default) or "log".
+    #[serde(default)]
+    pub grid: GridKind,
+    /// Number of record times after t = 0. Default 50.
+    #[serde(default = "fifty")]
+    pub points: i64,
+    /// First non-zero time of a log grid. Default t_max/1000.
+    pub t_min: Option<f64>,
+    /// Explicit record times (replaces grid/points/t_min); each in [0, t_max].
+    pub times: Option<Vec<f64>>,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+/// Initial condition of the ODE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OdeInitial {
+    /// One ODE per simulated run, from that run's exact initial overlaps.
+    #[default]
+    Matched,
+    /// One ODE from `[init] q0, m0, p`.
+    Explicit,
+}
+
+/// `[ode]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OdeConfig {
+    /// "matched" (default) or "explicit".
+    #[serde(default)]
+    pub initial: OdeInitial,
+    /// Relative tolerance. Default 1e-8.
+    #[serde(default = "rtol")]
+    pub rtol: f64,
+    /// Absolute tolerance. Default 1e-10.
+    #[serde(default = "atol")]
+    pub atol: f64,
+    /// Drop the η² term (gradient flow). Default false.
+    #[serde(default)]
+    pub gradient_flow: bool,
+}
+
+fn rtol() -> f64 {
+    1e-8
+}
+fn atol() -> f64 {
+    1e-10
+}
+
+impl Default for OdeConfig {
+    fn default() -> Self {
+        OdeConfig {
+            initial: OdeInitial::Matched,
+            rtol: rtol(),
+            atol: atol(),
+            gradient_flow: false,
+        }
+    }
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Output folder. Default `results/<name>`.
+    pub dir: Option<String>,
+    /// Write figures. Default true.
+    pub figures: Option<bool>,
+    /// Overlap columns to plot (e.g. ["m_0_0", "q_0_0"]). Default: every m entry and q_0_0.
+    pub plot: Option<Vec<String>>,
+}
+
+/// The whole experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Name (default: the file stem).
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    pub model: ModelConfig,
+    pub training: TrainingConfig,
+    #[serde(default)]
+    pub init: InitConfig,
+    pub simulation: Option<SimulationConfig>,
+    pub time: TimeConfig,
+    #[serde(default)]
+    pub ode: OdeConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// `[escape]`: plateau-escape measurement (see `analysis::escape`).
+    pub escape: Option<crate::analysis::escape::EscapeConfig>,
+    /// `[scaling]`: finite-size scaling study (see `analysis::scaling`).
+    pub scaling: Option<crate::analysis::scaling::ScalingConfig>,
+    /// `[geometry]`: quadratic-network geometry observables (see `geometry`).
+    pub geometry: Option<crate::geometry::GeometryConfig>,
+}
+
+/// A validated experiment, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub name: String,
+    /// The file as written (with defaults filled in).
+    pub config: ExperimentConfig,
+    pub model: Model,
+    pub training: Training,
+    pub teacher_init: TeacherInit,
+    pub sigma0: f64,
+    pub simulator: SimulatorKind,
+    /// Input dimensions (empty for ODE-only experiments).
+    pub ns: Vec<usize>,
+    pub seeds: u64,
+    pub base_seed: u64,
+    pub divergence_bound: f64,
+    /// Record times, starting at 0.
+    pub grid: Vec<f64>,
+    /// Whether the grid is logarithmic (for plots).
+    pub log_time: bool,
+    pub ode_initial: OdeInitial,
+    #[serde(skip)]
+    pub ode_options: OdeOptions,
+    /// Explicit initial overlaps, when given.
+    #[serde(skip)]
+    pub explicit_initial: Option<Overlaps>,
+    pub output_dir: PathBuf,
+    pub figures: bool,
+    pub plot_columns: Vec<String>,
+}
+
+impl Experiment {
+    /// Reads, parses and validates an experiment file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        Self::from_toml(&text, stem.as_deref().unwrap_or("experiment")).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text; `default_name` names the experiment if the file does not.
+    pub fn from_toml(text: &str, default_name: &str) -> Result<Self, ConfigError> {
+        let config: ExperimentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            message: e.to_string(),
+        })?;
+        Self::from_config(config, default_name)
+    }
+
+    /// Validates a parsed configuration.
+    pub fn from_config(config: ExperimentConfig, default_name: &str) -> Result<Self, ConfigError> {
+        let c = &config;
+        let name = c.name.clone().unwrap_or_else(|| default_name.to_string());
+        if name.is_empty() || name.contains(['/', '\\']) {
+            return Err(field_err("name", "must be a non-empty name without path separators"));
+        }
+        let p = positive(c.model.p, "model.p")?;
+        let p_star = positive(c.model.p_star, "model.p_star")?;
+        let a = c.model.a.resolve(p).map_err(|m| field_err("model.a", m))?;
+        let v = c.model.v.resolve(p_star).map_err(|m| field_err("model.v", m))?;
+        non_negative(c.model.noise, "model.noise")?;
+        let model = Model::new(c.model.activation, a, v, c.model.noise);
+        if !(c.training.eta.is_finite() && c.training.eta > 0.0) {
+            return Err(field_err(
+                "training.eta",
+                format!("must be > 0 (got {})", c.training.eta),
+            ));
+        }
+        non_negative(c.training.weight_decay, "training.weight_decay")?;
+        let batch = positive(c.training.batch, "training.batch")?;
+        let training = Training {
+            eta: c.training.eta,
+            weight_decay: c.training.weight_decay,
+            batch,
+        };
+        if !(c.init.sigma0.is_finite() && c.init.sigma0 >= 0.0) {
+            return Err(field_err("init.sigma0", format!("must be ≥ 0 (got {})", c.init.sigma0)));
+        }
+
+        let (simulator, ns, seeds, base_seed, divergence_bound) = match &c.simulation {
+            Some(s) => {
+                if s.n.is_empty() {
+                    return Err(field_err("simulation.n", "must list at least one N"));
+                }
+                let ns =
+                    s.n.iter()
+                        .map(|&n| positive(n, "simulation.n"))
+                        .collect::<Result<Vec<_>, _>>()?;
+                if c.init.teacher == TeacherInit::Orthonormal {
+                    if let Some(&n) = ns.iter().find(|&&n| n < p_star) {
+                        return Err(field_err(
+                            "simulation.n",
+                            format!("N = {n} is smaller than p* = {p_star}: an orthonormal teacher needs N ≥ p*"),
+                        ));
+                    }
+                }
+                let seeds = positive(s.seeds, "simulation.seeds")? as u64;
+                if !(s.divergence_bound.is_finite() && s.divergence_bound > 0.0) {
+                    return Err(field_err("simulation.divergence_bound", "must be a positive number"));
+                }
+                if s.simulator == SimulatorKind::Chain {
+                    return Err(field_err(
+                        "simulation.simulator",
+                        "\"chain\" is not available in this build yet",
+                    ));
+                }
+                (s.simulator, ns, seeds, s.base_seed, s.divergence_bound)
+            }
+            None => (SimulatorKind::Direct, vec![], 0, 0, bound()),
+        };
+
+        let t = &c.time;
+        if !(t.t_max.is_finite() && t.t_max > 0.0) {
+            return Err(field_err("time.t_max", format!("must be > 0 (got {})", t.t_max)));
+        }
+        let (grid, log_time) = match &t.times {
+            Some(times) => {
+                if times.is_empty() {
+                    return Err(field_err("time.times", "must not be empty"));
+                }
+                for &x in times {
+                    if !(x.is_finite() && (0.0..=t.t_max).contains(&x)) {
+                        return Err(field_err(
+                            "time.times",
+                            format!("{x} is outside [0, t_max = {}]", t.t_max),
+                        ));
+                    }
+                }
+                if times.windows(2).any(|w| w[1] <= w[0]) {
+                    return Err(field_err("time.times", "must be strictly increasing"));
+                }
+                let mut g = times.clone();
+                if g[0] > 0.0 {
+                    g.insert(0, 0.0);
+                }
+                (g, t.grid == GridKind::Log)
+            }
+            None => {
+                let points = positive(t.points, "time.points")?;
+                let t_min = t.t_min.unwrap_or(t.t_max / 1000.0);
+                if t.grid == GridKind::Log && !(t_min > 0.0 && t_min < t.t_max) {
+                    return Err(field_err(
+                        "time.t_min",
+                        format!(
+                            "must satisfy 0 < t_min < t_max (got t_min = {t_min}, t_max = {})",
+                            t.t_max
+                        ),
+                    ));
+                }
+                (time_grid(t.grid, points, t_min, t.t_max), t.grid == GridKind::Log)
+            }
+        };
+
+        let o = &c.ode;
+        for (v, f) in [(o.rtol, "ode.rtol"), (o.atol, "ode.atol")] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(field_err(f, format!("must be > 0 (got {v})")));
+            }
+        }
+        let explicit_initial = explicit_overlaps(&c.init, p, p_star)?;
+        if o.initial == OdeInitial::Explicit && explicit_initial.is_none() {
+            return Err(field_err(
+                "init.q0",
+                "ode.initial = \"explicit\" needs init.q0 and init.m0",
+            ));
+        }
+        if o.initial == OdeInitial::Matched && c.simulation.is_none() {
+            return Err(field_err(
+                "ode.initial",
+                "\"matched\" needs a [simulation] section (or use \"explicit\" with init.q0, init.m0)",
+            ));
+        }
+        let ode_options = OdeOptions {
+            rtol: o.rtol,
+            atol: o.atol,
+            divergence_bound,
+            variant: if o.gradient_flow {
+                OdeVariant::GradientFlow
+            } else {
+                OdeVariant::Full
+            },
+            ..OdeOptions::default()
+        };
+
+        let output_dir = c
+            .output
+            .dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new("results").join(&name));
+        let all_columns = Overlaps::column_names(p, p_star);
+        let plot_columns = match &c.output.plot {
+            Some(cols) => {
+                for col in cols {
+                    if !all_columns.contains(col) {
+                        return Err(field_err(
+                            "output.plot",
+                            format!("unknown column `{col}` (have {all_columns:?})"),
+                        ));
+                    }
+                }
+                cols.clone()
+            }
+            None => all_columns
+                .iter()
+                .filter(|c| c.starts_with("m_") || *c == "q_0_0")
+                .cloned()
+                .collect(),
+        };
+        if let Some(e) = &c.escape {
+            e.validate().map_err(|(f, m)| field_err(&format!("escape.{f}"), m))?;
+        }
+        if let Some(s) = &c.scaling {
+            s.validate().map_err(|(f, m)| field_err(&format!("scaling.{f}"), m))?;
+        }
+        if let Some(g) = &c.geometry {
+            g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
+        }
+
+        Ok(Experiment {
+            name,
+            model,
+            training,
+            teacher_init: c.init.teacher,
+            sigma0: c.init.sigma0,
+            simulator,
+            ns,
+            seeds,
+            base_seed,
+            divergence_bound,
+            grid,
+            log_time,
+            ode_initial: o.initial,
+            ode_options,
+            explicit_initial,
+            figures: c.output.figures.unwrap_or(true),
+            plot_columns,
+            output_dir,
+            config,
+        })
+    }
+}
+
+fn positive(x: i64, field: &str) -> Result<usize, ConfigError> {
+    if x < 1 {
+        Err(field_err(field, format!("must be ≥ 1 (got {x})")))
+    } else {
+        Ok(x as usize)
+    }
+}
+
+fn non_negative(x: f64, field: &str) -> Result<(), ConfigError> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(field_err(field, format!("must be ≥ 0 (got {x})")))
+    }
+}
+
+fn matrix(rows: &[Vec<f64>], r: usize, c: usize, field: &str) -> Result<DMatrix<f64>, ConfigError> {
+    if rows.len() != r || rows.iter().any(|row| row.len() != c) {
+        return Err(field_err(
+            field,
+            format!("must be a {r}×{c} matrix (list of {r} rows of {c} numbers)"),
+        ));
+    }
+    if rows.iter().flatten().any(|x| !x.is_finite()) {
+        return Err(field_err(field, "contains a non-finite entry"));
+    }
+    Ok(DMatrix::from_fn(r, c, |i, j| rows[i][j]))
+}
+
+fn explicit_overlaps(init: &InitConfig, p: usize, k: usize) -> Result<Option<Overlaps>, ConfigError> {
+    let (q0, m0) = match (&init.q0, &init.m0) {
+        (None, None) => return Ok(None),
+        (Some(q), Some(m)) => (q, m),
+        (Some(_), None) => return Err(field_err("init.m0", "init.q0 is given, init.m0 is missing")),
+        (None, Some(_)) => return Err(field_err("init.q0", "init.m0 is given, init.q0 is missing")),
+    };
+    let q = matrix(q0, p, p, "init.q0")?;
+    let m = matrix(m0, p, k, "init.m0")?;
+    let pm = match &init.p {
+        Some(pp) => matrix(pp, k, k, "init.p")?,
+        None => DMatrix::identity(k, k),
+    };
+    let ov = Overlaps::new(q, m, pm);
+    let c = ov.gram();
+    if (&c - c.transpose()).amax() > 1e-12 {
+        return Err(field_err("init.q0", "Q0 and P must be symmetric"));
+    }
+    if c.symmetric_eigenvalues().min() < -1e-12 {
+        return Err(field_err(
+            "init.q0",
+            "the Gram matrix [[Q0, M0], [M0ᵀ, P]] is not positive semi-definite",
+        ));
+    }
+    Ok(Some(ov))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const MINIMAL: &str = r#"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+[training]
+eta = 0.5
+[simulation]
+n = [100]
+seeds = 2
+[time]
+t_max = 1.0
+"#;
+
+    fn err(text: &str) -> String {
+        Experiment::from_toml(text, "t").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_file_resolves() {
+        let e = Experiment::from_toml(MINIMAL, "t").unwrap();
+        assert_eq!(e.model.a, vec![0.5, 0.5]);
+        assert_eq!(e.grid.len(), 51);
+        assert_eq!(e.output_dir, Path::new("results/t"));
+    }
+
+    #[test]
+    fn bad_inputs_name_their_field() {
+        assert!(err(&MINIMAL.replace("n = [100]", "n = [-5]")).contains("simulation.n"));
+        assert!(err(&MINIMAL.replace("p = 2", "p = 0")).contains("model.p"));
+        assert!(err(&MINIMAL.replace("eta = 0.5", "eta = 0.0")).contains("training.eta"));
+        assert!(err(&MINIMAL.replace("eta = 0.5", "eta = -1.0")).contains("training.eta"));
+        assert!(err(&MINIMAL.replace("\"quadratic\"", "\"tanh\"")).contains("tanh"));
+        assert!(err(&MINIMAL.replace("seeds = 2", "seeds = 2\nbogus = 1")).contains("bogus"));
+        assert!(err(&MINIMAL.replace("t_max = 1.0", "t_max = 1.0\ntimes = [0.5, 2.0]")).contains("time.times"));
+        assert!(err("[model\n").contains("malformed"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Runs every (N, seed) of an experiment in parallel, each with its own deterministic seed, so that
+//! results are bit-identical whatever the thread count.
+
+use crate::config::{Experiment, OdeInitial, SimulatorKind};
+use crate::init::{student_weights, teacher_weights};
+use crate::ode::{integrate, OdeSolution};
+use crate::overlaps::Overlaps;
+use crate::population::PopulationError;
+use crate::rng::{run_seed, stream};
+use crate::simulators::direct::DirectSimulator;
+use crate::simulators::{grid_steps, RunSpec, Simulator, Trajectory};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+/// One simulated run of an experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunTask {
+    /// Input dimension.
+    pub n: usize,
+    /// Seed index 0..seeds.
+    pub seed_index: u64,
+    /// The run's seed, [`run_seed`]`(base_seed, n, seed_index)`.
+    pub seed: u64,
+}
+
+/// All runs of an experiment, ordered by N then seed index.
+pub fn tasks(exp: &Experiment) -> Vec<RunTask> {
+    exp.ns
+        .iter()
+        .flat_map(|&n| {
+            (0..exp.seeds).map(move |i| RunTask {
+                n,
+                seed_index: i,
+                seed: run_seed(exp.base_seed, n, i),
+            })
+        })
+        .collect()
+}
+
+/// The simulator parameters of a task.
+pub fn run_spec(exp: &Experiment, n: usize) -> RunSpec {
+    RunSpec {
+        model: exp.model.clone(),
+        training: exp.training,
+        n,
+        divergence_bound: exp.divergence_bound,
+    }
+}
+
+/// Builds the configured simulator for a task, at its initial condition.
+pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
+    let spec = run_spec(exp, task.n);
+    match exp.simulator {
+        SimulatorKind::Direct => Box::new(DirectSimulator::new(spec, exp.teacher_init, exp.sigma0, task.seed)),
+        SimulatorKind::Chain => crate::simulators::chain::build(exp, task),
+    }
+}
+
+/// The exact initial overlaps of a task, without building a whole simulator when avoidable
+/// (same law and same numbers as the direct simulator's initialisation).
+pub fn initial_overlaps(exp: &Experiment, task: &RunTask) -> Overlaps {
+    match exp.simulator {
+        SimulatorKind::Direct => {
+            let mut init = stream(task.seed, 0);
+            let w_star = teacher_weights(&mut init, exp.model.p_star(), task.n, exp.teacher_init);
+            let w = student_weights(&mut init, exp.model.p(), task.n, exp.sigma0);
+            Overlaps::from_weights(w.view(), w_star.view())
+        }
+        SimulatorKind::Chain => build_simulator(exp, task).initial_overlaps(),
+    }
+}
+
+/// A progress bar over `total` samples (hidden when stderr is not a terminal).
+pub fn progress_bar(total: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} {human_pos}/{human_len} samples, {per_sec}, ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Number of samples a task consumes to reach the end of the grid.
+pub fn task_samples(exp: &Experiment, n: usize) -> u64 {
+    grid_steps(&exp.grid, n, exp.training.batch)
+        .last()
+        .copied()
+        .unwrap_or(0)
+        * exp.training.batch as u64
+}
+
+/// Maps `f` over the tasks in parallel on a pool of `threads` threads (0: all cores), returning the
+/// results in task order. `f` gets the progress bar to advance (in samples).
+pub fn par_map_tasks<R, F>(tasks: &[RunTask], threads: usize, bar: &ProgressBar, f: F) -> anyhow::Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(&RunTask, &ProgressBar) -> R + Sync + Send,
+{
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    // Largest N first keeps the cores busy to the end; results are put back in task order.
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tasks[i].n));
+    let mut out: Vec<(usize, R)> = pool.install(|| order.par_iter().map(|&i| (i, f(&tasks[i], bar))).collect());
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, r)| r).collect())
+}
+
+/// A finished simulated run with its matched ODE.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub task: RunTask,
+    pub trajectory: Trajectory,
+    /// Wall time of the simulation (seconds).
+    pub wall_seconds: f64,
+    /// The ODE from this run's initial overlaps on this run's record times (matched mode).
+    pub ode: Option<OdeSolution>,
+}
+
+/// Simulates every task (and integrates its matched ODE when configured).
+pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow::Result<Vec<RunResult>> {
+    let ts = tasks(exp);
+    let total: u64 = ts.iter().map(|t| task_samples(exp, t.n)).sum();
+    let bar = if progress {
+        progress_bar(total, &exp.name)
+    } else {
+        ProgressBar::hidden()
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let n_tasks = ts.len();
+    bar.set_message(format!("runs 0/{n_tasks}"));
+    let results = par_map_tasks(&ts, threads, &bar, |task, bar| -> Result<RunResult, PopulationError> {
+        let mut sim = build_simulator(exp, task);
+        let n = task.n as f64;
+        let start = Instant::now();
+        let mut last_t = 0.0;
+        let trajectory = sim.run(&exp.grid, &mut |rec| {
+            bar.inc(((rec.t - last_t) * n).round() as u64);
+            last_t = rec.t;
+            ControlFlow::Continue(())
+        });
+        let wall_seconds = start.elapsed().as_secs_f64();
+        let ode = if exp.ode_initial == OdeInitial::Matched {
+            let times: Vec<f64> = trajectory.records.iter().map(|r| r.t).collect();
+            let times = if trajectory.diverged_at.is_some() {
+                record_times(exp, task.n)
+            } else {
+                times
+            };
+            Some(integrate(
+                &exp.model,
+                &exp.training,
+                &trajectory.initial,
+                &times,
+                &exp.ode_options,
+                |_, _: &_| false,
+            )?)
+        } else {
+            None
+        };
+        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        bar.set_message(format!("runs {k}/{n_tasks}"));
+        Ok(RunResult {
+            task: *task,
+            trajectory,
+            wall_seconds,
+            ode,
+        })
+    })?;
+    bar.finish_and_clear();
+    Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The times a run at dimension `n` records (grid rounded to whole steps).
+pub fn record_times(exp: &Experiment, n: usize) -> Vec<f64> {
+    let b = exp.training.batch;
+    grid_steps(&exp.grid, n, b)
+        .iter()
+        .map(|&s| s as f64 * b as f64 / n as f64)
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! The teacher–student model of theory.md §1: activations, widths, fixed second layers and label noise.
+//!
+//! Student: ŷ = Σ_i a_i g(λ_i), λ_i = w_i·x/√N (i < p). Teacher: y = Σ_k v_k g(ν_k) + √Δ ξ,
+//! ν_k = w*_k·x/√N (k < p*). Loss per sample ℓ = ½(y − ŷ)².
+
+mod activation;
+
+pub use activation::{erf, Activation};
+
+use serde::{Deserialize, Serialize};
+
+/// How a fixed second layer is specified in an experiment file.
+///
+/// * `"uniform"`: every weight equal to 1/width (the averaging committee);
+/// * `"ones"`: every weight 1;
+/// * an explicit list of `width` numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SecondLayer {
+    Named(SecondLayerKind),
+    Explicit(Vec<f64>),
+}
+
+/// Named second layers, see [`SecondLayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondLayerKind {
+    Uniform,
+    Ones,
+}
+
+impl SecondLayer {
+    /// The weights for a layer of `width` units, or a message if an explicit list has the wrong length.
+    pub fn resolve(&self, width: usize) -> Result<Vec<f64>, String> {
+        match self {
+            SecondLayer::Named(SecondLayerKind::Uniform) => Ok(vec![1.0 / width as f64; width]),
+            SecondLayer::Named(SecondLayerKind::Ones) => Ok(vec![1.0; width]),
+            SecondLayer::Explicit(w) => {
+                if w.len() != width {
+                    Err(format!("has {} entries, expected {width}", w.len()))
+                } else if w.iter().any(|x| !x.is_finite()) {
+                    Err("contains a non-finite entry".into())
+                } else {
+                    Ok(w.clone())
+                }
+            }
+        }
+    }
+}
+
+/// A resolved two-layer teacher–student model (theory.md §1).
+///
+/// ```
+/// use hdsgd::model::{Activation, Model};
+/// let m = Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0);
+/// assert_eq!((m.p(), m.p_star()), (2, 1));
+/// // ŷ = Σ a_i g(λ_i):
+/// assert_eq!(m.student_output(&[1.0, 3.0]), 5.0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// g, shared by student and teacher.
+    pub activation: Activation,
+    /// Student second layer a (length p).
+    pub a: Vec<f64>,
+    /// Teacher second layer v (length p*).
+    pub v: Vec<f64>,
+    /// Label-noise variance Δ: y = Σ v_k g(ν_k) + √Δ ξ.
+    pub noise: f64,
+}
+
+impl Model {
+    /// A model from its parts; p = a.len(), p* = v.len().
+    pub fn new(activation: Activation, a: Vec<f64>, v: Vec<f64>, noise: f64) -> Self {
+        Model {
+            activation,
+            a,
+            v,
+            noise,
+        }
+    }
+
+    /// Student width p.
+    pub fn p(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Teacher width p*.
+    pub fn p_star(&self) -> usize {
+        self.v.len()
+    }
+
+    /// ŷ = Σ_i a_i g(λ_i).
+    #[inline]
+    pub fn student_output(&self, lambda: &[f64]) -> f64 {
+        let g = self.activation;
+        self.a.iter().zip(lambda).map(|(a, &l)| a * g.g(l)).sum()
+    }
+
+    /// Noise-free teacher output Σ_k v_k g(ν_k).
+    #[inline]
+    pub fn teacher_output(&self, nu: &[f64]) -> f64 {
+        let g = self.activation;
+        self.v.iter().zip(nu).map(|(v, &n)| v * g.g(n)).sum()
+    }
+
+    /// The coefficients c = (−a, v) over z = (λ, ν), so that the noise-free residual is r = Σ_m c_m g(z_m).
+    pub fn signed_coefficients(&self) -> Vec<f64> {
+        self.a.iter().map(|a| -a).chain(self.v.iter().copied()).collect()
+    }
+}
+
+/// The one-pass SGD hyper-parameters of theory.md §2.
+///
+/// w_i ← w_i (1 − η ℓ₂/N) + (η/(B√N)) Σ_b δ_i^b x^b, δ_i^b = a_i g'(λ_i^b) r^b.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// Learning rate η > 0.
+    pub eta: f64,
+    /// Weight decay ℓ₂ ≥ 0.
+    pub weight_decay: f64,
+    /// Mini-batch size B ≥ 1.
+    pub batch: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_layers_resolve() {
+        let u = SecondLayer::Named(SecondLayerKind::Uniform).resolve(4).unwrap();
+        assert_eq!(u, vec![0.25; 4]);
+        assert_eq!(
+            SecondLayer::Named(SecondLayerKind::Ones).resolve(2).unwrap(),
+            vec![1.0, 1.0]
+        );
+        assert!(SecondLayer::Explicit(vec![1.0]).resolve(2).is_err());
+    }
+}

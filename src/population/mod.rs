@@ -1,0 +1,156 @@
+//! Population averages over one fresh sample, as functions of the Gram matrix C alone (theory.md §3–4).
+//!
+//! For z = (λ, ν) ~ N(0, C) and δ_i = a_i g'(λ_i) r, r = y − ŷ = Σ_m c_m g(z_m) + √Δ ξ with c = (−a, v):
+//! * e_g = ½ E[(y − ŷ)²] without the label noise (the noise adds Δ/2 to the population loss),
+//! * the [`Moments`] E[δλᵀ], E[δνᵀ] and E[δδᵀ] that drive the overlap ODEs.
+//!
+//! Each activation has its own file with its closed forms: [`quadratic`] (Wick/Isserlis),
+//! [`linear`], [`erf`] (Saad–Solla integrals), [`relu`] (arc-cosine kernel; e_g only).
+
+pub mod erf;
+pub mod linear;
+pub mod quadratic;
+pub mod relu;
+
+use crate::model::{Activation, Model};
+use nalgebra::DMatrix;
+
+/// The averages that enter the overlap ODEs (theory.md §4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    /// E[δ_i λ_j] (p×p, not symmetric in general).
+    pub delta_lambda: DMatrix<f64>,
+    /// E[δ_i ν_k] (p×p*).
+    pub delta_nu: DMatrix<f64>,
+    /// E[δ_i δ_j] (p×p), label noise included.
+    pub delta_delta: DMatrix<f64>,
+}
+
+/// Errors of population averages.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PopulationError {
+    /// The activation has no closed-form moments implemented.
+    #[error("the overlap ODE is not available for activation `{0}` (simulation only)")]
+    Unsupported(&'static str),
+}
+
+/// Population error e_g(C) = ½ E[(Σ_m c_m g(z_m))²], z ~ N(0, C), label noise excluded.
+///
+/// ```
+/// use hdsgd::{model::{Activation, Model}, population::population_error};
+/// use nalgebra::DMatrix;
+/// // theory.md §4 check: p = p* = 1, a = v = 1, Q = P = 1; M = 1 gives 0, M = 0 gives 2.
+/// let m = Model::new(Activation::Quadratic, vec![1.0], vec![1.0], 0.0);
+/// let c = |mm: f64| DMatrix::from_row_slice(2, 2, &[1.0, mm, mm, 1.0]);
+/// assert!(population_error(&m, &c(1.0)).abs() < 1e-14);
+/// assert!((population_error(&m, &c(0.0)) - 2.0).abs() < 1e-14);
+/// ```
+pub fn population_error(model: &Model, c: &DMatrix<f64>) -> f64 {
+    let coef = model.signed_coefficients();
+    match model.activation {
+        Activation::Quadratic => quadratic::population_error(&coef, c),
+        Activation::Linear => linear::population_error(&coef, c),
+        Activation::Erf => erf::population_error(&coef, c),
+        Activation::Relu => relu::population_error(&coef, c),
+    }
+}
+
+/// The ODE moments at Gram matrix C (see [`Moments`]).
+pub fn moments(model: &Model, c: &DMatrix<f64>) -> Result<Moments, PopulationError> {
+    match model.activation {
+        Activation::Quadratic => Ok(quadratic::moments(model, c)),
+        Activation::Linear => Ok(linear::moments(model, c)),
+        Activation::Erf => Ok(erf::moments(model, c)),
+        Activation::Relu => Err(PopulationError::Unsupported("relu")),
+    }
+}
+
+/// Whether [`moments`] (hence the ODE) is available for this activation.
+pub fn has_ode(activation: Activation) -> bool {
+    !matches!(activation, Activation::Relu)
+}
+
+/// Monte-Carlo estimates of e_g and the [`Moments`] with their standard errors, for tests of the
+/// closed forms: `samples` draws of z = L g (L Lᵀ = C) and ξ.
+#[doc(hidden)]
+pub mod monte_carlo {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_distr::StandardNormal;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// Mean and standard error of each entry of a matrix-valued random variable.
+    pub struct Estimate {
+        pub mean: DMatrix<f64>,
+        pub se: DMatrix<f64>,
+    }
+
+    /// Estimates (e_g as 1×1, E[δλᵀ], E[δνᵀ], E[δδᵀ]).
+    pub fn estimate(model: &Model, c: &DMatrix<f64>, samples: usize, seed: u64) -> [Estimate; 4] {
+        let (p, k) = (model.p(), model.p_star());
+        let l = c.clone().cholesky().expect("C must be positive definite").l();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let shapes = [(1, 1), (p, p), (p, k), (p, p)];
+        let mut sum: Vec<DMatrix<f64>> = shapes.iter().map(|&(r, c)| DMatrix::zeros(r, c)).collect();
+        let mut sum2 = sum.clone();
+        let g = model.activation;
+        let mut z = vec![0.0; p + k];
+        let mut delta = vec![0.0; p];
+        for _ in 0..samples {
+            let u: Vec<f64> = (0..p + k).map(|_| rng.sample(StandardNormal)).collect();
+            for (i, zi) in z.iter_mut().enumerate() {
+                *zi = (0..=i).map(|j| l[(i, j)] * u[j]).sum();
+            }
+            let xi: f64 = rng.sample(StandardNormal);
+            let r0 = model.teacher_output(&z[p..]) - model.student_output(&z[..p]);
+            let r = r0 + model.noise.sqrt() * xi;
+            for i in 0..p {
+                delta[i] = model.a[i] * g.dg(z[i]) * r;
+            }
+            let vals = [
+                DMatrix::from_element(1, 1, 0.5 * r0 * r0),
+                DMatrix::from_fn(p, p, |i, j| delta[i] * z[j]),
+                DMatrix::from_fn(p, k, |i, j| delta[i] * z[p + j]),
+                DMatrix::from_fn(p, p, |i, j| delta[i] * delta[j]),
+            ];
+            for (s, (s2, v)) in sum.iter_mut().zip(sum2.iter_mut().zip(vals)) {
+                *s += &v;
+                *s2 += v.component_mul(&v);
+            }
+        }
+        let n = samples as f64;
+        let mut out = sum.into_iter().zip(sum2).map(|(s, s2)| {
+            let mean = s / n;
+            let var = s2 / n - mean.component_mul(&mean);
+            let se = var.map(|v| (v.max(0.0) / (n - 1.0)).sqrt());
+            Estimate { mean, se }
+        });
+        [
+            out.next().unwrap(),
+            out.next().unwrap(),
+            out.next().unwrap(),
+            out.next().unwrap(),
+        ]
+    }
+
+    /// A random symmetric positive-definite matrix C = B Bᵀ/d + ε I of size `d`, for tests.
+    pub fn random_spd(d: usize, seed: u64) -> DMatrix<f64> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let b = DMatrix::from_fn(d, d, |_, _| rng.sample::<f64, _>(StandardNormal));
+        &b * b.transpose() / d as f64 + DMatrix::identity(d, d) * 0.2
+    }
+
+    /// Asserts |closed − mc| ≤ k·se entrywise (plus a tiny absolute floor for exact zeros).
+    pub fn assert_within(name: &str, closed: &DMatrix<f64>, est: &Estimate, k: f64) {
+        for i in 0..closed.nrows() {
+            for j in 0..closed.ncols() {
+                let (x, m, s) = (closed[(i, j)], est.mean[(i, j)], est.se[(i, j)]);
+                assert!(
+                    (x - m).abs() <= k * s + 1e-12,
+                    "{name}[{i},{j}]: closed form {x} vs Monte Carlo {m} ± {s} (|diff| = {:.2} se)",
+                    (x - m).abs() / s
+                );
+            }
+        }
+    }
+}

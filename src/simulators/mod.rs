@@ -1,0 +1,92 @@
+//! Finite-N simulators of one-pass SGD (theory.md §2). Each produces the overlaps and e_g on a time
+//! grid, with the same [`Simulator`] interface:
+//! * [`direct`]: the ground truth, online SGD on the N-dimensional weights;
+//! * [`chain`]: the exact reduced Gram-chain simulation for isotropic Gaussian inputs (theory.md §7).
+
+pub mod chain;
+pub mod direct;
+
+use crate::model::{Model, Training};
+use crate::overlaps::Overlaps;
+use crate::population::population_error;
+use std::ops::ControlFlow;
+
+/// One recorded point of a trajectory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// t = (samples seen)/N.
+    pub t: f64,
+    /// Q and M at t (P is constant: see [`Trajectory::initial`]).
+    pub overlaps: Overlaps,
+    /// Population error e_g(C) from the exact overlaps, label noise excluded.
+    pub eg: f64,
+    /// Mean per-sample training loss ½(y − ŷ)² (label noise included) over the samples since the
+    /// previous record; `None` for a record with no sample before it (t = 0).
+    pub train_loss: Option<f64>,
+}
+
+impl Record {
+    /// A record with e_g computed from the overlaps.
+    pub fn new(model: &Model, t: f64, overlaps: Overlaps, train_loss: Option<f64>) -> Self {
+        let eg = population_error(model, &overlaps.gram());
+        Record {
+            t,
+            overlaps,
+            eg,
+            train_loss,
+        }
+    }
+}
+
+/// A finished (or stopped) run.
+#[derive(Debug, Clone)]
+pub struct Trajectory {
+    /// The exact overlaps at t = 0 (the matched ODE starts here).
+    pub initial: Overlaps,
+    /// The recorded points, in time order.
+    pub records: Vec<Record>,
+    /// Time at which the run diverged (non-finite or exploding overlaps), if it did.
+    pub diverged_at: Option<f64>,
+    /// Number of samples consumed.
+    pub samples: u64,
+}
+
+/// A finite-N SGD simulator, ready to run from its initial condition.
+///
+/// `observe` is called at every record; returning `ControlFlow::Break(())` stops the run there
+/// (the stop hook an escape-time measurement needs).
+pub trait Simulator {
+    /// Exact overlaps of the initial condition.
+    fn initial_overlaps(&self) -> Overlaps;
+
+    /// Runs to the last time of `grid` (increasing times t = samples/N), recording at each grid
+    /// time rounded to a whole number of steps (see [`grid_steps`]).
+    fn run(&mut self, grid: &[f64], observe: &mut dyn FnMut(&Record) -> ControlFlow<()>) -> Trajectory;
+}
+
+/// The step counts at which a grid is recorded: s_k = round(t_k N / B), without repeats
+/// (t = s·B/N is the time actually recorded).
+///
+/// ```
+/// assert_eq!(hdsgd::simulators::grid_steps(&[0.0, 0.001, 0.002, 1.0], 1000, 1), vec![0, 1, 2, 1000]);
+/// assert_eq!(hdsgd::simulators::grid_steps(&[0.0, 0.0001, 1.0], 1000, 2), vec![0, 500]);
+/// ```
+pub fn grid_steps(grid: &[f64], n: usize, batch: usize) -> Vec<u64> {
+    let mut steps: Vec<u64> = grid
+        .iter()
+        .map(|&t| (t * n as f64 / batch as f64).round() as u64)
+        .collect();
+    steps.dedup();
+    steps
+}
+
+/// Common parameters of a simulated run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub model: Model,
+    pub training: Training,
+    /// Input dimension N.
+    pub n: usize,
+    /// A run diverges when an overlap exceeds this in absolute value (or is non-finite).
+    pub divergence_bound: f64,
+}
