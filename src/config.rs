@@ -462,11 +462,19 @@ impl Experiment {
         let all_columns = Overlaps::column_names(p, p_star);
         let plot_columns = match &c.output.plot {
             Some(cols) => {
+                let probe = Overlaps::new(
+                    DMatrix::zeros(p, p),
+                    DMatrix::zeros(p, p_star),
+                    DMatrix::zeros(p_star, p_star),
+                );
                 for col in cols {
-                    if !all_columns.contains(col) {
+                    if probe.observable(col).is_none() {
                         return Err(field_err(
                             "output.plot",
-                            format!("unknown column `{col}` (have {all_columns:?})"),
+                            format!(
+                                "unknown observable `{col}` (have tr_q, norm_m, {})",
+                                all_columns.join(", ")
+                            ),
                         ));
                     }
                 }
