@@ -64,7 +64,7 @@ mod tests {
     /// the moment closed forms: central finite difference of e_g along (dQ, dM), relative 1e-6.
     #[test]
     fn gradient_flow_decreases_eg_at_the_exact_rate() {
-        for act in [Activation::Quadratic, Activation::Linear] {
+        for act in [Activation::Quadratic, Activation::Linear, Activation::Erf] {
             for seed in 0..3 {
                 let (model, ov) = setup(act, seed);
                 let tr = Training {
