@@ -258,9 +258,9 @@ windows = [[0.5, 1.0], [1.5, 2.0]]
     };
     hdsgd::analysis::scaling::command(&exp, &opts).unwrap();
     let csv = std::fs::read_to_string(tmp.path().join("s/scaling.csv")).unwrap();
-    // 2 N × 5 times × (e_g + 5 overlaps) rows.
-    assert_eq!(csv.lines().count(), 1 + 2 * 5 * 6);
+    // 2 N × 5 times × (e_g + 5 overlaps + tr_q + norm_m) rows.
+    assert_eq!(csv.lines().count(), 1 + 2 * 5 * 8);
     let fits = std::fs::read_to_string(tmp.path().join("s/scaling_fits.csv")).unwrap();
-    assert_eq!(fits.lines().count(), 1 + 6 * 2 * 4);
+    assert_eq!(fits.lines().count(), 1 + 8 * 2 * 4);
     assert!(tmp.path().join("s/scaling_collapse.svg").exists());
 }

@@ -404,7 +404,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Hash of everything a run's escape time depends on (model, training, initialisation, simulator,
 /// seeds, grid, escape rule and crate version): resumed runs must match it.
 pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
-    let v = json!({
+    let mut v = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "model": exp.model,
         "training": exp.training,
@@ -416,6 +416,10 @@ pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
         "grid": exp.grid,
         "rule": format!("{rule:?}"),
     });
+    // Added only when present, so that the hash of the default (uninformed) start is unchanged.
+    if let Some(mix) = &exp.init.student_mix {
+        v["student_mix"] = json!(mix);
+    }
     format!("{:016x}", fnv1a(v.to_string().as_bytes()))
 }
 

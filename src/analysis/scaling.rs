@@ -2,7 +2,7 @@
 //!
 //! At finite N the overlaps fluctuate around the ODE with standard deviation ~ N^{-1/2} and a mean
 //! bias ~ N^{-1} (away from instabilities). `hdsgd scaling` simulates every (N, seed), and at each
-//! record time and for each observable (e_g and every overlap) computes the mean and variance over
+//! record time and for each observable (e_g, every overlap, tr Q and ‖M‖_F) computes the mean and variance over
 //! seeds and the mean deviation from two ODEs:
 //! * the matched ODE, started from each run's own initial overlaps;
 //! * the typical ODE, started from Q₀ = σ₀² I, M₀ = 0 (P = I, or `[init] p`). For the quadratic
@@ -174,11 +174,12 @@ pub fn fit_window(stats: &[WindowStats]) -> Vec<Option<PowerLawFit>> {
     ]
 }
 
-fn observable_value(ov: &Overlaps, eg: f64, j: usize) -> f64 {
-    if j == 0 {
+/// Observable `name` ("eg", an overlap column, "tr_q" or "norm_m").
+fn observable_value(ov: &Overlaps, eg: f64, name: &str) -> f64 {
+    if name == "eg" {
         eg
     } else {
-        ov.to_state()[j - 1]
+        ov.observable(name).unwrap_or(f64::NAN)
     }
 }
 
@@ -220,6 +221,8 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let typical_start = super::stability::symmetric_start(p, exp.sigma0, &p_teacher);
     let mut names = vec!["eg".to_string()];
     names.extend(Overlaps::column_names(p, k));
+    // The rotation-invariant observables: self-averaging even after the escape (module doc).
+    names.extend(["tr_q".to_string(), "norm_m".to_string()]);
     let windows: Vec<[f64; 2]> = if cfg.windows.is_empty() {
         vec![[
             exp.grid.get(1).copied().unwrap_or(0.0),
@@ -265,7 +268,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                         r.trajectory
                             .records
                             .iter()
-                            .map(|rec| observable_value(&rec.overlaps, rec.eg, j))
+                            .map(|rec| observable_value(&rec.overlaps, rec.eg, name))
                             .collect()
                     })
                     .collect(),
@@ -276,7 +279,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                         o.overlaps
                             .iter()
                             .zip(&o.eg)
-                            .map(|(ov, eg)| observable_value(ov, *eg, j))
+                            .map(|(ov, eg)| observable_value(ov, *eg, name))
                             .collect()
                     })
                     .collect(),
@@ -285,7 +288,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                         .overlaps
                         .iter()
                         .zip(&typical.eg)
-                        .map(|(ov, eg)| observable_value(ov, *eg, j))
+                        .map(|(ov, eg)| observable_value(ov, *eg, name))
                         .collect()
                 } else {
                     vec![f64::NAN; times.len()]

@@ -166,7 +166,12 @@ pub fn find_plateau(
         variant,
         ..OdeOptions::default()
     };
-    let mut last: Option<(f64, Overlaps)> = None;
+    // The most stationary point seen so far. An unstable plateau is left again once rounding
+    // errors in its unstable directions have grown (e.g. the permutation-symmetric plateau of the
+    // erf committee): the integration then stops when |F| has risen 1e3-fold above a minimum
+    // below `leave_tol`, and Newton starts from that minimum.
+    let leave_tol = 1e-4;
+    let mut best: Option<(f64, f64, Overlaps)> = None;
     let sol = integrate(
         model,
         training,
@@ -174,23 +179,27 @@ pub fn find_plateau(
         &[0.0, opts.t_max],
         &ode_opts,
         |t, ov: &Overlaps| {
-            let f = rhs_state(model, training, variant, &ov.p, &ov.to_state()).map(|f| f.amax());
-            let stop = matches!(f, Ok(r) if r < opts.stationary_tol);
-            last = Some((t, ov.clone()));
-            stop
+            let Ok(r) = rhs_state(model, training, variant, &ov.p, &ov.to_state()).map(|f| f.amax()) else {
+                return true;
+            };
+            if best.as_ref().is_none_or(|b| r < b.0) {
+                best = Some((r, t, ov.clone()));
+            }
+            let r_min = best.as_ref().map_or(f64::INFINITY, |b| b.0);
+            r < opts.stationary_tol || (r_min < leave_tol && r > 1e3 * r_min)
         },
     )?;
-    let (t_stationary, mut ov) = match (&sol.stop, last) {
-        (Some(OdeStop::Hook { .. }), Some((t, ov))) => (t, ov),
+    let (t_stationary, mut ov) = match (&sol.stop, best) {
         (Some(OdeStop::Diverged { t }), _) => bail!(
             "no plateau: the ODE from the symmetric start (Q0 = σ0² I, M0 = 0) diverges at t = {t} (learning rate beyond the plateau's existence?)"
         ),
         (Some(OdeStop::Failed { t, message }), _) => bail!(
             "no plateau: the ODE from the symmetric start diverges or fails at t = {t} ({message}; a finite-time blow-up gives a step-size underflow)"
         ),
+        (_, Some((r, t, ov))) if r < leave_tol => (t, ov),
         _ => bail!(
             "no plateau: the ODE from the symmetric start is not stationary (|dstate/dt| ≥ {}) by t = {}",
-            opts.stationary_tol,
+            leave_tol,
             opts.t_max
         ),
     };
@@ -522,5 +531,28 @@ mod tests {
                 assert!((&j * &d - dd).amax() < 1e-7);
             }
         }
+    }
+
+    /// The erf committee p = p* = 2 (a = v = 1): from M = 0 the flow reaches the permutation-
+    /// symmetric (unspecialised) plateau, all M_ik equal, which rounding errors eventually leave;
+    /// the search must stop there, and its single unstable direction is the specialisation mode
+    /// M ∝ [[1, −1], [−1, 1]] (Saad & Solla 1995).
+    #[test]
+    fn erf_symmetric_plateau_and_specialisation_mode() {
+        let model = Model::new(Activation::Erf, vec![1.0; 2], vec![1.0; 2], 0.0);
+        let tr = training(1.0);
+        let start = symmetric_start(2, 0.1, &DMatrix::identity(2, 2));
+        let pl = find_plateau(&model, &tr, OdeVariant::Full, &start, &PlateauOptions::default()).unwrap();
+        let m = &pl.overlaps.m;
+        assert!(m[(0, 0)] > 0.1 && (m.max() - m.min()) < 1e-10, "{m}");
+        assert!((pl.overlaps.q[(0, 0)] - pl.overlaps.q[(1, 1)]).abs() < 1e-10);
+        assert!(pl.eg > 1e-3);
+        let s = linearise(&model, &tr, OdeVariant::Full, pl, 1e-5).unwrap();
+        assert_eq!(s.unstable_count, 1);
+        let v = s.unstable_vector.unwrap();
+        // State order: q_0_0, q_0_1, q_1_1, m_0_0, m_0_1, m_1_0, m_1_1.
+        let expect = [0.0, 0.0, 0.0, 0.5, -0.5, -0.5, 0.5];
+        let dot: f64 = v.iter().zip(expect).map(|(a, b)| a * b).sum();
+        assert!(dot.abs() > 1.0 - 1e-8, "{v}");
     }
 }
