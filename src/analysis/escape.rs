@@ -309,8 +309,12 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
 pub struct EscapeSummary {
     pub n: usize,
     pub count: usize,
+    /// Runs that did not escape (t_max reached, or diverged).
     pub censored: usize,
-    /// Mean, std and standard error over the escaped runs (biased low when some are censored).
+    /// Of which diverged (a competing outcome near the learning-rate edge, not a late escape).
+    pub diverged: usize,
+    /// Mean, std and standard error over the escaped runs (biased low when some runs reached t_max
+    /// without escaping; conditional on not diverging).
     pub mean: f64,
     pub std: f64,
     pub se: f64,
@@ -347,6 +351,7 @@ pub fn summarize_runs(runs: &[EscapeRun]) -> Vec<EscapeSummary> {
                 n,
                 count: rs.len(),
                 censored: rs.len() - escaped.len(),
+                diverged: rs.iter().filter(|r| r.status == EscapeStatus::Diverged).count(),
                 mean: s.mean,
                 std: s.std,
                 se: s.se,
@@ -358,13 +363,16 @@ pub fn summarize_runs(runs: &[EscapeRun]) -> Vec<EscapeSummary> {
         .collect()
 }
 
-/// Weighted least-squares fit of mean t_esc = c·ln N + b over the N without censored runs and
-/// with at least two escaped runs (weights 1/s.e.², parameter errors from the s.e. themselves).
+/// Whether an N enters the fit: no run reached t_max without escaping (the mean would be biased),
+/// at least two escaped runs. Diverged runs are left out of the mean (reported in the summary).
+pub fn usable_for_fit(s: &EscapeSummary) -> bool {
+    s.censored == s.diverged && s.count - s.censored >= 2 && s.se > 0.0
+}
+
+/// Weighted least-squares fit of mean t_esc = c·ln N + b over the N that are
+/// [`usable_for_fit`] (weights 1/s.e.², parameter errors from the s.e. themselves).
 pub fn fit_log_n(summaries: &[EscapeSummary]) -> Option<LinearFit> {
-    let used: Vec<&EscapeSummary> = summaries
-        .iter()
-        .filter(|s| s.censored == 0 && s.count >= 2 && s.se > 0.0)
-        .collect();
+    let used: Vec<&EscapeSummary> = summaries.iter().filter(|s| usable_for_fit(s)).collect();
     let x: Vec<f64> = used.iter().map(|s| (s.n as f64).ln()).collect();
     let y: Vec<f64> = used.iter().map(|s| s.mean).collect();
     let se: Vec<f64> = used.iter().map(|s| s.se).collect();
@@ -584,15 +592,16 @@ fn write_outputs(
     }
     write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
     let summaries = summarize_runs(runs);
-    let mut csv = String::from("n,ln_n,count,censored,mean,std,se,q25,median,q75\n");
+    let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
     for s in &summaries {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             s.n,
             (s.n as f64).ln(),
             s.count,
             s.censored,
+            s.diverged,
             s.mean,
             s.std,
             s.se,
@@ -607,6 +616,7 @@ fn write_outputs(
     let pp = (exp.model.p() * exp.model.p_star()) as f64;
     let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
+    let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
     let fit_json = json!({
         "model": "mean t_escape = slope·ln N + intercept, weighted least squares (weights 1/se², se of the parameters from the per-N se), over the N without censored runs",
         "slope": fit.map(|f| f.slope),
@@ -615,12 +625,13 @@ fn write_outputs(
         "se_intercept": fit.map(|f| f.se_intercept),
         "chi2": fit.map(|f| f.chi2),
         "dof": fit.map(|f| f.dof),
-        "n_used": summaries.iter().filter(|s| s.censored == 0 && s.count >= 2).map(|s| s.n).collect::<Vec<_>>(),
+        "n_used": summaries.iter().filter(|s| usable_for_fit(s)).map(|s| s.n).collect::<Vec<_>>(),
         "theory_slope": slope_theory,
         "theory_std": std_theory,
         "theory_std_formula": "√ψ′(p p*/2)/(2μ) (initial-overlap fluctuations only, theory.md §6)",
         "slope_minus_theory_in_se": match (fit, slope_theory) { (Some(f), Some(s)) => Some((f.slope - s) / f.se_slope), _ => None },
         "censored_runs": censored,
+        "diverged_runs": diverged,
         "criterion": cfg,
         "stability": to_json(exp, stability, popts),
     });
@@ -643,11 +654,11 @@ fn write_outputs(
     )?;
     {
         println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
-        println!("  N      count censored   mean      s.e.     std     median");
+        println!("  N      count censored diverged   mean      s.e.     std     median");
         for s in &summaries {
             println!(
-                "  {:<6} {:>5} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
-                s.n, s.count, s.censored, s.mean, s.se, s.std, s.median
+                "  {:<6} {:>5} {:>8} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+                s.n, s.count, s.censored, s.diverged, s.mean, s.se, s.std, s.median
             );
         }
         if let Some(f) = fit {
@@ -662,8 +673,14 @@ fn write_outputs(
                 std_theory.unwrap_or(f64::NAN)
             );
         }
-        if censored > 0 {
-            println!("  warning: {censored} censored run(s) (no escape before t_max or diverged); N with censored runs are left out of the fit");
+        if censored > diverged {
+            println!(
+                "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
+                censored - diverged
+            );
+        }
+        if diverged > 0 {
+            println!("  warning: {diverged} run(s) diverged (listed in escape_times.csv, left out of the means)");
         }
     }
     if exp.figures {
