@@ -355,12 +355,6 @@ impl Experiment {
                 if !(s.divergence_bound.is_finite() && s.divergence_bound > 0.0) {
                     return Err(field_err("simulation.divergence_bound", "must be a positive number"));
                 }
-                if s.simulator == SimulatorKind::Chain {
-                    return Err(field_err(
-                        "simulation.simulator",
-                        "\"chain\" is not available in this build yet",
-                    ));
-                }
                 (s.simulator, ns, seeds, s.base_seed, s.divergence_bound)
             }
             None => (SimulatorKind::Direct, vec![], 0, 0, bound()),
