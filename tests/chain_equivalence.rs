@@ -5,7 +5,8 @@
 //!
 //! Design. For N ∈ {20, 50, 200}, B ∈ {1, 4} and three models (a quadratic committee with weight
 //! decay and label noise; an erf committee with a Gaussian teacher and label noise; an erf committee
-//! started from a zero student, whose Gram matrix starts singular), with a mini-batch learning rate
+//! started from a zero student, whose Gram matrix starts singular; a quadratic committee with a
+//! random teacher and an informed start), with a mini-batch learning rate
 //! η = B·η₁ (the same ODE limit for both B), run `SEEDS` independent
 //! seeds of each simulator and compare the two samples at t = 0 (the initial law), t = 1 and t = 4
 //! with two-sample Kolmogorov–Smirnov tests on every entry of Q, M (and P when the teacher is random,
@@ -25,7 +26,7 @@
 //!
 //! Cost: about 1.2·10⁷ direct samples at N ≤ 200, a few seconds in release on 2 cores.
 
-use hdsgd::init::TeacherInit;
+use hdsgd::init::{InitSpec, TeacherInit};
 use hdsgd::model::{Activation, Model, Training};
 use hdsgd::overlaps::Overlaps;
 use hdsgd::population::population_error;
@@ -57,6 +58,18 @@ struct Case {
     teacher: TeacherInit,
     /// Standard deviation of the initial student entries (0: singular initial C).
     sigma0: f64,
+    /// Informed start: student rows Σ_k mix_ik w*_k + σ₀ g_i.
+    mix: Option<Vec<Vec<f64>>>,
+}
+
+impl Case {
+    fn init(&self) -> InitSpec {
+        InitSpec {
+            teacher: self.teacher,
+            sigma0: self.sigma0,
+            student_mix: self.mix.clone(),
+        }
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -71,6 +84,7 @@ fn cases() -> Vec<Case> {
             eta1: 0.4,
             teacher: TeacherInit::Orthonormal,
             sigma0: 1.0,
+            mix: None,
         },
         Case {
             name: "erf p=2 p*=2",
@@ -82,6 +96,7 @@ fn cases() -> Vec<Case> {
             eta1: 0.8,
             teacher: TeacherInit::Gaussian,
             sigma0: 1.0,
+            mix: None,
         },
         // A zero student: C starts singular (rank p*) and its rank grows during the run.
         Case {
@@ -94,6 +109,20 @@ fn cases() -> Vec<Case> {
             eta1: 0.5,
             teacher: TeacherInit::Orthonormal,
             sigma0: 0.0,
+            mix: None,
+        },
+        // An informed start (M₀ = mix·P + O(N^{-1/2})) with a random teacher.
+        Case {
+            name: "quadratic p=2 p*=2 informed",
+            activation: Activation::Quadratic,
+            a: vec![0.5, 0.5],
+            v: vec![0.5, 0.5],
+            noise: 0.0,
+            weight_decay: 0.0,
+            eta1: 0.5,
+            teacher: TeacherInit::Gaussian,
+            sigma0: 0.5,
+            mix: Some(vec![vec![0.6, 0.0], vec![0.2, -0.4]]),
         },
     ]
 }
@@ -138,6 +167,7 @@ enum Sim {
 fn sample(case: &Case, n: usize, batch: usize, which: Sim) -> Vec<Vec<Overlaps>> {
     let sp = spec(case, n, batch);
     let steps = grid_steps(&TIMES, n, batch);
+    let init = case.init();
     assert_eq!(steps.len(), TIMES.len());
     // Disjoint seed families for the two simulators and for each B (independent samples).
     let base = if which == Sim::Direct { 11 } else { 22 } + 100 * batch as u64;
@@ -147,13 +177,13 @@ fn sample(case: &Case, n: usize, batch: usize, which: Sim) -> Vec<Vec<Overlaps>>
             let seed = run_seed(base, n, i);
             match which {
                 Sim::Direct => trajectory(
-                    DirectSimulator::new(sp.clone(), case.teacher, case.sigma0, seed),
+                    DirectSimulator::with_init(sp.clone(), &init, seed),
                     &steps,
                     DirectSimulator::step,
                     DirectSimulator::overlaps,
                 ),
                 Sim::Chain | Sim::WrongChain => {
-                    let mut sim = ChainSimulator::new(sp.clone(), case.teacher, case.sigma0, seed);
+                    let mut sim = ChainSimulator::with_init(sp.clone(), &init, seed);
                     if which == Sim::WrongChain {
                         sim = sim.with_unit_input_norm();
                     }

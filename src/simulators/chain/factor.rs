@@ -34,7 +34,7 @@
 //! complement into g). So a zero student (σ₀ = 0) starts with r̃ = r_t and grows by B' per step up
 //! to d; no numerical rank decision is ever taken.
 
-use crate::init::TeacherInit;
+use crate::init::{InitSpec, TeacherInit};
 use crate::rng::{standard_normal, SimRng};
 use rand_distr::{ChiSquared, Distribution};
 
@@ -150,25 +150,24 @@ impl GramFactor {
         }
     }
 
-    /// A random initial factor with exactly the law of [`crate::init`]: teacher rows iid N(0, I_N)
-    /// (or Gram–Schmidt orthonormalised to norm √N, so P = I), student rows iid N(0, σ₀² I_N).
+    /// A random initial factor with exactly the law of [`crate::init::initial_weights`]: teacher
+    /// rows iid N(0, I_N) (or Gram–Schmidt orthonormalised to norm √N, so P = I), student rows
+    /// w_i = Σ_k mix_ik w*_k + σ₀ g_i with g_i iid N(0, I_N) (mix = 0 unless `student_mix` is given).
     ///
     /// The d rows (teacher first) of an iid Gaussian d × N matrix are T Vᵀ with V Haar-orthonormal
     /// and T the Bartlett factor (Wishart(N, I_d) Gram). Gram–Schmidt of the teacher rows returns
-    /// the first p* columns of V (T_kk > 0), so the orthonormal teacher is the identity block and
-    /// the student coordinates are σ₀ T/√N in both cases.
+    /// the first p* columns of V (T_kk > 0), so the orthonormal teacher is the identity block; the
+    /// student coordinates are σ₀ T_i/√N plus the mix of the teacher coordinates, in both cases.
     ///
     /// `self` must be a fresh [`GramFactor::zeros`] (it fixes p, p*, N and B).
-    pub fn initialise(&mut self, rng: &mut SimRng, chi: &ChiTable, teacher: TeacherInit, sigma0: f64) {
-        let (p, p_star, n) = (self.p, self.p_star, self.n);
-        let fac = self;
-        let d = p + p_star;
-        let stride = fac.stride;
-        let cols = bartlett(rng, chi, 0, d, stride, &mut fac.f);
+    pub fn initialise(&mut self, rng: &mut SimRng, chi: &ChiTable, init: &InitSpec) {
+        let (p_star, n, stride) = (self.p_star, self.n, self.stride);
+        let d = self.d();
+        let cols = bartlett(rng, chi, 0, d, stride, &mut self.f);
         let scale = 1.0 / (n as f64).sqrt();
         for k in 0..p_star {
-            let row = &mut fac.f[k * stride..k * stride + cols];
-            match teacher {
+            let row = &mut self.f[k * stride..k * stride + cols];
+            match init.teacher {
                 TeacherInit::Gaussian => row.iter_mut().for_each(|t| *t *= scale),
                 TeacherInit::Orthonormal => {
                     assert!(p_star <= n, "orthonormal teacher needs p* ≤ N");
@@ -178,13 +177,18 @@ impl GramFactor {
                 }
             }
         }
-        for i in p_star..d {
-            fac.f[i * stride..i * stride + cols]
-                .iter_mut()
-                .for_each(|t| *t *= sigma0 * scale);
+        let (teacher, student) = self.f.split_at_mut(p_star * stride);
+        for (i, row) in student.chunks_exact_mut(stride).enumerate() {
+            row[..cols].iter_mut().for_each(|t| *t *= init.sigma0 * scale);
+            if let Some(mix) = &init.student_mix {
+                for (k, &c) in mix[i].iter().enumerate() {
+                    let tk = &teacher[k * stride..k * stride + cols];
+                    row[..cols].iter_mut().zip(tk).for_each(|(x, t)| *x += c * t);
+                }
+            }
         }
-        // A zero student uses no direction beyond the teacher's (any larger count is exact too).
-        fac.width = if sigma0 == 0.0 { fac.rt } else { cols };
+        // With σ₀ = 0 the students lie in the teacher span (any larger count is exact too).
+        self.width = if init.sigma0 == 0.0 { self.rt } else { cols };
     }
 
     /// C_ab = F_a · F_b in the internal row order (teacher rows 0..p*, student rows p*..d).
@@ -266,6 +270,14 @@ mod tests {
     use nalgebra::DMatrix;
     use rand::SeedableRng;
 
+    fn init(teacher: TeacherInit, sigma0: f64) -> InitSpec {
+        InitSpec {
+            teacher,
+            sigma0,
+            student_mix: None,
+        }
+    }
+
     fn gram_internal(f: &GramFactor, w: usize) -> DMatrix<f64> {
         let d = f.d();
         DMatrix::from_fn(d, d, |a, b| {
@@ -282,7 +294,7 @@ mod tests {
             let n = 1000;
             let chi = ChiTable::new(n, p + ps + extra);
             let mut fac = GramFactor::zeros(p, ps, n, extra);
-            fac.initialise(&mut rng, &chi, TeacherInit::Gaussian, 0.7);
+            fac.initialise(&mut rng, &chi, &init(TeacherInit::Gaussian, 0.7));
             let w = fac.width + extra;
             for i in ps..p + ps {
                 for j in 0..w {
@@ -348,12 +360,24 @@ mod tests {
         let mut rng = SimRng::seed_from_u64(2);
         let chi = ChiTable::new(50, 5);
         let mut fac = GramFactor::zeros(2, 3, 50, 1);
-        fac.initialise(&mut rng, &chi, TeacherInit::Orthonormal, 1.0);
+        fac.initialise(&mut rng, &chi, &init(TeacherInit::Orthonormal, 1.0));
         let c = fac.gram();
         assert_eq!(c.view((2, 2), (3, 3)).into_owned(), DMatrix::identity(3, 3));
         let mut zero = GramFactor::zeros(2, 3, 50, 1);
-        zero.initialise(&mut rng, &chi, TeacherInit::Orthonormal, 0.0);
+        zero.initialise(&mut rng, &chi, &init(TeacherInit::Orthonormal, 0.0));
         assert_eq!(zero.width, 3);
         assert_eq!(zero.gram().view((0, 0), (2, 5)).amax(), 0.0);
+        // Informed start with σ₀ = 0: M₀ = mix·P and Q₀ = mix·P·mixᵀ exactly (here P = I).
+        let mut warm = GramFactor::zeros(2, 3, 50, 1);
+        let mix = vec![vec![0.5, 0.0, -0.2], vec![0.0, 0.3, 0.0]];
+        let spec = InitSpec {
+            student_mix: Some(mix.clone()),
+            ..init(TeacherInit::Orthonormal, 0.0)
+        };
+        warm.initialise(&mut rng, &chi, &spec);
+        let mm = DMatrix::from_fn(2, 3, |i, k| mix[i][k]);
+        let c = warm.gram();
+        assert!((c.view((0, 2), (2, 3)) - &mm).amax() < 1e-15);
+        assert!((c.view((0, 0), (2, 2)) - &mm * mm.transpose()).amax() < 1e-15);
     }
 }

@@ -17,7 +17,7 @@ use self::factor::{bartlett, ChiTable, GramFactor};
 use super::{grid_steps, Record, RunSpec, Simulator, Trajectory};
 use crate::config::Experiment;
 use crate::experiments::runner::{run_spec, RunTask};
-use crate::init::TeacherInit;
+use crate::init::{InitSpec, TeacherInit};
 use crate::model::Activation;
 use crate::overlaps::Overlaps;
 use crate::rng::{standard_normal, stream, SimRng};
@@ -91,11 +91,22 @@ impl ChainSimulator {
     /// (teacher as `teacher`, student rows iid N(0, σ₀²)); initial condition and SGD samples come
     /// from separate streams of `seed`.
     pub fn new(spec: RunSpec, teacher: TeacherInit, sigma0: f64, seed: u64) -> Self {
+        let init = InitSpec {
+            teacher,
+            sigma0,
+            student_mix: None,
+        };
+        Self::with_init(spec, &init, seed)
+    }
+
+    /// A run whose initial Gram matrix has the law of [`crate::init::initial_weights`] for `init`
+    /// (including an informed start), as `DirectSimulator::with_init`.
+    pub fn with_init(spec: RunSpec, init: &InitSpec, seed: u64) -> Self {
         let (p, k, n, b) = (spec.model.p(), spec.model.p_star(), spec.n, spec.training.batch);
         let chi = ChiTable::new(n, p + k + b);
-        let mut init = stream(seed, INIT_STREAM);
+        let mut rng = stream(seed, INIT_STREAM);
         let mut factor = GramFactor::zeros(p, k, n, b);
-        factor.initialise(&mut init, &chi, teacher, sigma0);
+        factor.initialise(&mut rng, &chi, init);
         Self::from_factor(spec, factor, chi, seed)
     }
 
@@ -308,12 +319,7 @@ impl Simulator for ChainSimulator {
 
 /// Builds a chain simulator for a task (called by `experiments::runner::build_simulator`).
 pub fn build(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
-    Box::new(ChainSimulator::new(
-        run_spec(exp, task.n),
-        exp.teacher_init,
-        exp.sigma0,
-        task.seed,
-    ))
+    Box::new(ChainSimulator::with_init(run_spec(exp, task.n), &exp.init, task.seed))
 }
 
 /// Throughput of the chain in samples per second on the calling thread: `samples` samples of one
