@@ -288,6 +288,12 @@ impl FastNormal {
         FastNormal { s, isa }
     }
 
+    /// Switches the instruction set (the stream is the same on all of them); falls back to
+    /// portable if `isa` is unavailable.
+    pub fn set_isa(&mut self, isa: Isa) {
+        self.isa = if isa.available() { isa } else { Isa::Portable };
+    }
+
     /// The instruction set in use.
     pub fn isa(&self) -> Isa {
         self.isa
