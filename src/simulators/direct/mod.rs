@@ -181,6 +181,17 @@ impl DirectSimulator {
         loss
     }
 
+    /// `steps` SGD steps without recording (the fast path of [`Simulator::run`], for benchmarks
+    /// and callers that only need the final weights); returns the summed training loss.
+    pub fn advance(&mut self, steps: u64) -> f64 {
+        let mut loss = 0.0;
+        for _ in 0..steps {
+            loss += self.step_fused();
+        }
+        self.flush();
+        loss
+    }
+
     /// Applies the pending update of the last step to W (no-op if none).
     fn flush(&mut self) {
         let s = &mut self.scratch;
