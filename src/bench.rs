@@ -83,11 +83,17 @@ pub struct BenchCell {
     pub floor_stream_ns: f64,
     pub floor_ns: f64,
     pub step_over_floor: f64,
-    /// Multi-seed throughput: threads, total samples/s, speed-up over one core, efficiency.
+    /// Multi-seed throughput: threads, total samples/s, speed-up over one core, efficiency, all on
+    /// the wall clock (speed-up against the one-core wall-clock rate).
     pub par_threads: usize,
     pub par_samples_per_s: Option<f64>,
     pub par_speedup: Option<f64>,
     pub par_efficiency: Option<f64>,
+    /// The same with each thread's rate on its own CPU clock, summed (against the one-core CPU rate):
+    /// what is left when other processes do not compete for the cores (memory and cache sharing).
+    pub par_cpu_samples_per_s: Option<f64>,
+    pub par_cpu_speedup: Option<f64>,
+    pub par_cpu_efficiency: Option<f64>,
 }
 
 /// The whole bench, as written by `--json`.
@@ -197,8 +203,10 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Samples per second of `threads` independent seeds run concurrently for about `budget` seconds.
-fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> f64 {
+/// Samples per second of `threads` independent seeds run concurrently for about `budget` seconds:
+/// (wall-clock total, sum over threads of each thread's rate on its own CPU clock). The second
+/// discounts time-sharing with other processes and keeps the cost of sharing caches and memory.
+fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> (f64, f64) {
     let mut sims: Vec<DirectSimulator> = (0..threads)
         .map(|t| simulator(act, n, p, 100 + t as u64, isa))
         .collect();
@@ -206,20 +214,20 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
         s.advance(1);
     }
     let barrier = std::sync::Barrier::new(threads);
-    let results: Vec<(u64, f64)> = std::thread::scope(|scope| {
+    let results: Vec<(u64, f64, f64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = sims
             .iter_mut()
             .map(|sim| {
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
-                    let t0 = Instant::now();
+                    let (t0, c0) = (Instant::now(), thread_cpu_seconds());
                     let mut done = 0u64;
                     while t0.elapsed().as_secs_f64() < budget {
                         black_box(sim.advance(4));
                         done += 4;
                     }
-                    (done, t0.elapsed().as_secs_f64())
+                    (done, t0.elapsed().as_secs_f64(), thread_cpu_seconds() - c0)
                 })
             })
             .collect();
@@ -227,7 +235,8 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
     });
     let total: u64 = results.iter().map(|r| r.0).sum();
     let time = results.iter().map(|r| r.1).fold(0.0, f64::max);
-    total as f64 / time
+    let cpu_rate: f64 = results.iter().map(|r| r.0 as f64 / r.2).sum();
+    (total as f64 / time, cpu_rate)
 }
 
 /// Measures one (N, p) for the given activations.
@@ -298,6 +307,7 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
         drop(sim);
         let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
         let single = 1e9 / step;
+        let single_wall = 1e9 / timing.wall;
         cells.push(BenchCell {
             activation: act.name().into(),
             n,
@@ -315,9 +325,12 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             floor_ns: floor_gauss * n as f64 / npad as f64 + floor_stream,
             step_over_floor: step / (floor_gauss * n as f64 / npad as f64 + floor_stream),
             par_threads: threads,
-            par_samples_per_s: par,
-            par_speedup: par.map(|r| r / single),
-            par_efficiency: par.map(|r| r / single / threads as f64),
+            par_samples_per_s: par.map(|r| r.0),
+            par_speedup: par.map(|r| r.0 / single_wall),
+            par_efficiency: par.map(|r| r.0 / single_wall / threads as f64),
+            par_cpu_samples_per_s: par.map(|r| r.1),
+            par_cpu_speedup: par.map(|r| r.1 / single),
+            par_cpu_efficiency: par.map(|r| r.1 / single / threads as f64),
         });
     }
     cells
@@ -337,11 +350,11 @@ fn fmt_us(ns: f64) -> String {
 /// The table printed by `hdsgd bench` (times per sample in µs).
 pub fn table(cells: &[BenchCell]) -> String {
     let mut s = String::from(
-        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff\n",
+        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x\n",
     );
     for c in cells {
         s += &format!(
-            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8}\n",
+            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9}\n",
             c.activation,
             c.n,
             c.p,
@@ -357,6 +370,7 @@ pub fn table(cells: &[BenchCell]) -> String {
             c.step_over_floor,
             c.par_speedup.map_or("-".into(), |v| format!("{v:.2}")),
             c.par_efficiency.map_or("-".into(), |v| format!("{:.0}%", 100.0 * v)),
+            c.par_cpu_speedup.map_or("-".into(), |v| format!("{v:.2}")),
         );
     }
     s
