@@ -223,8 +223,12 @@ fn draw_panel<'a>(area: &'a Area, panel: &Panel) -> Result<(), Box<dyn std::erro
                     chart.draw_series(LineSeries::new(pts.clone(), style))?
                 };
                 if !s.label.is_empty() {
+                    let gap = if s.dashed { 4 } else { 0 };
                     anno.label(s.label.as_str()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle::from(&c).stroke_width(2))
+                        let style = ShapeStyle::from(&c).stroke_width(2);
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (8 - gap / 2, 0)], style)
+                            + PathElement::new(vec![(8 + gap / 2, 0), (16, 0)], style)
                     });
                 }
             }
