@@ -429,6 +429,15 @@ impl Experiment {
                 "ode.initial = \"explicit\" needs init.q0 and init.m0",
             ));
         }
+        if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
+            return Err(field_err(
+                "ode.initial",
+                format!(
+                    "\"explicit\" needs the overlap ODE, which `{}` does not have",
+                    c.model.activation.name()
+                ),
+            ));
+        }
         if o.initial == OdeInitial::Matched && c.simulation.is_none() {
             return Err(field_err(
                 "ode.initial",
