@@ -329,7 +329,7 @@ impl Simulator for DirectSimulator {
                 let l = self.step_fused();
                 done += 1;
                 loss_sum += l;
-                if !l.is_finite() || (done % check_every == 0 && !self.flushed_overlaps().is_bounded(bound)) {
+                if !l.is_finite() || (done.is_multiple_of(check_every) && !self.flushed_overlaps().is_bounded(bound)) {
                     traj.diverged_at = Some(time(done));
                     break 'records;
                 }
