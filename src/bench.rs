@@ -101,7 +101,10 @@ pub struct BenchCell {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub cpu: String,
+    /// Kernels of the step (projections, updates, stream pass).
     pub isa: String,
+    /// Code path of the Gaussian generator (same stream on all paths).
+    pub generator: String,
     pub cores: usize,
     pub budget_s: f64,
     /// Clock of the one-core times.
@@ -419,10 +422,11 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
     let threads = if args.threads == 0 { cores } else { args.threads };
     let load_start = load_average();
     eprintln!(
-        "hdsgd bench: {} ({} cores), kernels {}, {budget} s per quantity, load average {load_start}",
+        "hdsgd bench: {} ({} cores), kernels {}, generator {}, {budget} s per quantity, load average {load_start}",
         cpu_name(),
         cores,
-        isa.name()
+        isa.name(),
+        FastNormal::with_isa(0, isa).simd_name()
     );
     let mut cells = Vec::new();
     for &n in &ns {
@@ -439,6 +443,7 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
     let report = BenchReport {
         cpu: cpu_name(),
         isa: isa.name().into(),
+        generator: FastNormal::with_isa(0, isa).simd_name().into(),
         cores,
         budget_s: budget,
         clock: "thread CPU time (CLOCK_THREAD_CPUTIME_ID); par_* on the wall clock".into(),
@@ -446,6 +451,10 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         load_average_end: load_average(),
         cells,
     };
+    println!(
+        "kernels {}, generator {}; one-core times on the thread CPU clock, best of 5 batches",
+        report.isa, report.generator
+    );
     println!(
         "load average (1, 5, 15 min): {} at start, {} at end",
         report.load_average_start, report.load_average_end

@@ -314,6 +314,15 @@ impl FastNormal {
         self.isa = if isa.available() { isa } else { Isa::Portable };
     }
 
+    /// The code path that generates: "avx512f", "avx2" or "portable" (all give the same stream).
+    pub fn simd_name(&self) -> &'static str {
+        match (self.isa, self.wide) {
+            (Isa::Avx2Fma, true) => "avx512f",
+            (Isa::Avx2Fma, false) => "avx2",
+            (Isa::Portable, _) => "portable",
+        }
+    }
+
     /// The instruction set in use.
     pub fn isa(&self) -> Isa {
         self.isa
