@@ -66,7 +66,7 @@ fn check_rows(len_w: usize, stride: usize, rows: usize, j0: usize, len: usize) {
     );
 }
 
-/// acc_r += Σ_{j<len} w[r·stride + j0 + j] · x[j] for rows r < acc.len()  (projections λ, ν).
+/// `acc_r += Σ_{j<len} w[r·stride + j0 + j] · x[j]` for rows r < acc.len()  (projections λ, ν).
 #[inline]
 pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &mut [Acc]) {
     let (rows, len) = (acc.len(), x.len());
@@ -87,8 +87,8 @@ pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &
 }
 
 /// The fused pass over one chunk for B = 1: for rows r < acc.len(),
-/// w_r[j] ← c_r·xp[j] + decay·w_r[j] (the pending update of the previous step), then
-/// acc_r += w_r[j]·xn[j] (the projection of the new input on the updated row).
+/// `w_r[j] ← c_r·xp[j] + decay·w_r[j]` (the pending update of the previous step), then
+/// `acc_r += w_r[j]·xn[j]` (the projection of the new input on the updated row).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn update_dot_rows(
@@ -123,8 +123,8 @@ pub fn update_dot_rows(
     }
 }
 
-/// The rank-B update of one row segment: w[j] ← c_0·x_0[j] + decay·w[j], then w[j] ← c_b·x_b[j] + w[j]
-/// for b = 1..B, with x_b = xs[b·x_stride..]. This is theory.md §2's update with decay = 1 − ηℓ₂/N
+/// The rank-B update of one row segment: `w[j] ← c_0·x_0[j] + decay·w[j]`, then
+/// `w[j] ← c_b·x_b[j] + w[j]` for b = 1..B, with `x_b = xs[b·x_stride..]`. This is theory.md §2's update with decay = 1 − ηℓ₂/N
 /// and c_b = η δ^b/(B√N).
 #[inline]
 pub fn axpy_row(isa: Isa, w: &mut [f64], decay: f64, c: &[f64], xs: &[f64], x_stride: usize) {
