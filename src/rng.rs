@@ -338,10 +338,10 @@ impl FastNormal {
         );
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` is Avx2Fma only if the CPU has AVX2 and FMA (checked in with_isa).
+            // SAFETY: `wide` is set only if the CPU has AVX-512F (wide_available).
             Isa::Avx2Fma if self.wide => unsafe { avx512::fill(&mut self.s, out) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
+            // SAFETY: `isa` is Avx2Fma only if the CPU has AVX2 and FMA (with_isa, set_isa).
             Isa::Avx2Fma => unsafe { avx2::fill(&mut self.s, out) },
             _ => self.fill_portable(out),
         }
