@@ -76,10 +76,18 @@ pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &
         // SAFETY: Avx2Fma is only selected on CPUs that have it; bounds checked above.
         Isa::Avx2Fma => unsafe { super::avx2::dot_rows(w.as_ptr().add(j0), stride, x, acc) },
         _ => {
+            // Blocks of 8 (one per lane) so that LLVM vectorises with the baseline SIMD.
             for (r, a) in acc.iter_mut().enumerate() {
                 let row = &w[r * stride + j0..r * stride + j0 + len];
-                for (j, (wj, xj)) in row.iter().zip(x).enumerate() {
-                    a[j % 8] += wj * xj;
+                let (wc, xc) = (row.chunks_exact(8), x.chunks_exact(8));
+                let (wt, xt) = (wc.remainder(), xc.remainder());
+                for (wb, xb) in wc.zip(xc) {
+                    for l in 0..8 {
+                        a[l] += wb[l] * xb[l];
+                    }
+                }
+                for (l, (wj, xj)) in wt.iter().zip(xt).enumerate() {
+                    a[l] += wj * xj;
                 }
             }
         }
@@ -113,11 +121,20 @@ pub fn update_dot_rows(
             for (r, a) in acc.iter_mut().enumerate() {
                 let row = &mut w[r * stride + j0..r * stride + j0 + len];
                 let cr = c[r];
-                for (j, wj) in row.iter_mut().enumerate() {
-                    let d = if decay == 1.0 { *wj } else { decay * *wj };
-                    *wj = cr * xp[j] + d;
-                    a[j % 8] += *wj * xn[j];
+                let mut upd = |wb: &mut [f64], pb: &[f64], nb: &[f64]| {
+                    for l in 0..wb.len() {
+                        let d = if decay == 1.0 { wb[l] } else { decay * wb[l] };
+                        wb[l] = cr * pb[l] + d;
+                        a[l] += wb[l] * nb[l];
+                    }
+                };
+                // Blocks of 8 (one per lane), then the tail into lanes 0.., as in dot_rows.
+                let mut wc = row.chunks_exact_mut(8);
+                for ((wb, pb), nb) in (&mut wc).zip(xp.chunks_exact(8)).zip(xn.chunks_exact(8)) {
+                    upd(wb, pb, nb);
                 }
+                let t = len - len % 8;
+                upd(wc.into_remainder(), &xp[t..], &xn[t..]);
             }
         }
     }
