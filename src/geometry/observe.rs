@@ -1,10 +1,11 @@
 //! The `hdsgd run` hook of the geometry observables (`[geometry] observables`), called once after
 //! the run's own outputs are written:
 //!
-//! * "conserved": `geometry.csv` with columns `n,seed,source,t,eg,drift,i_k_l…` (source `sgd` for the
+//! * "conserved": `geometry.csv` with columns `n,seed,source,t,eg,qperp_min,drift,i_k_l…` (source `sgd` for the
 //!   simulation, `ode` for the matched ODE; i_k_l the entries k ≤ l of I(t) = M̃ᵀQ⊥⁻¹M̃, 0-based;
-//!   drift = ‖I(t) − I(0)‖_F/‖I(0)‖_F), `geometry.json` (per run and per N: the largest and the
-//!   final drift), and `geometry_drift.svg` (mean drift over seeds vs t per N, ODE dashed). Rows where
+//!   drift = ‖I(t) − I(0)‖_F/‖I(0)‖_F, qperp_min the smallest eigenvalue of Q⊥ = Q − MP⁻¹Mᵀ),
+//!   `geometry.json` (per run and per N: the largest and the final drift, and the largest drift in
+//!   the well-conditioned window λ_min(Q⊥(t)) ≥ [`WINDOW_FLOOR`]·λ_min(Q⊥(0))), and `geometry_drift.svg` (mean drift over seeds vs t per N, ODE dashed). Rows where
 //!   Q⊥ is numerically singular (long after convergence) have empty I and drift fields.
 //! * "selection": `selection.csv` with `n,seed,eg_final,converged,dist,dist_min,ratio,dist_to_selected`
 //!   (dist = ‖W∞ − W₀‖²_F/N at the last record, dist_min the Procrustes minimum, ratio = dist/dist_min,
@@ -13,7 +14,7 @@
 //!   run results, so each run is simulated again from its seed (bit-identical: checked against the
 //!   run's recorded final overlaps), which doubles the simulation cost.
 
-use super::conserved::{conserved_quantity, relative_drift};
+use super::conserved::{conserved_quantity, orthogonal_part, relative_drift};
 use super::selection::{distance2, procrustes_minimum, selected_weights};
 use super::GeometryObservable;
 use crate::config::{Experiment, SimulatorKind};
@@ -46,11 +47,23 @@ pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads:
     Ok(())
 }
 
-/// One point of an I(t) series: (t, e_g, (I(t), drift) or `None` where Q⊥ is singular).
-type Point = (f64, f64, Option<(DMatrix<f64>, f64)>);
+/// One point of an I(t) series.
+struct Point {
+    t: f64,
+    eg: f64,
+    /// Smallest eigenvalue of Q⊥ (NaN if P is singular).
+    qperp_min: f64,
+    /// I(t) and its relative drift, `None` where Q⊥ is singular.
+    value: Option<(DMatrix<f64>, f64)>,
+}
 
 /// Per run: (N, SGD times, SGD drifts, ODE times, ODE drifts).
 type DriftCurves = (usize, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// The "well-conditioned window" of a series: records with λ_min(Q⊥(t)) ≥ WINDOW_FLOOR·λ_min(Q⊥(0)).
+/// Beyond it (the student aligned with the teacher) I(t) is a ratio of vanishing quantities and
+/// its numerical error (~ integrator error / λ_min(Q⊥) for the ODE) dominates.
+pub const WINDOW_FLOOR: f64 = 1e-3;
 
 /// I(t) along one series of (t, overlaps, e_g); `None` entries where Q⊥ is singular.
 /// Errors if I(0) itself is unavailable (degenerate start).
@@ -59,7 +72,8 @@ fn series(exp: &Experiment, pts: impl Iterator<Item = (f64, Overlaps, f64)>) -> 
     let mut i0: Option<DMatrix<f64>> = None;
     for (t, ov, eg) in pts {
         let i = conserved_quantity(&ov, t, &exp.model, &exp.training);
-        let entry = match (&i0, i) {
+        let qperp_min = orthogonal_part(&ov).map_or(f64::NAN, |q| q.symmetric_eigenvalues().min());
+        let value = match (&i0, i) {
             (None, Ok(i)) => {
                 i0 = Some(i.clone());
                 Some((i, 0.0))
@@ -73,14 +87,19 @@ fn series(exp: &Experiment, pts: impl Iterator<Item = (f64, Overlaps, f64)>) -> 
             }
             (Some(_), Err(_)) => None,
         };
-        out.push((t, eg, entry));
+        out.push(Point {
+            t,
+            eg,
+            qperp_min,
+            value,
+        });
     }
     Ok(out)
 }
 
 fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Result<()> {
     let k = exp.model.p_star();
-    let mut csv = String::from("n,seed,source,t,eg,drift");
+    let mut csv = String::from("n,seed,source,t,eg,qperp_min,drift");
     for a in 0..k {
         for b in a..k {
             let _ = write!(csv, ",i_{a}_{b}");
@@ -114,9 +133,9 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
         let mut summary = json!({"n": n, "seed": seed});
         for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
             let Some(s) = s else { continue };
-            for (t, eg, entry) in s {
-                let _ = write!(csv, "{n},{seed},{name},{t},{eg},");
-                match entry {
+            for pt in s {
+                let _ = write!(csv, "{n},{seed},{name},{},{},{},", pt.t, pt.eg, pt.qperp_min);
+                match &pt.value {
                     Some((i, d)) => {
                         let _ = write!(csv, "{d}");
                         for a in 0..k {
@@ -129,20 +148,24 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
                 }
                 csv.push('\n');
             }
-            let drifts: Vec<f64> = s.iter().filter_map(|(_, _, e)| e.as_ref().map(|x| x.1)).collect();
+            let drifts: Vec<f64> = s.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).collect();
+            let floor = WINDOW_FLOOR * s[0].qperp_min;
+            let window: Vec<&Point> = s.iter().take_while(|p| p.qperp_min >= floor).collect();
             summary[name] = json!({
                 "max_drift": drifts.iter().copied().fold(0.0, f64::max),
                 "final_drift": drifts.last(),
-                "singular_rows": s.iter().filter(|x| x.2.is_none()).count(),
+                "window_t_end": window.last().map(|p| p.t),
+                "max_drift_window": window.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).fold(0.0, f64::max),
+                "singular_rows": s.iter().filter(|x| x.value.is_none()).count(),
             });
         }
         runs.push(summary);
         let drift_of =
-            |s: &[Point]| -> Vec<f64> { s.iter().map(|(_, _, e)| e.as_ref().map_or(f64::NAN, |x| x.1)).collect() };
-        let t: Vec<f64> = sgd.iter().map(|x| x.0).collect();
+            |s: &[Point]| -> Vec<f64> { s.iter().map(|p| p.value.as_ref().map_or(f64::NAN, |x| x.1)).collect() };
+        let t: Vec<f64> = sgd.iter().map(|x| x.t).collect();
         let (ode_t, ode_d) = ode
             .as_ref()
-            .map(|o| (o.iter().map(|x| x.0).collect(), drift_of(o)))
+            .map(|o| (o.iter().map(|x| x.t).collect(), drift_of(o)))
             .unwrap_or_default();
         curves.push((n, t, drift_of(&sgd), ode_t, ode_d));
     }
@@ -158,13 +181,17 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
     for (ci, &n) in exp.ns.iter().enumerate() {
         let mine: Vec<_> = curves.iter().filter(|c| c.0 == n).collect();
         let stat = |src: &str| {
-            let v: Vec<f64> = runs
-                .iter()
-                .filter(|r| r["n"] == n)
-                .filter_map(|r| r[src]["max_drift"].as_f64())
-                .collect();
-            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            json!({"mean_max_drift": mean, "runs": v.len()})
+            let mean_of = |key: &str| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r["n"] == n)
+                    .filter_map(|r| r[src][key].as_f64())
+                    .collect();
+                (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
+            };
+            let (m, runs) = mean_of("max_drift");
+            json!({"mean_max_drift": m, "mean_max_drift_window": mean_of("max_drift_window").0,
+                   "mean_window_t_end": mean_of("window_t_end").0, "runs": runs})
         };
         per_n.push(json!({"n": n, "sgd": stat("sgd"), "ode": stat("ode")}));
         let t = mine
