@@ -2,7 +2,7 @@
 //! [`Experiment`] every command works from. Every key is documented in README.md.
 
 use crate::grid::{time_grid, GridKind};
-use crate::init::TeacherInit;
+use crate::init::{InitSpec, TeacherInit};
 use crate::model::{Activation, Model, SecondLayer, SecondLayerKind, Training};
 use crate::ode::{OdeOptions, OdeVariant};
 use crate::overlaps::Overlaps;
@@ -82,6 +82,9 @@ pub struct InitConfig {
     /// while M₀ ~ N^{-1/2} (an uninformed start).
     #[serde(default = "unit")]
     pub sigma0: f64,
+    /// Informed start: student rows w_i = Σ_k student_mix[i][k] w*_k + σ₀ g_i (a p×p* matrix).
+    /// Default: absent (uninformed start).
+    pub student_mix: Option<Vec<Vec<f64>>>,
     /// Explicit initial Q (p×p), for `initial = "explicit"` ODE runs.
     pub q0: Option<Vec<Vec<f64>>>,
     /// Explicit initial M (p×p*).
@@ -99,6 +102,7 @@ impl Default for InitConfig {
         InitConfig {
             teacher: TeacherInit::default(),
             sigma0: 1.0,
+            student_mix: None,
             q0: None,
             m0: None,
             p: None,
@@ -257,6 +261,8 @@ pub struct Experiment {
     pub training: Training,
     pub teacher_init: TeacherInit,
     pub sigma0: f64,
+    /// The initial condition of simulated runs (teacher kind, σ₀, informed mix).
+    pub init: InitSpec,
     pub simulator: SimulatorKind,
     /// Input dimensions (empty for ODE-only experiments).
     pub ns: Vec<usize>,
@@ -334,6 +340,14 @@ impl Experiment {
             return Err(field_err("init.sigma0", format!("must be ≥ 0 (got {})", c.init.sigma0)));
         }
 
+        if let Some(mix) = &c.init.student_mix {
+            matrix(mix, p, p_star, "init.student_mix")?;
+        }
+        let init = InitSpec {
+            teacher: c.init.teacher,
+            sigma0: c.init.sigma0,
+            student_mix: c.init.student_mix.clone(),
+        };
         let (simulator, ns, seeds, base_seed, divergence_bound) = match &c.simulation {
             Some(s) => {
                 if s.n.is_empty() {
@@ -448,11 +462,19 @@ impl Experiment {
         let all_columns = Overlaps::column_names(p, p_star);
         let plot_columns = match &c.output.plot {
             Some(cols) => {
+                let probe = Overlaps::new(
+                    DMatrix::zeros(p, p),
+                    DMatrix::zeros(p, p_star),
+                    DMatrix::zeros(p_star, p_star),
+                );
                 for col in cols {
-                    if !all_columns.contains(col) {
+                    if probe.observable(col).is_none() {
                         return Err(field_err(
                             "output.plot",
-                            format!("unknown column `{col}` (have {all_columns:?})"),
+                            format!(
+                                "unknown observable `{col}` (have tr_q, norm_m, {})",
+                                all_columns.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -481,6 +503,7 @@ impl Experiment {
             training,
             teacher_init: c.init.teacher,
             sigma0: c.init.sigma0,
+            init,
             simulator,
             ns,
             seeds,

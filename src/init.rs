@@ -57,3 +57,47 @@ pub fn student_weights<R: Rng + ?Sized>(rng: &mut R, p: usize, n: usize, sigma0:
     w.mapv_inplace(|x| x * sigma0);
     w
 }
+
+/// The whole initial condition of a simulated run.
+///
+/// Student rows are w_i = Σ_k mix_ik w*_k + σ₀ g_i with g_i iid N(0, I_N): with `student_mix` absent
+/// (the default) an uninformed start, M₀ ~ N^{-1/2}; with it an informed ("warm") start,
+/// M₀ ≈ mix·P, Q₀ ≈ mix·P·mixᵀ + σ₀² I, useful to compare SGD with the ODE away from the plateau.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitSpec {
+    pub teacher: TeacherInit,
+    pub sigma0: f64,
+    /// p × p* mixing matrix (rows of the student), if any.
+    pub student_mix: Option<Vec<Vec<f64>>>,
+}
+
+/// Initial (student, teacher) weights of a run, drawn from `rng` (teacher first, then student).
+///
+/// ```
+/// use hdsgd::init::{initial_weights, InitSpec, TeacherInit};
+/// use rand::SeedableRng;
+/// let spec = InitSpec { teacher: TeacherInit::Orthonormal, sigma0: 0.0, student_mix: Some(vec![vec![0.5]]) };
+/// let mut rng = hdsgd::rng::SimRng::seed_from_u64(1);
+/// let (w, ws) = initial_weights(&mut rng, 1, 1, 100, &spec);
+/// assert!((w.row(0).dot(&ws.row(0)) / 100.0 - 0.5).abs() < 1e-12);
+/// ```
+pub fn initial_weights<R: Rng + ?Sized>(
+    rng: &mut R,
+    p: usize,
+    p_star: usize,
+    n: usize,
+    spec: &InitSpec,
+) -> (Array2<f64>, Array2<f64>) {
+    let w_star = teacher_weights(rng, p_star, n, spec.teacher);
+    let mut w = student_weights(rng, p, n, spec.sigma0);
+    if let Some(mix) = &spec.student_mix {
+        for (i, row) in mix.iter().enumerate() {
+            for (k, &c) in row.iter().enumerate() {
+                if c != 0.0 {
+                    w.row_mut(i).scaled_add(c, &w_star.row(k));
+                }
+            }
+        }
+    }
+    (w, w_star)
+}

@@ -130,6 +130,40 @@ impl Overlaps {
         names
     }
 
+    /// A named scalar observable: a column `q_i_j` / `m_i_k` (any i, j order for Q), or the
+    /// rotation-invariant `tr_q` (tr Q) and `norm_m` (‖M‖_F = (Σ M_ik²)^{1/2}), which are the
+    /// meaningful averages over seeds when the model has a sign or rotational symmetry (g = z²).
+    ///
+    /// ```
+    /// use hdsgd::overlaps::Overlaps;
+    /// use nalgebra::DMatrix;
+    /// let o = Overlaps::new(DMatrix::identity(2, 2), DMatrix::from_row_slice(2, 1, &[3.0, -4.0]), DMatrix::identity(1, 1));
+    /// assert_eq!(o.observable("norm_m"), Some(5.0));
+    /// assert_eq!(o.observable("m_1_0"), Some(-4.0));
+    /// assert_eq!(o.observable("tr_q"), Some(2.0));
+    /// assert_eq!(o.observable("q_2_0"), None);
+    /// ```
+    pub fn observable(&self, name: &str) -> Option<f64> {
+        match name {
+            "tr_q" => return Some(self.q.trace()),
+            "norm_m" => return Some(self.m.norm()),
+            _ => {}
+        }
+        let mut parts = name.split('_');
+        let kind = parts.next()?;
+        let i: usize = parts.next()?.parse().ok()?;
+        let j: usize = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let mat = match kind {
+            "q" => &self.q,
+            "m" => &self.m,
+            _ => return None,
+        };
+        (i < mat.nrows() && j < mat.ncols()).then(|| mat[(i, j)])
+    }
+
     /// True when every entry is finite and every |Q_ij| ≤ `bound` (the divergence test).
     pub fn is_bounded(&self, bound: f64) -> bool {
         self.q

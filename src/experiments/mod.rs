@@ -275,24 +275,17 @@ pub fn mean_std<'a>(curves: impl Iterator<Item = &'a [f64]>) -> (Vec<f64>, Vec<f
     (mean, std)
 }
 
-fn column_value(ov: &Overlaps, names: &[String], col: &str) -> f64 {
-    let idx = names.iter().position(|c| c == col).expect("validated column");
-    ov.to_state()[idx]
-}
-
 /// Figures of `hdsgd run`: e_g(t) (`eg.svg`) and the chosen overlaps (`overlaps.svg`): simulation
 /// mean ± std over seeds per N (solid, shaded) against the ODE (dashed: mean of the matched ODEs,
 /// or the explicit one).
 fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option<&OdeSolution>) -> Result<()> {
-    let names = Overlaps::column_names(exp.model.p(), exp.model.p_star());
     type Observable = Box<dyn Fn(&Overlaps, f64) -> f64>;
     let mut observables: Vec<(String, Observable)> = vec![("e_g".into(), Box::new(|_: &Overlaps, eg: f64| eg))];
     for col in &exp.plot_columns {
-        let names = names.clone();
-        let col2 = col.clone();
+        let name = col.clone();
         observables.push((
             col.clone(),
-            Box::new(move |ov: &Overlaps, _| column_value(ov, &names, &col2)),
+            Box::new(move |ov: &Overlaps, _| ov.observable(&name).expect("validated observable")),
         ));
     }
     let mut panels = vec![];

@@ -97,6 +97,42 @@ fn range(series: &[Series], log: bool, pick: impl Fn(&Series) -> Vec<f64>) -> (f
     }
 }
 
+/// The corner of the panel with the fewest data points, for the legend.
+fn legend_corner(panel: &Panel, xr: (f64, f64), yr: (f64, f64)) -> SeriesLabelPosition {
+    let unit = |v: f64, (lo, hi): (f64, f64), log: bool| {
+        if log {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
+    let mut counts = [0usize; 4];
+    for s in &panel.series {
+        for (&x, &y) in s.x.iter().zip(&s.y) {
+            if !(usable(x, panel.log_x) && usable(y, panel.log_y)) {
+                continue;
+            }
+            let (u, v) = (unit(x, xr, panel.log_x), unit(y, yr, panel.log_y));
+            let right = u > 0.55;
+            let left = u < 0.45;
+            let top = v > 0.55;
+            let bottom = v < 0.45;
+            counts[0] += (right && top) as usize;
+            counts[1] += (right && bottom) as usize;
+            counts[2] += (left && top) as usize;
+            counts[3] += (left && bottom) as usize;
+        }
+    }
+    let best = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
+    [
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::LowerLeft,
+    ][best]
+        .clone()
+}
+
 /// Draws `panels` in a grid of `cols` columns into an SVG file.
 pub fn draw(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
     let cols = cols.max(1).min(panels.len().max(1));
@@ -175,8 +211,12 @@ fn draw_panel<'a>(area: &'a Area, panel: &Panel) -> Result<(), Box<dyn std::erro
                     chart.draw_series(LineSeries::new(pts.clone(), style))?
                 };
                 if !s.label.is_empty() {
+                    let gap = if s.dashed { 4 } else { 0 };
                     anno.label(s.label.as_str()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle::from(&c).stroke_width(2))
+                        let style = ShapeStyle::from(&c).stroke_width(2);
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (8 - gap / 2, 0)], style)
+                            + PathElement::new(vec![(8 + gap / 2, 0), (16, 0)], style)
                     });
                 }
             }
@@ -185,7 +225,7 @@ fn draw_panel<'a>(area: &'a Area, panel: &Panel) -> Result<(), Box<dyn std::erro
                     .configure_series_labels()
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.3))
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(legend_corner(panel, xr, yr))
                     .draw()?;
             }
         }};

@@ -2,7 +2,7 @@
 //! results are bit-identical whatever the thread count.
 
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
-use crate::init::{student_weights, teacher_weights};
+use crate::init::initial_weights;
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use crate::population::PopulationError;
@@ -53,7 +53,7 @@ pub fn run_spec(exp: &Experiment, n: usize) -> RunSpec {
 pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
     let spec = run_spec(exp, task.n);
     match exp.simulator {
-        SimulatorKind::Direct => Box::new(DirectSimulator::new(spec, exp.teacher_init, exp.sigma0, task.seed)),
+        SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed)),
         SimulatorKind::Chain => crate::simulators::chain::build(exp, task),
     }
 }
@@ -63,9 +63,8 @@ pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + 
 pub fn initial_overlaps(exp: &Experiment, task: &RunTask) -> Overlaps {
     match exp.simulator {
         SimulatorKind::Direct => {
-            let mut init = stream(task.seed, 0);
-            let w_star = teacher_weights(&mut init, exp.model.p_star(), task.n, exp.teacher_init);
-            let w = student_weights(&mut init, exp.model.p(), task.n, exp.sigma0);
+            let mut rng = stream(task.seed, 0);
+            let (w, w_star) = initial_weights(&mut rng, exp.model.p(), exp.model.p_star(), task.n, &exp.init);
             Overlaps::from_weights(w.view(), w_star.view())
         }
         SimulatorKind::Chain => build_simulator(exp, task).initial_overlaps(),
@@ -182,4 +181,36 @@ pub fn record_times(exp: &Experiment, n: usize) -> Vec<f64> {
         .iter()
         .map(|&s| s as f64 * b as f64 / n as f64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cheap initial overlaps used by `hdsgd ode` are exactly those the simulator starts from.
+    #[test]
+    fn initial_overlaps_match_the_simulator() {
+        let text = r#"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+[init]
+student_mix = [[0.5], [0.1]]
+[training]
+eta = 0.1
+[simulation]
+n = [30, 50]
+seeds = 2
+[time]
+t_max = 1.0
+"#;
+        let exp = Experiment::from_toml(text, "t").unwrap();
+        for task in tasks(&exp) {
+            assert_eq!(
+                initial_overlaps(&exp, &task),
+                build_simulator(&exp, &task).initial_overlaps()
+            );
+        }
+    }
 }

@@ -8,7 +8,7 @@
 pub mod kernel;
 
 use super::{grid_steps, Record, RunSpec, Simulator, Trajectory};
-use crate::init::{student_weights, teacher_weights, TeacherInit};
+use crate::init::{initial_weights, InitSpec, TeacherInit};
 use crate::overlaps::Overlaps;
 use crate::rng::{fill_standard_normal, standard_normal, stream, SimRng};
 use nalgebra::DMatrix;
@@ -63,9 +63,18 @@ impl DirectSimulator {
     /// A run with random initial weights: teacher as `teacher`, student rows iid N(0, σ₀²).
     /// Initial weights and SGD samples come from separate streams of `seed`.
     pub fn new(spec: RunSpec, teacher: TeacherInit, sigma0: f64, seed: u64) -> Self {
-        let mut init = stream(seed, INIT_STREAM);
-        let w_star = teacher_weights(&mut init, spec.model.p_star(), spec.n, teacher);
-        let w = student_weights(&mut init, spec.model.p(), spec.n, sigma0);
+        let init = InitSpec {
+            teacher,
+            sigma0,
+            student_mix: None,
+        };
+        Self::with_init(spec, &init, seed)
+    }
+
+    /// A run with random initial weights drawn as `init` describes (see [`initial_weights`]).
+    pub fn with_init(spec: RunSpec, init: &InitSpec, seed: u64) -> Self {
+        let mut rng = stream(seed, INIT_STREAM);
+        let (w, w_star) = initial_weights(&mut rng, spec.model.p(), spec.model.p_star(), spec.n, init);
         Self::from_weights(spec, w, w_star, seed)
     }
 
@@ -163,8 +172,9 @@ impl Simulator for DirectSimulator {
         let initial = self.overlaps();
         let bound = self.spec.divergence_bound;
         let time = |s: u64| s as f64 * batch as f64 / n as f64;
-        // The overlaps are also checked once per unit of t between records.
-        let check_every = (n / batch).max(1) as u64;
+        // Besides a non-finite loss (checked every step), the overlaps are compared with the
+        // divergence bound every 1/16 unit of t: an O(16 p/N) overhead.
+        let check_every = (n / (16 * batch)).max(1) as u64;
         let mut traj = Trajectory {
             initial,
             records: Vec::with_capacity(steps.len()),
@@ -205,6 +215,7 @@ impl Simulator for DirectSimulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::{student_weights, teacher_weights};
     use crate::model::{Activation, Model, Training};
     use rand::SeedableRng;
 

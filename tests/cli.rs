@@ -1,0 +1,168 @@
+//! End-to-end tests of the `hdsgd` binary: bad inputs, determinism across thread counts, no silent
+//! overwrite, divergence reporting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SMALL: &str = r#"
+name = "small"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+v = "ones"
+[training]
+eta = 0.2
+[simulation]
+n = [60, 120]
+seeds = 3
+base_seed = 7
+[time]
+t_max = 3.0
+grid = "log"
+t_min = 0.05
+points = 8
+"#;
+
+fn hdsgd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hdsgd"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_inputs_give_errors_naming_the_field_and_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, String, &str); 9] = [
+        ("negative N", SMALL.replace("n = [60, 120]", "n = [-5]"), "simulation.n"),
+        ("zero N", SMALL.replace("n = [60, 120]", "n = [0, 10]"), "simulation.n"),
+        ("p < 1", SMALL.replace("p = 2", "p = 0"), "model.p"),
+        ("eta = 0", SMALL.replace("eta = 0.2", "eta = 0.0"), "training.eta"),
+        ("eta < 0", SMALL.replace("eta = 0.2", "eta = -0.1"), "training.eta"),
+        (
+            "unknown activation",
+            SMALL.replace("\"quadratic\"", "\"softplus\""),
+            "softplus",
+        ),
+        ("malformed TOML", SMALL.replace("[training]", "[training"), "malformed"),
+        ("unknown key", SMALL.replace("seeds = 3", "seeds = 3\nsede = 1"), "sede"),
+        (
+            "grid beyond t_max",
+            SMALL.replace("points = 8", "points = 8\ntimes = [0.5, 4.0]"),
+            "time.times",
+        ),
+    ];
+    for (what, text, needle) in cases {
+        let file = write(tmp.path(), "bad.toml", &text);
+        let out = tmp.path().join("out");
+        let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(!o.status.success(), "{what}: should fail");
+        assert_eq!(o.status.code(), Some(1), "{what}: exit code");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{what}: error should mention `{needle}`: {err}");
+        assert!(!err.contains("panicked"), "{what}: panicked: {err}");
+        assert!(!out.exists(), "{what}: an output folder was created");
+        let c = hdsgd(&["check", file.to_str().unwrap()]);
+        assert_eq!(c.status.code(), Some(1), "{what}: check should fail too");
+    }
+}
+
+#[test]
+fn results_are_identical_with_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "small.toml", SMALL);
+    let mut outputs = vec![];
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("out{threads}"));
+        let o = hdsgd(&[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            threads,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        outputs.push(out);
+    }
+    for f in ["trajectories.csv", "ode.csv", "eg.svg", "overlaps.svg"] {
+        let a = std::fs::read(outputs[0].join(f)).unwrap();
+        let b = std::fs::read(outputs[1].join(f)).unwrap();
+        assert!(!a.is_empty());
+        assert!(a == b, "{f} differs between 1 and 2 threads");
+    }
+    // 2 N × 3 seeds × 9 records + header.
+    let rows = std::fs::read_to_string(outputs[0].join("trajectories.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 2 * 3 * 9);
+    assert!(rows.starts_with("n,seed,t,eg,train_loss,q_0_0,q_0_1,q_1_1,m_0_0,m_1_0\n"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(outputs[0].join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 6);
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn existing_output_is_not_overwritten_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "small.toml", &SMALL.replace("n = [60, 120]", "n = [40]"));
+    let out = tmp.path().join("out");
+    let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let marker = out.join("trajectories.csv");
+    std::fs::write(&marker, "keep me").unwrap();
+    let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "keep me");
+    let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force"]);
+    assert!(o.status.success());
+    assert_ne!(std::fs::read_to_string(&marker).unwrap(), "keep me");
+}
+
+/// theory.md §5: p = p* = 1, a = v = 1, η = 0.5 has no plateau fixed point and Q diverges.
+#[test]
+fn diverging_run_is_reported_with_its_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = SMALL
+        .replace("p = 2", "p = 1")
+        .replace("v = \"ones\"", "v = \"ones\"\na = \"ones\"")
+        .replace("eta = 0.2", "eta = 0.5")
+        .replace("t_max = 3.0", "t_max = 20.0");
+    let file = write(tmp.path(), "div.toml", &text);
+    let out = tmp.path().join("out");
+    let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("diverged at t ="), "{err}");
+    assert!(err.contains("simulation run N = 60"), "{err}");
+    assert!(err.contains("ode run"), "{err}");
+    for f in ["trajectories.csv", "ode.csv"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(
+            !text.to_lowercase().contains("nan") && !text.contains("inf"),
+            "{f} holds non-finite numbers"
+        );
+    }
+}
+
+#[test]
+fn check_prints_the_resolved_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "small.toml", SMALL);
+    let o = hdsgd(&["check", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"]["a"], serde_json::json!([0.5, 0.5]));
+    assert_eq!(v["ns"], serde_json::json!([60, 120]));
+}
