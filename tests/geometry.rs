@@ -76,7 +76,10 @@ fn ode(variant: OdeVariant, tr: &Training, t_max: f64) -> hdsgd::ode::OdeSolutio
 fn conserved_along_gradient_flow_to_integrator_precision() {
     let (model, tr) = (model(), training());
     let sol = ode(OdeVariant::GradientFlow, &tr, 12.0);
-    assert!(sol.eg.last().unwrap() < &(0.05 * sol.eg[0]), "the run must make progress in the window");
+    assert!(
+        sol.eg.last().unwrap() < &(0.05 * sol.eg[0]),
+        "the run must make progress in the window"
+    );
     let drift = max_drift(&model, &tr, sol.t.iter().copied().zip(&sol.overlaps));
     println!("gradient-flow ODE: max relative drift of I over t ≤ 12: {drift:.3e}");
     assert!(drift < 1e-8, "drift {drift}");
@@ -103,7 +106,10 @@ fn full_ode_drift_is_first_order_in_eta() {
         let sol = ode(OdeVariant::Full, &half, 10.0);
         max_drift(&model, &half, sol.t.iter().copied().zip(&sol.overlaps))
     };
-    println!("full ODE: max relative drift over ηt ≤ 0.5, η = 0.1: {d1:.4e}; η = 0.05: {d2:.4e}; ratio {:.3}", d1 / d2);
+    println!(
+        "full ODE: max relative drift over ηt ≤ 0.5, η = 0.1: {d1:.4e}; η = 0.05: {d2:.4e}; ratio {:.3}",
+        d1 / d2
+    );
     assert!(d1 > 1e-4, "the η² term must move I");
     let ratio = d1 / d2;
     assert!((1.5..2.5).contains(&ratio), "ratio {ratio}");
@@ -124,7 +130,10 @@ fn sgd_drift_at_two_n() {
     let times = grid(t_end, 10);
     let sol = ode(OdeVariant::Full, &tr, t_end);
     let i0 = conserved_quantity(&sol.overlaps[0], 0.0, &model, &tr).unwrap();
-    let ode_end = relative_drift(&i0, &conserved_quantity(sol.overlaps.last().unwrap(), t_end, &model, &tr).unwrap());
+    let ode_end = relative_drift(
+        &i0,
+        &conserved_quantity(sol.overlaps.last().unwrap(), t_end, &model, &tr).unwrap(),
+    );
     let mut dev = vec![];
     for &n in &[250usize, 2000] {
         let mut sum_dev = 0.0;
@@ -196,7 +205,10 @@ fn polar_factor_is_frozen_from_isotropic_starts() {
     let end = sol.overlaps.last().unwrap();
     let sel = selected_solution(&start, &model).unwrap();
     let err = (&end.m - &sel.m).amax().max((&end.q - &sel.q).amax());
-    println!("p = p* = 2 end point vs Procrustes solution: {err:.2e} (e_g = {:.2e})", sol.eg.last().unwrap());
+    println!(
+        "p = p* = 2 end point vs Procrustes solution: {err:.2e} (e_g = {:.2e})",
+        sol.eg.last().unwrap()
+    );
     // Converged (e_g ≪ 1e-12): the overlaps then sit within integrator precision of the limit.
     assert!(*sol.eg.last().unwrap() < 1e-12);
     assert!(err < 1e-6);
@@ -210,7 +222,15 @@ fn hessian_counts_at_plateau_and_solution() {
     let model = Model::new(Activation::Quadratic, vec![1.0; 2], vec![1.0], 0.0);
     let tr = training();
     let n = 40;
-    let (plat, rate) = plateau(&model, &tr, &(DMatrix::identity(2, 2) * 0.7), &DMatrix::identity(1, 1), 1e-13).unwrap();
+    let (plat, rate) = plateau(
+        &model,
+        &tr,
+        &(DMatrix::identity(2, 2) * 0.7),
+        &DMatrix::identity(1, 1),
+        OdeVariant::GradientFlow,
+        1e-13,
+    )
+    .unwrap();
     assert!(rate < 1e-12);
     // q* = v p*/(a (p + 2)) = 1/4.
     assert!((&plat.q - DMatrix::identity(2, 2) * 0.25).amax() < 1e-10);
@@ -229,4 +249,3 @@ fn hessian_counts_at_plateau_and_solution() {
     let c = counts(&spectrum(&hessian(&model, &w, &ws)), 1e-6);
     assert_eq!((c.negative, c.zero, c.positive), expected_solution_counts(2, 1, n));
 }
-

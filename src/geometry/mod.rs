@@ -14,6 +14,7 @@
 pub mod conserved;
 pub mod hessian;
 pub mod observe;
+pub mod overparam;
 pub mod selection;
 pub mod spectra;
 
@@ -54,6 +55,10 @@ pub enum GeometryObservable {
     /// ‖W∞ − W₀‖²_F/N vs the Procrustes minimum over the zero-loss manifold, per run:
     /// `selection.csv`, `selection.json`, `selection.svg` (re-simulates each run to access weights).
     Selection,
+    /// Plateau-escape times (e_g < escape_fraction · plateau e_g) for each student width in
+    /// `widths`, with the fit of mean escape time vs ln N and the linear-stability slope 1/(2μ):
+    /// `escape.csv`, `escape.json`, `escape.svg` ([`overparam`]).
+    Escape,
 }
 
 /// `[geometry]` section of an experiment file.
@@ -72,6 +77,16 @@ pub struct GeometryConfig {
     /// A run counts as converged (selection) when its final e_g is below this. Default 1e-4.
     #[serde(default = "converged_eg")]
     pub converged_eg: f64,
+    /// Student widths p of the "escape" study (each run like the experiment, with model.a resolved
+    /// for that p). Default: the experiment's p only.
+    pub widths: Option<Vec<i64>>,
+    /// A run has escaped the plateau when e_g < escape_fraction · e_g(plateau). Default 0.5.
+    #[serde(default = "escape_fraction")]
+    pub escape_fraction: f64,
+}
+
+fn escape_fraction() -> f64 {
+    0.5
 }
 
 fn hessian_n() -> i64 {
@@ -91,6 +106,8 @@ impl Default for GeometryConfig {
             hessian_n: hessian_n(),
             zero_tol: zero_tol(),
             converged_eg: converged_eg(),
+            widths: None,
+            escape_fraction: escape_fraction(),
         }
     }
 }
@@ -110,6 +127,17 @@ impl GeometryConfig {
         }
         if !(self.converged_eg.is_finite() && self.converged_eg > 0.0) {
             return err("converged_eg", format!("must be > 0 (got {})", self.converged_eg));
+        }
+        if !(self.escape_fraction > 0.0 && self.escape_fraction < 1.0) {
+            return err(
+                "escape_fraction",
+                format!("must be in (0, 1) (got {})", self.escape_fraction),
+            );
+        }
+        if let Some(w) = &self.widths {
+            if w.is_empty() || w.iter().any(|&p| p < 1) {
+                return err("widths", "must be a non-empty list of widths ≥ 1".into());
+            }
         }
         for (i, o) in self.observables.iter().enumerate() {
             if self.observables[..i].contains(o) {

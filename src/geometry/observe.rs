@@ -44,6 +44,13 @@ pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads:
     if cfg.observables.contains(&GeometryObservable::Selection) {
         selection_outputs(exp, results, dir, threads, cfg.converged_eg)?;
     }
+    if cfg.observables.contains(&GeometryObservable::Escape) {
+        let widths: Vec<usize> = match &cfg.widths {
+            Some(w) => w.iter().map(|&p| p as usize).collect(),
+            None => vec![exp.model.p()],
+        };
+        super::overparam::escape_outputs(exp, results, dir, threads, &widths, cfg.escape_fraction)?;
+    }
     Ok(())
 }
 

@@ -34,24 +34,26 @@ use nalgebra::DMatrix;
 use serde_json::json;
 use std::fmt::Write as _;
 
-/// The plateau of the gradient flow from (Q₀, M = 0): integrates until max|dQ/dt| < `tol` (or
-/// t = 1e7). Returns the overlaps and the final max|dQ/dt|.
+/// The plateau of the ODE `variant` from (Q₀, M = 0) (M = 0 is invariant): integrates until
+/// max|dQ/dt| < `tol` (or t = 1e7). Returns the overlaps and the final max|dQ/dt|. With
+/// [`OdeVariant::GradientFlow`] this is the stationary point of e_g restricted to M = 0.
 pub fn plateau(
     model: &Model,
     training: &Training,
     q0: &DMatrix<f64>,
     p: &DMatrix<f64>,
+    variant: OdeVariant,
     tol: f64,
 ) -> Result<(Overlaps, f64)> {
     let start = Overlaps::new(q0.clone(), DMatrix::zeros(q0.nrows(), p.nrows()), p.clone());
     let opts = OdeOptions {
         rtol: 1e-12,
         atol: 1e-14,
-        variant: OdeVariant::GradientFlow,
+        variant,
         ..OdeOptions::default()
     };
     let rate = |ov: &Overlaps| {
-        derivatives(model, training, ov, OdeVariant::GradientFlow)
+        derivatives(model, training, ov, variant)
             .map(|(dq, _)| dq.amax())
             .unwrap_or(f64::NAN)
     };
@@ -161,7 +163,14 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     };
     let a = model.a[0];
     let uniform = uniform_layers(model, &start.p);
-    let (plat, rate) = plateau(model, &exp.training, &start.q, &start.p, 1e-13)?;
+    let (plat, rate) = plateau(
+        model,
+        &exp.training,
+        &start.q,
+        &start.p,
+        OdeVariant::GradientFlow,
+        1e-13,
+    )?;
     let mut reports = vec![];
     let mut plateau_json = json!({"max_dq_dt": rate});
     if uniform {
