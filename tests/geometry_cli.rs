@@ -73,7 +73,7 @@ fn run_writes_the_geometry_observables_reproducibly() {
         header(&d.join("selection.csv")),
         "n,seed,eg_final,converged,dist,dist_min,ratio,dist_to_selected"
     );
-    assert_eq!(header(&d.join("escape.csv")), "p,n,seed,t_esc,eg_plateau");
+    assert_eq!(header(&d.join("escape.csv")), "p,n,seed,t_esc,eg_plateau,diverged_at");
     // Two widths × two N × two seeds.
     assert_eq!(
         std::fs::read_to_string(d.join("escape.csv")).unwrap().lines().count(),

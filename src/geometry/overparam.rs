@@ -108,7 +108,8 @@ fn with_width(exp: &Experiment, p: usize) -> Result<Experiment> {
 }
 
 /// Escape-time study over `widths` (module docs): writes `escape.csv`
-/// (`p,n,seed,t_esc,eg_plateau`; empty t_esc when a run did not escape), `escape.json` (per p: μ,
+/// (`p,n,seed,t_esc,eg_plateau,diverged_at`; empty t_esc when a run did not escape, empty
+/// diverged_at when it did not diverge; a run that diverged before escaping has no t_esc), `escape.json` (per p: μ,
 /// predicted slope 1/(2μ), fitted intercept and slope of mean t_esc vs ln N, per-N mean ± s.e.) and
 /// `escape.svg`. `results` are the runs of the experiment's own width.
 pub fn escape_outputs(
@@ -119,7 +120,7 @@ pub fn escape_outputs(
     widths: &[usize],
     fraction: f64,
 ) -> Result<()> {
-    let mut csv = String::from("p,n,seed,t_esc,eg_plateau\n");
+    let mut csv = String::from("p,n,seed,t_esc,eg_plateau,diverged_at\n");
     let mut per_p = vec![];
     let mut panel = Panel {
         title: format!("{}: plateau escape (e_g < {fraction}·plateau)", exp.name),
@@ -148,15 +149,18 @@ pub fn escape_outputs(
         for &n in &e.ns {
             let mut times = vec![];
             let mut total = 0;
+            let mut diverged = 0;
             for r in runs.iter().filter(|r| r.task.n == n) {
                 total += 1;
+                diverged += usize::from(r.trajectory.diverged_at.is_some());
                 let series: Vec<(f64, f64)> = r.trajectory.records.iter().map(|x| (x.t, x.eg)).collect();
                 let t = crossing_time(&series, fraction * eg_plat);
                 let _ = writeln!(
                     csv,
-                    "{p},{n},{},{},{eg_plat}",
+                    "{p},{n},{},{},{eg_plat},{}",
                     r.task.seed_index,
-                    t.map(|x| x.to_string()).unwrap_or_default()
+                    t.map(|x| x.to_string()).unwrap_or_default(),
+                    r.trajectory.diverged_at.map(|x| x.to_string()).unwrap_or_default()
                 );
                 times.extend(t);
             }
@@ -167,10 +171,12 @@ pub fn escape_outputs(
                 xs.push((n as f64).ln());
                 ys.push(mean);
             }
-            by_n.push(json!({"n": n, "escaped": times.len(), "runs": total,
+            by_n.push(
+                json!({"n": n, "escaped": times.len(), "runs": total, "diverged": diverged,
                 "mean_t_esc": (!times.is_empty()).then_some(mean),
                 "se_t_esc": (times.len() > 1).then_some(sd / k.sqrt()),
-                "sd_t_esc": (times.len() > 1).then_some(sd)}));
+                "sd_t_esc": (times.len() > 1).then_some(sd)}),
+            );
         }
         let fit = fit_line(&xs, &ys);
         let slope_theory = 1.0 / (2.0 * mu);
