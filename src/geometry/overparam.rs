@@ -8,7 +8,8 @@
 //! *full* ODE started from (Q₀ = σ₀²I, M = 0) (M = 0 is invariant). Linearising dM/dt around that
 //! plateau, M ↦ K̂M + 4η̄a MVP with K̂ = 2η̄a(τI − 2aQ) − η̄ℓ₂I (exactly linear in M since τ and the
 //! η² term do not enter dM/dt), so the growth rate is μ = λ_max(K̂) + 4η̄a λ_max(VP) and
-//! t_esc ≈ ln N/(2μ) + const (theory.md §6): the predicted slope is 1/(2μ).
+//! t_esc ≈ ln N/(2μ) + const (theory.md §6): the predicted slope is 1/(2μ), and the predicted
+//! standard deviation over seeds √ψ′(pp*/2)/(2μ) (ψ′ = [`trigamma`]) does not depend on N.
 //!
 //! With `[geometry] widths = [...]` the study reruns the experiment for each width p (the student
 //! second layer resolved for that p from `model.a`: use "ones" to hold ηa, hence μ, fixed).
@@ -75,6 +76,28 @@ pub fn plateau_rate(
     Ok((ov, eg, mu))
 }
 
+/// The trigamma function ψ′(x) = Σ_{k≥0} 1/(x + k)² for x > 0: recurrence ψ′(x) = ψ′(x + 1) + 1/x² up
+/// to x ≥ 10, then the asymptotic series 1/x + 1/(2x²) + 1/(6x³) − 1/(30x⁵) + 1/(42x⁷) − 1/(30x⁹)
+/// (Abramowitz & Stegun 6.4.12; error < 1e-12 at x ≥ 10).
+///
+/// ```
+/// use hdsgd::geometry::overparam::trigamma;
+/// let pi2 = std::f64::consts::PI.powi(2);
+/// assert!((trigamma(1.0) - pi2 / 6.0).abs() < 1e-12);
+/// assert!((trigamma(0.5) - pi2 / 2.0).abs() < 1e-12);
+/// ```
+pub fn trigamma(mut x: f64) -> f64 {
+    let mut acc = 0.0;
+    while x < 10.0 {
+        acc += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let (x2, x3) = (x * x, x * x * x);
+    let x5 = x3 * x2;
+    acc + 1.0 / x + 1.0 / (2.0 * x2) + 1.0 / (6.0 * x3) - 1.0 / (30.0 * x5) + 1.0 / (42.0 * x5 * x2)
+        - 1.0 / (30.0 * x5 * x2 * x2)
+}
+
 /// Least-squares line y = A + B x; returns (A, B).
 fn fit_line(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let n = x.len() as f64;
@@ -109,8 +132,8 @@ fn with_width(exp: &Experiment, p: usize) -> Result<Experiment> {
 
 /// Escape-time study over `widths` (module docs): writes `escape.csv`
 /// (`p,n,seed,t_esc,eg_plateau,diverged_at`; empty t_esc when a run did not escape, empty
-/// diverged_at when it did not diverge; a run that diverged before escaping has no t_esc), `escape.json` (per p: μ,
-/// predicted slope 1/(2μ), fitted intercept and slope of mean t_esc vs ln N, per-N mean ± s.e.) and
+/// diverged_at when it did not diverge; a run that diverged before escaping has no t_esc),
+/// `escape.json` (per p: μ, predicted slope 1/(2μ) and spread √ψ′(pp*/2)/(2μ), fitted intercept and slope of mean t_esc vs ln N, per-N mean ± s.e.) and
 /// `escape.svg`. `results` are the runs of the experiment's own width.
 pub fn escape_outputs(
     exp: &Experiment,
@@ -180,8 +203,11 @@ pub fn escape_outputs(
         }
         let fit = fit_line(&xs, &ys);
         let slope_theory = 1.0 / (2.0 * mu);
+        // theory.md §6: the spread over seeds √ψ′(pp*/2)/(2μ), independent of N.
+        let sd_theory = trigamma((p * e.model.p_star()) as f64 / 2.0).sqrt() / (2.0 * mu);
         per_p.push(json!({
             "p": p, "a": e.model.a[0], "eg_plateau": eg_plat, "mu": mu, "slope_theory": slope_theory,
+            "sd_theory": sd_theory,
             "fit_intercept": fit.map(|f| f.0), "fit_slope": fit.map(|f| f.1), "per_n": by_n,
         }));
         let nx: Vec<f64> = xs.iter().map(|x| x.exp()).collect();
