@@ -5,6 +5,10 @@ Reads RESULTS/trajectories.csv (SGD) and RESULTS/ode.csv (matched ODE: one ODE p
 `seed`, same record times), pairs rows on (n, seed, t) and prints, for every N, the largest
 |sim - ode| over seeds and times for e_g and each overlap column (q_i_j, m_i_k), the maximum over
 all overlap columns, and sqrt(N) times these (constant across N if the deviations are O(N^-1/2)).
+Also prints, per N, the root-mean-square deviation over seeds and times of each column (the typical
+size of the fluctuations, as opposed to the largest one), and the N^-1/2 amplitude
+sigma_k = sqrt(mean over all N and seeds of N·(sim - ode)^2) at the k-th record time, maximised over
+k: the O(1) standard deviation that a k/sqrt(N) tolerance band should be a multiple of.
 
 Generic over columns: every column other than n, seed, t and train_loss is compared, unless
 --columns is given. Standard library only.
@@ -56,7 +60,10 @@ def main():
 
     ode_by_key = {key(r): r for r in ode}
     worst = defaultdict(lambda: {c: (0.0, None) for c in cols})  # n -> col -> (dev, (seed, t))
+    sumsq = defaultdict(lambda: {c: 0.0 for c in cols})  # n -> col -> sum of squared deviations
     pairs = defaultdict(int)
+    # (n, seed) -> list of (t, {col: dev}) for the per-record-index amplitude.
+    runs = defaultdict(list)
     unmatched = 0
     for r in sim:
         k = key(r)
@@ -67,8 +74,12 @@ def main():
             unmatched += 1
             continue
         pairs[k[0]] += 1
+        devs = {}
+        runs[(k[0], k[1])].append((k[2], devs))
         for c in cols:
             d = abs(float(r[c]) - float(o[c]))
+            sumsq[k[0]][c] += d * d
+            devs[c] = d
             if not math.isfinite(d):
                 d = math.inf
             if d > worst[k[0]][c][0] or worst[k[0]][c][1] is None:
@@ -93,6 +104,36 @@ def main():
     print("# where the maximum is reached (seed index, t)")
     for n in sorted(pairs):
         print(f"N = {n}: " + ", ".join(f"{c} @ seed {w[1][0]}, t = {w[1][1]:.4g}" for c, w in worst[n].items()))
+    print()
+    print(f"# root-mean-square sim - ode over seeds and times ({rng})")
+    head = ["N"] + cols + ["sqrt(N)*max rms"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for n in sorted(pairs):
+        rms = {c: math.sqrt(sumsq[n][c] / pairs[n]) for c in cols}
+        row = [str(n)] + [f"{rms[c]:.3g}" for c in cols] + [f"{math.sqrt(n) * max(rms.values()):.3g}"]
+        print("| " + " | ".join(row) + " |")
+    # Amplitude per record index (the k-th recorded time of every run; times differ across N only
+    # by the rounding to whole steps).
+    amp = defaultdict(lambda: defaultdict(float))
+    count = defaultdict(int)
+    t_of = {}
+    for (n, _seed), recs in sorted(runs.items()):
+        for idx, (t, devs) in enumerate(sorted(recs, key=lambda x: x[0])):
+            count[idx] += 1
+            t_of[idx] = t
+            for c, d in devs.items():
+                amp[idx][c] += n * d * d
+    print()
+    print(f"# sqrt(N)-scaled standard deviation over all N and seeds, maximised over record times ({rng})")
+    best = {}
+    for c in cols:
+        vals = [(math.sqrt(amp[i][c] / count[i]), t_of[i]) for i in count]
+        best[c] = max(vals)
+    print("| " + " | ".join(cols + ["max"]) + " |")
+    print("|" + "---|" * (len(cols) + 1))
+    top = max(best.values())
+    print("| " + " | ".join([f"{best[c][0]:.3g} (t={best[c][1]:.3g})" for c in cols] + [f"{top[0]:.3g}"]) + " |")
     if unmatched:
         print(f"\nnote: {unmatched} simulation rows had no ODE row (diverged or stopped runs)", file=sys.stderr)
 

@@ -1,10 +1,467 @@
-//! `hdsgd bench`: throughput of the direct simulator (issue 5; being written).
+//! `hdsgd bench`: throughput of the direct simulator against the machine's floor (issue 5).
+//!
+//! For each (N, p = p*) the bench measures, on one core and in f64:
+//! * the full SGD step of [`DirectSimulator`] (quadratic and erf activations, B = 1): ns per sample
+//!   and samples per second;
+//! * its parts: Gaussian generation per number ([`FastNormal`], and rand_distr's ziggurat for
+//!   comparison), the projections of the p + p* rows, the rank-one update of the p student rows;
+//! * the floor, defined in issue 5 as (a) generating N Gaussians with the best exact generator
+//!   plus (b) one STREAM-like pass reading the p + p* rows and writing the p student rows
+//!   ([`kernel::stream_pass`]), and the ratio step ÷ floor;
+//! * the throughput of independent seeds on all cores against one core (parallel efficiency).
+//!
+//! Each quantity is timed in 5 batches of `budget/6` seconds after a warm-up batch; the best batch
+//! is reported (on a shared machine interference only slows a batch down, so the minimum is the
+//! robust estimate of what the code costs; step and floor are measured alike). One-core times are measured on the thread's CPU clock (CLOCK_THREAD_CPUTIME_ID), so
+//! that time the thread spends descheduled on a shared machine is not counted (on an idle machine
+//! it equals wall time; the wall-clock figures are in the JSON too). The multi-seed throughput is
+//! wall-clock. Results go to a table on stdout and, with `--json FILE`, to JSON.
+
+use crate::init::TeacherInit;
+use crate::model::{Activation, Model, Training};
+use crate::rng::{fill_standard_normal, FastNormal, Isa, SimRng, NORMAL_BLOCK};
+use crate::simulators::direct::{kernel, DirectSimulator};
+use crate::simulators::RunSpec;
+use anyhow::Context;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// Arguments of `hdsgd bench`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Input dimensions N (default 1000,10000,100000,1000000; with --quick 1000,10000,100000).
+    #[arg(long, value_delimiter = ',')]
+    pub n: Vec<usize>,
+    /// Widths p = p* (default 1,4,16; with --quick 4).
+    #[arg(long, value_delimiter = ',')]
+    pub p: Vec<usize>,
+    /// Activations (quadratic, erf, linear, relu; default quadratic,erf).
+    #[arg(long, value_delimiter = ',')]
+    pub activation: Vec<String>,
+    /// Seconds per measured quantity (default 1.0; with --quick 0.25).
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// Small grid and short budget.
+    #[arg(long)]
+    pub quick: bool,
+    /// Threads for the multi-seed throughput (default: all cores; 1 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Kernels: auto (best available), avx2 or portable.
+    #[arg(long, default_value = "auto")]
+    pub isa: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
 
-/// `hdsgd bench` (not available yet in this build).
-pub fn command(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not implemented yet")
+/// One (activation, N, p) cell of the bench. Times in nanoseconds; "per sample" = per SGD step with B = 1.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchCell {
+    pub activation: String,
+    pub n: usize,
+    pub p: usize,
+    pub p_star: usize,
+    /// Full step (generation, fused update + projections, residual), thread CPU time.
+    pub step_ns: f64,
+    /// The same on the wall clock.
+    pub step_wall_ns: f64,
+    pub samples_per_s: f64,
+    /// FastNormal, per number.
+    pub gauss_ns_per_number: f64,
+    /// rand_distr's ziggurat StandardNormal over xoshiro256++, per number.
+    pub ziggurat_ns_per_number: f64,
+    /// Projections of the p + p* rows on x (one sample).
+    pub dots_ns: f64,
+    /// Rank-one update of the p student rows (one sample).
+    pub update_ns: f64,
+    /// Floor part (a): N numbers from FastNormal.
+    pub floor_gauss_ns: f64,
+    /// Floor part (b): STREAM-like pass reading p + p* rows, writing p rows.
+    pub floor_stream_ns: f64,
+    pub floor_ns: f64,
+    pub step_over_floor: f64,
+    /// Multi-seed throughput: threads, total samples/s, speed-up over one core, efficiency, all on
+    /// the wall clock (speed-up against the one-core wall-clock rate).
+    pub par_threads: usize,
+    pub par_samples_per_s: Option<f64>,
+    pub par_speedup: Option<f64>,
+    pub par_efficiency: Option<f64>,
+    /// The same with each thread's rate on its own CPU clock, summed (against the one-core CPU rate):
+    /// what is left when other processes do not compete for the cores (memory and cache sharing).
+    pub par_cpu_samples_per_s: Option<f64>,
+    pub par_cpu_speedup: Option<f64>,
+    pub par_cpu_efficiency: Option<f64>,
+}
+
+/// The whole bench, as written by `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub cpu: String,
+    /// Kernels of the step (projections, updates, stream pass).
+    pub isa: String,
+    /// Code path of the Gaussian generator (same stream on all paths).
+    pub generator: String,
+    pub cores: usize,
+    pub budget_s: f64,
+    /// Clock of the one-core times.
+    pub clock: String,
+    pub load_average_start: String,
+    pub load_average_end: String,
+    pub cells: Vec<BenchCell>,
+}
+
+/// CPU time of the calling thread, in seconds (wall time where unavailable).
+pub fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the timespec we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// A timing: ns per unit on the thread's CPU clock and on the wall clock (best of 5 batches).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    cpu: f64,
+    wall: f64,
+}
+
+/// Best of 5 batches of the time per unit (ns), after a warm-up batch; `f` performs some work
+/// and returns how many units it did. A batch lasts budget/6 of CPU time.
+fn time_per_unit(budget: f64, mut f: impl FnMut() -> u64) -> Timing {
+    let batch = budget / 6.0;
+    let run = |f: &mut dyn FnMut() -> u64| {
+        let (c0, t0) = (thread_cpu_seconds(), Instant::now());
+        let mut units = 0u64;
+        loop {
+            units += f();
+            let dc = thread_cpu_seconds() - c0;
+            if dc >= batch {
+                let dt = t0.elapsed().as_secs_f64();
+                return (dc * 1e9 / units as f64, dt * 1e9 / units as f64);
+            }
+        }
+    };
+    run(&mut f);
+    let v: Vec<(f64, f64)> = (0..5).map(|_| run(&mut f)).collect();
+    Timing {
+        cpu: v.iter().map(|t| t.0).fold(f64::INFINITY, f64::min),
+        wall: v.iter().map(|t| t.1).fold(f64::INFINITY, f64::min),
+    }
+}
+
+fn parse_activation(s: &str) -> anyhow::Result<Activation> {
+    Ok(match s {
+        "quadratic" => Activation::Quadratic,
+        "erf" => Activation::Erf,
+        "linear" => Activation::Linear,
+        "relu" => Activation::Relu,
+        _ => anyhow::bail!("--activation: unknown activation {s:?} (quadratic, erf, linear, relu)"),
+    })
+}
+
+/// The benchmarked run: p = p*, averaging second layers, η = 0.01 (stable for the bench's few
+/// thousand steps), no noise, B = 1, Gaussian teacher and student rows (σ₀ = 1).
+fn simulator(act: Activation, n: usize, p: usize, seed: u64, isa: Isa) -> DirectSimulator {
+    let spec = RunSpec {
+        model: Model::new(act, vec![1.0 / p as f64; p], vec![1.0 / p as f64; p], 0.0),
+        training: Training {
+            eta: 0.01,
+            weight_decay: 0.0,
+            batch: 1,
+        },
+        n,
+        divergence_bound: 1e6,
+    };
+    DirectSimulator::new(spec, TeacherInit::Gaussian, 1.0, seed).with_isa(isa)
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Samples per second of `threads` independent seeds run concurrently for about `budget` seconds:
+/// (wall-clock total, sum over threads of each thread's rate on its own CPU clock). The second
+/// discounts time-sharing with other processes and keeps the cost of sharing caches and memory.
+fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> (f64, f64) {
+    let mut sims: Vec<DirectSimulator> = (0..threads)
+        .map(|t| simulator(act, n, p, 100 + t as u64, isa))
+        .collect();
+    for s in sims.iter_mut() {
+        s.advance(1);
+    }
+    let barrier = std::sync::Barrier::new(threads);
+    let results: Vec<(u64, f64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sims
+            .iter_mut()
+            .map(|sim| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let (t0, c0) = (Instant::now(), thread_cpu_seconds());
+                    let mut done = 0u64;
+                    while t0.elapsed().as_secs_f64() < budget {
+                        black_box(sim.advance(4));
+                        done += 4;
+                    }
+                    (done, t0.elapsed().as_secs_f64(), thread_cpu_seconds() - c0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+    });
+    let total: u64 = results.iter().map(|r| r.0).sum();
+    let time = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let cpu_rate: f64 = results.iter().map(|r| r.0 as f64 / r.2).sum();
+    (total as f64 / time, cpu_rate)
+}
+
+/// Measures one (N, p) for the given activations.
+fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
+    let npad = n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
+    let mut rng = SimRng::seed_from_u64(1);
+    let mut w = vec![0.0; p * n];
+    let mut ws = vec![0.0; p * n];
+    fill_standard_normal(&mut rng, &mut w);
+    fill_standard_normal(&mut rng, &mut ws);
+    let mut x = vec![0.0; npad];
+    let mut x2 = vec![0.0; npad];
+    let mut gauss = FastNormal::with_isa(2, isa);
+    gauss.fill(&mut x2);
+    // (a) N Gaussians, in the chunks the step uses.
+    let floor_gauss = time_per_unit(budget, || {
+        gauss.fill(&mut x);
+        black_box(&x);
+        1
+    })
+    .cpu;
+    let zig = time_per_unit(budget, || {
+        fill_standard_normal(&mut rng, &mut x[..n]);
+        black_box(&x);
+        n as u64
+    })
+    .cpu;
+    // (b) STREAM-like pass.
+    let floor_stream = time_per_unit(budget, || {
+        black_box(kernel::stream_pass(isa, &ws, &mut w));
+        1
+    })
+    .cpu;
+    let chunk = 512;
+    let mut acc = vec![[0.0; 8]; p];
+    let dots = time_per_unit(budget, || {
+        for j0 in (0..n).step_by(chunk) {
+            let len = chunk.min(n - j0);
+            kernel::dot_rows(isa, &w, n, j0, &x[j0..j0 + len], &mut acc);
+            kernel::dot_rows(isa, &ws, n, j0, &x[j0..j0 + len], &mut acc);
+        }
+        black_box(&acc);
+        1
+    })
+    .cpu;
+    let c = [1e-9];
+    let update = time_per_unit(budget, || {
+        for row in w.chunks_exact_mut(n) {
+            kernel::axpy_row(isa, row, 1.0, &c, &x2, 0);
+        }
+        black_box(&w);
+        1
+    })
+    .cpu;
+    drop((w, ws));
+    let mut cells = Vec::new();
+    for &act in acts {
+        let mut sim = simulator(act, n, p, 7, isa);
+        let timing = time_per_unit(budget, || {
+            black_box(sim.advance(1));
+            1
+        });
+        let step = timing.cpu;
+        let finite = sim.weights().iter().all(|v| v.is_finite());
+        if !finite {
+            eprintln!("warning: the benchmarked run diverged at N = {n}, p = {p} ({act:?})");
+        }
+        drop(sim);
+        let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
+        let single = 1e9 / step;
+        let single_wall = 1e9 / timing.wall;
+        cells.push(BenchCell {
+            activation: act.name().into(),
+            n,
+            p,
+            p_star: p,
+            step_ns: step,
+            step_wall_ns: timing.wall,
+            samples_per_s: single,
+            gauss_ns_per_number: floor_gauss / npad as f64,
+            ziggurat_ns_per_number: zig,
+            dots_ns: dots,
+            update_ns: update,
+            floor_gauss_ns: floor_gauss * n as f64 / npad as f64,
+            floor_stream_ns: floor_stream,
+            floor_ns: floor_gauss * n as f64 / npad as f64 + floor_stream,
+            step_over_floor: step / (floor_gauss * n as f64 / npad as f64 + floor_stream),
+            par_threads: threads,
+            par_samples_per_s: par.map(|r| r.0),
+            par_speedup: par.map(|r| r.0 / single_wall),
+            par_efficiency: par.map(|r| r.0 / single_wall / threads as f64),
+            par_cpu_samples_per_s: par.map(|r| r.1),
+            par_cpu_speedup: par.map(|r| r.1 / single),
+            par_cpu_efficiency: par.map(|r| r.1 / single / threads as f64),
+        });
+    }
+    cells
+}
+
+fn fmt_us(ns: f64) -> String {
+    let us = ns / 1e3;
+    if us < 10.0 {
+        format!("{us:.2}")
+    } else if us < 1000.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.0}")
+    }
+}
+
+/// The table printed by `hdsgd bench` (times per sample in µs).
+pub fn table(cells: &[BenchCell]) -> String {
+    let mut s = String::from(
+        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x\n",
+    );
+    for c in cells {
+        s += &format!(
+            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9}\n",
+            c.activation,
+            c.n,
+            c.p,
+            fmt_us(c.step_ns),
+            c.samples_per_s,
+            c.gauss_ns_per_number,
+            c.ziggurat_ns_per_number,
+            fmt_us(c.dots_ns),
+            fmt_us(c.update_ns),
+            fmt_us(c.floor_gauss_ns),
+            fmt_us(c.floor_stream_ns),
+            fmt_us(c.floor_ns),
+            c.step_over_floor,
+            c.par_speedup.map_or("-".into(), |v| format!("{v:.2}")),
+            c.par_efficiency.map_or("-".into(), |v| format!("{:.0}%", 100.0 * v)),
+            c.par_cpu_speedup.map_or("-".into(), |v| format!("{v:.2}")),
+        );
+    }
+    s
+}
+
+/// `hdsgd bench`.
+pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
+    let ns = if !args.n.is_empty() {
+        args.n.clone()
+    } else if args.quick {
+        vec![1000, 10_000, 100_000]
+    } else {
+        vec![1000, 10_000, 100_000, 1_000_000]
+    };
+    let ps = if !args.p.is_empty() {
+        args.p.clone()
+    } else if args.quick {
+        vec![4]
+    } else {
+        vec![1, 4, 16]
+    };
+    if let Some(&bad) = ns.iter().find(|&&n| n == 0) {
+        anyhow::bail!("--n: N must be positive (got {bad})");
+    }
+    if let Some(&bad) = ps.iter().find(|&&p| p == 0) {
+        anyhow::bail!("--p: p must be positive (got {bad})");
+    }
+    let names = if args.activation.is_empty() {
+        vec!["quadratic".to_string(), "erf".to_string()]
+    } else {
+        args.activation.clone()
+    };
+    let acts = names
+        .iter()
+        .map(|s| parse_activation(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let budget = args.budget.unwrap_or(if args.quick { 0.25 } else { 1.0 });
+    if !(budget.is_finite() && budget > 0.0) {
+        anyhow::bail!("--budget: must be a positive number of seconds (got {budget})");
+    }
+    let isa = match args.isa.as_str() {
+        "auto" => Isa::detect(),
+        "portable" => Isa::Portable,
+        "avx2" if Isa::Avx2Fma.available() => Isa::Avx2Fma,
+        "avx2" => anyhow::bail!("--isa: this CPU has no AVX2/FMA"),
+        other => anyhow::bail!("--isa: unknown value {other:?} (auto, avx2, portable)"),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = if args.threads == 0 { cores } else { args.threads };
+    let load_start = load_average();
+    eprintln!(
+        "hdsgd bench: {} ({} cores), kernels {}, generator {}, {budget} s per quantity, load average {load_start}",
+        cpu_name(),
+        cores,
+        isa.name(),
+        FastNormal::with_isa(0, isa).simd_name()
+    );
+    let mut cells = Vec::new();
+    for &n in &ns {
+        for &p in &ps {
+            let c = bench_np(&acts, n, p, budget, threads, isa);
+            for cell in &c {
+                eprint!("{}", table(std::slice::from_ref(cell)).lines().nth(1).unwrap_or(""));
+                eprintln!();
+            }
+            cells.extend(c);
+        }
+    }
+    print!("{}", table(&cells));
+    let report = BenchReport {
+        cpu: cpu_name(),
+        isa: isa.name().into(),
+        generator: FastNormal::with_isa(0, isa).simd_name().into(),
+        cores,
+        budget_s: budget,
+        clock: "thread CPU time (CLOCK_THREAD_CPUTIME_ID); par_* on the wall clock".into(),
+        load_average_start: load_start,
+        load_average_end: load_average(),
+        cells,
+    };
+    println!(
+        "kernels {}, generator {}; one-core times on the thread CPU clock, best of 5 batches",
+        report.isa, report.generator
+    );
+    println!(
+        "load average (1, 5, 15 min): {} at start, {} at end",
+        report.load_average_start, report.load_average_end
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

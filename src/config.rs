@@ -369,12 +369,6 @@ impl Experiment {
                 if !(s.divergence_bound.is_finite() && s.divergence_bound > 0.0) {
                     return Err(field_err("simulation.divergence_bound", "must be a positive number"));
                 }
-                if s.simulator == SimulatorKind::Chain {
-                    return Err(field_err(
-                        "simulation.simulator",
-                        "\"chain\" is not available in this build yet",
-                    ));
-                }
                 (s.simulator, ns, seeds, s.base_seed, s.divergence_bound)
             }
             None => (SimulatorKind::Direct, vec![], 0, 0, bound()),
@@ -433,6 +427,15 @@ impl Experiment {
             return Err(field_err(
                 "init.q0",
                 "ode.initial = \"explicit\" needs init.q0 and init.m0",
+            ));
+        }
+        if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
+            return Err(field_err(
+                "ode.initial",
+                format!(
+                    "\"explicit\" needs the overlap ODE, which `{}` does not have",
+                    c.model.activation.name()
+                ),
             ));
         }
         if o.initial == OdeInitial::Matched && c.simulation.is_none() {

@@ -8,16 +8,23 @@
 //! ≈ 0.07 until the escape (t ≈ 60–150), where a fixed k/√N band no longer applies and the right
 //! comparison is the distribution of escape times (theory.md §6).
 //!
-//! Choice of k: at finite N the overlaps deviate from the ODE by O(N^{-1/2}) (theory.md §6). The
-//! amplitude of √N·|sim − ode| was MEASURED on `experiments/erf_validation.toml` (other seeds:
-//! base_seed 1995; N = 1000…8000, 4 seeds each, 60 log-spaced times) over t ≤ 15, with
-//! `python3 scripts/max_deviation.py results/erf_validation --t-max 15`: its maximum over seeds,
-//! times and all columns is at most 0.81 for every N (table in docs/erf.md), i.e. the same for all
-//! N as the N^{-1/2} law predicts, and the pooled per-point standard deviation of √N·(sim − ode) over
-//! seeds is at most ≈ 0.3. With k = 2.5 the band is ≥ 3 times the largest deviation seen in 16 runs
-//! and ≥ 8 per-point standard deviations, so a correct simulator fails with negligible probability
-//! on these fixed seeds, while a deviation growing with t or an O(1) error (e.g. a wrong η, checked
-//! below) is caught: 2.5/√4000 ≈ 0.04 against plateau overlaps ≈ 0.36–0.41.
+//! Choice of k: at finite N the overlaps deviate from the ODE by O(N^{-1/2}) (theory.md §6), with
+//! an O(1) amplitude σ(t) that the theory does not give in closed form, so it was MEASURED on
+//! `experiments/erf_validation.toml` (different seeds: base_seed 1995; N = 1000, 2000, 4000, 8000,
+//! 4 seeds each, log grid) with
+//! `python3 scripts/max_deviation.py results/erf_validation --t-max 15` (table in docs/erf.md):
+//! * σ(t) = √(mean over the 16 runs of N·(sim − ode)²) at each record time, maximised over t ≤ 15
+//!   and over e_g and all overlaps: σ_max = 0.353 (0.325 in an earlier, independent realisation of
+//!   the SGD noise from the same initial conditions); with 16 runs its relative uncertainty is
+//!   ≈ 1/√(2·16) ≈ 18%, so we take σ_max ≤ 0.4;
+//! * √N·max|sim − ode| over seeds, times and columns: 0.90, 0.57, 0.79, 0.64 for N = 1000 … 8000,
+//!   of the same order for all N, as the N^{-1/2} law predicts.
+//!
+//! This test makes 4 seeds × 30 times × 9 observables = 1080 comparisons. For Gaussian
+//! fluctuations, a family-wise false-alarm probability of 1e-3 needs z = Φ⁻¹(1 − 1e-3/(2·1080))
+//! ≈ 4.9 standard deviations (Bonferroni), so k = 4.9 × 0.4 ≈ 2.0: more than twice the largest
+//! deviation seen in the 16 reference runs. The band 2/√4000 ≈ 0.032 is small against the O(1) changes of the
+//! overlaps (0 → 0.41 here), so a wrong drift is caught: the η-doubled ODE must leave it.
 
 use hdsgd::config::Experiment;
 use hdsgd::experiments::runner::simulate_all;
@@ -25,7 +32,7 @@ use hdsgd::model::Training;
 use hdsgd::ode::integrate;
 use hdsgd::overlaps::Overlaps;
 
-const K: f64 = 2.5;
+const K: f64 = 2.0;
 const N: usize = 4000;
 
 const EXPERIMENT: &str = r#"

@@ -1,20 +1,833 @@
-//! Plateau-escape times (issue 3; being written).
+//! Plateau-escape times over seeds and N (theory.md §6).
+//!
+//! Linearising the ODE at the plateau (see [`super::stability`]), the unstable overlaps grow like
+//! e^{μt} from an O(N^{-1/2}) start, so the escape time is t_esc ≈ (1/(2μ))[ln N − ln χ²_{pp*} + c]:
+//! its mean over seeds grows like ln N/(2μ) while its spread does not shrink with N.
+//! `hdsgd escape` measures t_esc per (N, seed) with the direct simulator, stops each run at its
+//! escape, fits mean t_esc = c·ln N + b and prints the predicted slope 1/(2μ) beside it.
+//!
+//! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (first line:
+//! the configuration hash); re-running the same command skips the (N, seed) already there.
 
+use super::fits::{linear_fit, quantile, summarize, LinearFit};
+use super::stability::{analyse, to_json, PlateauOptions, Stability};
+use crate::config::Experiment;
+use crate::experiments::output::{check_output_dir, write_atomic};
+use crate::experiments::plots::{self, Panel, Series};
+use crate::experiments::runner::{build_simulator, par_map_tasks, tasks, RunTask};
+use crate::experiments::{output_dir, OutputOptions};
+use crate::overlaps::Overlaps;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Which observable defines the escape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapeCriterion {
+    /// First t at which e_g ≤ fraction·e_g(plateau), after the run has reached the plateau.
+    #[default]
+    Eg,
+    /// First t at which max_ik |M_ik| ≥ m_threshold.
+    MaxOverlap,
+}
 
 /// `[escape]` section of an experiment file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EscapeConfig {}
+pub struct EscapeConfig {
+    /// "eg" (default) or "max_overlap".
+    #[serde(default)]
+    pub criterion: EscapeCriterion,
+    /// f in e_g ≤ f·e_g(plateau), 0 < f < 1. Default 0.5.
+    #[serde(default = "half")]
+    pub fraction: f64,
+    /// A run has reached the plateau once |e_g − e_g(plateau)| ≤ tol·e_g(plateau) at a record, or
+    /// e_g − e_g(plateau) changed sign between two records. Default 0.05.
+    #[serde(default = "tolerance")]
+    pub plateau_tolerance: f64,
+    /// Threshold of max |M_ik| for `criterion = "max_overlap"`. Default 0.5.
+    #[serde(default = "half")]
+    pub m_threshold: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn tolerance() -> f64 {
+    0.05
+}
+
+impl Default for EscapeConfig {
+    fn default() -> Self {
+        EscapeConfig {
+            criterion: EscapeCriterion::Eg,
+            fraction: half(),
+            plateau_tolerance: tolerance(),
+            m_threshold: half(),
+        }
+    }
+}
 
 impl EscapeConfig {
     /// Checks the section; on error returns (field, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: String| Err((f.to_string(), m));
+        if !(self.fraction > 0.0 && self.fraction < 1.0) {
+            return bad("fraction", format!("must be in (0, 1) (got {})", self.fraction));
+        }
+        if !(self.plateau_tolerance > 0.0 && self.plateau_tolerance < 1.0) {
+            return bad(
+                "plateau_tolerance",
+                format!("must be in (0, 1) (got {})", self.plateau_tolerance),
+            );
+        }
+        if !(self.m_threshold.is_finite() && self.m_threshold > 0.0) {
+            return bad("m_threshold", format!("must be > 0 (got {})", self.m_threshold));
+        }
         Ok(())
     }
 }
 
-/// The command (not available yet in this build).
-pub fn command(_exp: &crate::config::Experiment, _opts: &crate::experiments::OutputOptions) -> anyhow::Result<()> {
-    anyhow::bail!("this command is not implemented yet")
+/// A resolved escape rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EscapeRule {
+    /// e_g ≤ fraction·eg_plateau after |e_g − eg_plateau| ≤ tolerance·eg_plateau (or a crossing of
+    /// eg_plateau between records).
+    EgFraction {
+        eg_plateau: f64,
+        fraction: f64,
+        tolerance: f64,
+    },
+    /// max_ik |M_ik| ≥ threshold.
+    MaxOverlap { threshold: f64 },
+}
+
+impl EscapeRule {
+    /// The rule of a configuration, given the plateau's e_g.
+    pub fn new(cfg: &EscapeConfig, eg_plateau: f64) -> Self {
+        match cfg.criterion {
+            EscapeCriterion::Eg => EscapeRule::EgFraction {
+                eg_plateau,
+                fraction: cfg.fraction,
+                tolerance: cfg.plateau_tolerance,
+            },
+            EscapeCriterion::MaxOverlap => EscapeRule::MaxOverlap {
+                threshold: cfg.m_threshold,
+            },
+        }
+    }
+}
+
+/// Online escape-time extraction from records (t, overlaps, e_g) in time order.
+///
+/// The escape time is interpolated linearly between the two records that bracket the threshold
+/// crossing (its resolution is the record spacing otherwise).
+///
+/// ```
+/// use hdsgd::analysis::escape::{EscapeDetector, EscapeRule};
+/// let mut d = EscapeDetector::new(EscapeRule::EgFraction { eg_plateau: 1.0, fraction: 0.5, tolerance: 0.05 });
+/// let m = |x: f64| x; // e_g(t): 1.5, 1.0 (plateau), 1.0, 0.6, 0.2
+/// for (t, eg) in [(0.0, 1.5), (1.0, 1.0), (2.0, 1.0), (3.0, 0.6), (4.0, 0.2)] {
+///     d.observe_value(t, m(eg), eg);
+/// }
+/// // 0.5 is crossed a quarter of the way from t = 3 (0.6) to t = 4 (0.2).
+/// assert!((d.escaped().unwrap() - 3.25).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone)]
+pub struct EscapeDetector {
+    rule: EscapeRule,
+    reached: bool,
+    prev: Option<(f64, f64)>,
+    escaped: Option<f64>,
+}
+
+impl EscapeDetector {
+    /// A detector that has seen nothing yet.
+    pub fn new(rule: EscapeRule) -> Self {
+        EscapeDetector {
+            rule,
+            reached: matches!(rule, EscapeRule::MaxOverlap { .. }),
+            prev: None,
+            escaped: None,
+        }
+    }
+
+    /// Feeds one record; returns the escape time once escaped.
+    pub fn observe(&mut self, t: f64, ov: &Overlaps, eg: f64) -> Option<f64> {
+        let max_m = ov.m.amax();
+        self.observe_value(t, max_m, eg)
+    }
+
+    /// Feeds one record given max |M_ik| and e_g (for synthetic trajectories).
+    pub fn observe_value(&mut self, t: f64, max_m: f64, eg: f64) -> Option<f64> {
+        if self.escaped.is_some() {
+            return self.escaped;
+        }
+        // Signed distance to the threshold, positive before the escape.
+        let (value, threshold, sign) = match self.rule {
+            EscapeRule::EgFraction {
+                eg_plateau,
+                fraction,
+                tolerance,
+            } => {
+                if !self.reached {
+                    let near = (eg - eg_plateau).abs() <= tolerance * eg_plateau;
+                    let crossed = self
+                        .prev
+                        .is_some_and(|(_, pe)| (pe - eg_plateau) * (eg - eg_plateau) < 0.0);
+                    self.reached = near || crossed;
+                }
+                (eg, fraction * eg_plateau, 1.0)
+            }
+            EscapeRule::MaxOverlap { threshold } => (max_m, threshold, -1.0),
+        };
+        let d = sign * (value - threshold);
+        if self.reached && d <= 0.0 {
+            let t_esc = match self.prev {
+                Some((pt, pv)) => {
+                    let pd = sign * (pv - threshold);
+                    if pd > 0.0 {
+                        pt + (t - pt) * pd / (pd - d)
+                    } else {
+                        t
+                    }
+                }
+                None => t,
+            };
+            self.escaped = Some(t_esc);
+        }
+        self.prev = Some((t, value));
+        self.escaped
+    }
+
+    /// The escape time, once escaped.
+    pub fn escaped(&self) -> Option<f64> {
+        self.escaped
+    }
+
+    /// Whether the plateau was reached (always true for the overlap criterion).
+    pub fn reached_plateau(&self) -> bool {
+        self.reached
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapeStatus {
+    /// Escaped at t_escape.
+    Escaped,
+    /// Reached t_max on the plateau (t_escape = t_max, a right-censored observation).
+    Censored,
+    /// Reached t_max without ever reaching the plateau band (censored; see `plateau_tolerance`).
+    NoPlateau,
+    /// The simulation diverged at t_escape (censored).
+    Diverged,
+}
+
+impl EscapeStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            EscapeStatus::Escaped => "escaped",
+            EscapeStatus::Censored => "censored",
+            EscapeStatus::NoPlateau => "no_plateau",
+            EscapeStatus::Diverged => "diverged",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "escaped" => EscapeStatus::Escaped,
+            "censored" => EscapeStatus::Censored,
+            "no_plateau" => EscapeStatus::NoPlateau,
+            "diverged" => EscapeStatus::Diverged,
+            _ => return None,
+        })
+    }
+}
+
+/// One run's escape measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EscapeRun {
+    pub n: usize,
+    pub seed_index: u64,
+    pub run_seed: u64,
+    /// Escape time, or the last time reached when not escaped.
+    pub t_escape: f64,
+    pub status: EscapeStatus,
+    pub samples: u64,
+    pub wall_seconds: f64,
+}
+
+impl EscapeRun {
+    /// Right-censored (did not escape).
+    pub fn censored(&self) -> bool {
+        self.status != EscapeStatus::Escaped
+    }
+}
+
+/// Simulates one run on the experiment's record grid until it escapes or reaches t_max.
+pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeRun {
+    let start = Instant::now();
+    let mut sim = build_simulator(exp, task);
+    let mut det = EscapeDetector::new(rule);
+    let mut last_t = 0.0;
+    let traj = sim.run(&exp.grid, &mut |rec| {
+        last_t = rec.t;
+        match det.observe(rec.t, &rec.overlaps, rec.eg) {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    let (t_escape, status) = match (det.escaped(), traj.diverged_at) {
+        (Some(t), _) => (t, EscapeStatus::Escaped),
+        (None, Some(t)) => (t, EscapeStatus::Diverged),
+        (None, None) if det.reached_plateau() => (last_t, EscapeStatus::Censored),
+        (None, None) => (last_t, EscapeStatus::NoPlateau),
+    };
+    EscapeRun {
+        n: task.n,
+        seed_index: task.seed_index,
+        run_seed: task.seed,
+        t_escape,
+        status,
+        samples: traj.samples,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Per-N statistics of the escape times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscapeSummary {
+    pub n: usize,
+    pub count: usize,
+    /// Runs that did not escape (t_max reached, or diverged).
+    pub censored: usize,
+    /// Of which diverged (a competing outcome near the learning-rate edge, not a late escape).
+    pub diverged: usize,
+    /// Mean, std and standard error over the escaped runs (biased low when some runs reached t_max
+    /// without escaping; conditional on not diverging).
+    pub mean: f64,
+    pub std: f64,
+    pub se: f64,
+    /// Quartiles with the censored runs counted as +∞ (NaN when the quantile falls among them).
+    pub q25: f64,
+    pub median: f64,
+    pub q75: f64,
+}
+
+/// Summaries per N (in increasing N) of a set of runs.
+pub fn summarize_runs(runs: &[EscapeRun]) -> Vec<EscapeSummary> {
+    let mut by_n: BTreeMap<usize, Vec<&EscapeRun>> = BTreeMap::new();
+    for r in runs {
+        by_n.entry(r.n).or_default().push(r);
+    }
+    by_n.into_iter()
+        .map(|(n, rs)| {
+            let escaped: Vec<f64> = rs.iter().filter(|r| !r.censored()).map(|r| r.t_escape).collect();
+            let s = summarize(&escaped);
+            let mut all: Vec<f64> = rs
+                .iter()
+                .map(|r| if r.censored() { f64::INFINITY } else { r.t_escape })
+                .collect();
+            all.sort_by(f64::total_cmp);
+            let q = |x: f64| {
+                let v = quantile(&all, x);
+                if v.is_finite() {
+                    v
+                } else {
+                    f64::NAN
+                }
+            };
+            EscapeSummary {
+                n,
+                count: rs.len(),
+                censored: rs.len() - escaped.len(),
+                diverged: rs.iter().filter(|r| r.status == EscapeStatus::Diverged).count(),
+                mean: s.mean,
+                std: s.std,
+                se: s.se,
+                q25: q(0.25),
+                median: q(0.5),
+                q75: q(0.75),
+            }
+        })
+        .collect()
+}
+
+/// Whether an N enters the fit: no run reached t_max without escaping (the mean would be biased),
+/// at least two escaped runs. Diverged runs are left out of the mean (reported in the summary).
+pub fn usable_for_fit(s: &EscapeSummary) -> bool {
+    s.censored == s.diverged && s.count - s.censored >= 2 && s.se > 0.0
+}
+
+/// Weighted least-squares fit of mean t_esc = c·ln N + b over the N that are
+/// [`usable_for_fit`] (weights 1/s.e.², parameter errors from the s.e. themselves).
+pub fn fit_log_n(summaries: &[EscapeSummary]) -> Option<LinearFit> {
+    let used: Vec<&EscapeSummary> = summaries.iter().filter(|s| usable_for_fit(s)).collect();
+    let x: Vec<f64> = used.iter().map(|s| (s.n as f64).ln()).collect();
+    let y: Vec<f64> = used.iter().map(|s| s.mean).collect();
+    let se: Vec<f64> = used.iter().map(|s| s.se).collect();
+    linear_fit(&x, &y, Some(&se))
+}
+
+/// Trigamma function ψ′(x), x > 0 (recurrence to x ≥ 6, then the asymptotic series; |error| < 1e-12).
+///
+/// ```
+/// let pi2 = std::f64::consts::PI.powi(2);
+/// assert!((hdsgd::analysis::escape::trigamma(1.0) - pi2 / 6.0).abs() < 1e-12);
+/// assert!((hdsgd::analysis::escape::trigamma(0.5) - pi2 / 2.0).abs() < 1e-12);
+/// ```
+pub fn trigamma(mut x: f64) -> f64 {
+    let mut acc = 0.0;
+    while x < 6.0 {
+        acc += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let x2 = 1.0 / (x * x);
+    acc + 1.0 / x + x2 / 2.0 + x2 / x * (1.0 / 6.0 - x2 * (1.0 / 30.0 - x2 * (1.0 / 42.0 - x2 / 30.0)))
+}
+
+const RUNS_FILE: &str = "escape_runs.csv";
+const RUNS_HEADER: &str = "n,seed,run_seed,t_escape,censored,status,samples,wall_seconds";
+
+/// FNV-1a 64-bit hash (stable across platforms and versions, unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Hash of everything a run's escape time depends on (model, training, initialisation, simulator,
+/// seeds, grid, escape rule and crate version): resumed runs must match it.
+pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
+    let mut v = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": exp.model,
+        "training": exp.training,
+        "teacher": exp.teacher_init,
+        "sigma0": exp.sigma0,
+        "simulator": exp.simulator,
+        "base_seed": exp.base_seed,
+        "divergence_bound": exp.divergence_bound,
+        "grid": exp.grid,
+        "rule": format!("{rule:?}"),
+    });
+    // Added only when present, so that the hash of the default (uninformed) start is unchanged.
+    if let Some(mix) = &exp.init.student_mix {
+        v["student_mix"] = json!(mix);
+    }
+    format!("{:016x}", fnv1a(v.to_string().as_bytes()))
+}
+
+fn run_line(r: &EscapeRun) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{}\n",
+        r.n,
+        r.seed_index,
+        r.run_seed,
+        r.t_escape,
+        r.censored() as u8,
+        r.status.as_str(),
+        r.samples,
+        r.wall_seconds
+    )
+}
+
+fn parse_line(line: &str) -> Option<EscapeRun> {
+    let f: Vec<&str> = line.split(',').collect();
+    if f.len() != 8 {
+        return None;
+    }
+    Some(EscapeRun {
+        n: f[0].parse().ok()?,
+        seed_index: f[1].parse().ok()?,
+        run_seed: f[2].parse().ok()?,
+        t_escape: f[3].parse().ok()?,
+        status: EscapeStatus::parse(f[5])?,
+        samples: f[6].parse().ok()?,
+        wall_seconds: f[7].parse().ok()?,
+    })
+}
+
+/// Reads the completed runs of a previous invocation: Ok(None) when there is no runs file,
+/// an error when it was written for another configuration (unless `force`, which discards it).
+fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<EscapeRun>>> {
+    let path = dir.join(RUNS_FILE);
+    if !path.exists() {
+        check_output_dir(dir, force)?;
+        return Ok(None);
+    }
+    if force {
+        std::fs::remove_file(&path)?;
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let found = first.strip_prefix("# config_hash=").unwrap_or("");
+    if found != hash {
+        bail!(
+            "{} was written for another configuration (hash {found:?}, now {hash}): pass --force to start afresh, or --out to choose another folder",
+            path.display()
+        );
+    }
+    // A line cut by an interruption fails to parse and is dropped (its run is simply redone).
+    Ok(Some(lines.skip(1).filter_map(parse_line).collect()))
+}
+
+/// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
+pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
+    if exp.ns.is_empty() {
+        bail!("`hdsgd escape` needs a [simulation] section");
+    }
+    let cfg = exp.config.escape.clone().unwrap_or_default();
+    let dir = output_dir(exp, opts);
+    let popts = PlateauOptions::default();
+    let stability = analyse(exp, &popts).context("plateau analysis of the configuration")?;
+    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
+    let hash = config_hash(exp, &rule);
+    let previous = load_previous(&dir, &hash, opts.force)?.unwrap_or_default();
+    let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
+    let all = tasks(exp);
+    let todo: Vec<RunTask> = all
+        .iter()
+        .filter(|t| !done.contains(&(t.n, t.seed_index)))
+        .copied()
+        .collect();
+    std::fs::create_dir_all(&dir)?;
+    let runs_path = dir.join(RUNS_FILE);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&runs_path)?;
+    if previous.is_empty() && file.metadata()?.len() == 0 {
+        writeln!(file, "# config_hash={hash}\n{RUNS_HEADER}")?;
+    }
+    if opts.progress {
+        eprintln!(
+            "{}: μ = {:?}, e_g(plateau) = {:.6}; {} run(s) done before, {} to do",
+            exp.name,
+            stability.mu,
+            stability.plateau.eg,
+            previous.len(),
+            todo.len()
+        );
+    }
+    let file = Mutex::new(file);
+    let bar = if opts.progress {
+        let b = ProgressBar::new(todo.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
+                .expect("valid template"),
+        );
+        b.set_prefix(exp.name.clone());
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
+        let r = escape_run(exp, rule, task);
+        // One write per finished run, so an interruption loses only unfinished runs.
+        let mut f = file.lock().map_err(|_| anyhow::anyhow!("runs file lock poisoned"))?;
+        f.write_all(run_line(&r).as_bytes())?;
+        f.flush()?;
+        bar.inc(1);
+        Ok(r)
+    })?;
+    bar.finish_and_clear();
+    let mut runs = previous;
+    for r in new_runs {
+        runs.push(r?);
+    }
+    // Keep only this configuration's tasks, in task order.
+    let index: BTreeMap<(usize, u64), usize> = all.iter().enumerate().map(|(i, t)| ((t.n, t.seed_index), i)).collect();
+    runs.retain(|r| index.contains_key(&(r.n, r.seed_index)));
+    runs.sort_by_key(|r| index[&(r.n, r.seed_index)]);
+    runs.dedup_by_key(|r| (r.n, r.seed_index));
+    write_outputs(
+        exp,
+        &cfg,
+        &dir,
+        &runs,
+        &stability,
+        &popts,
+        start.elapsed().as_secs_f64(),
+        opts,
+    )?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    exp: &Experiment,
+    cfg: &EscapeConfig,
+    dir: &Path,
+    runs: &[EscapeRun],
+    stability: &Stability,
+    popts: &PlateauOptions,
+    wall: f64,
+    opts: &OutputOptions,
+) -> Result<()> {
+    let mut times = String::from("n,seed,t_escape,censored,status\n");
+    for r in runs {
+        let _ = writeln!(
+            times,
+            "{},{},{},{},{}",
+            r.n,
+            r.seed_index,
+            r.t_escape,
+            r.censored() as u8,
+            r.status.as_str()
+        );
+    }
+    write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
+    let summaries = summarize_runs(runs);
+    let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
+    for s in &summaries {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            s.n,
+            (s.n as f64).ln(),
+            s.count,
+            s.censored,
+            s.diverged,
+            s.mean,
+            s.std,
+            s.se,
+            s.q25,
+            s.median,
+            s.q75
+        );
+    }
+    write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;
+    let fit = fit_log_n(&summaries);
+    let slope_theory = stability.escape_slope();
+    let pp = (exp.model.p() * exp.model.p_star()) as f64;
+    let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
+    let censored: usize = summaries.iter().map(|s| s.censored).sum();
+    let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
+    let fit_json = json!({
+        "model": "mean t_escape = slope·ln N + intercept, weighted least squares (weights 1/se², se of the parameters from the per-N se), over the N without censored runs",
+        "slope": fit.map(|f| f.slope),
+        "se_slope": fit.map(|f| f.se_slope),
+        "intercept": fit.map(|f| f.intercept),
+        "se_intercept": fit.map(|f| f.se_intercept),
+        "chi2": fit.map(|f| f.chi2),
+        "dof": fit.map(|f| f.dof),
+        "n_used": summaries.iter().filter(|s| usable_for_fit(s)).map(|s| s.n).collect::<Vec<_>>(),
+        "theory_slope": slope_theory,
+        "theory_std": std_theory,
+        "theory_std_formula": "√ψ′(p p*/2)/(2μ) (initial-overlap fluctuations only, theory.md §6)",
+        "slope_minus_theory_in_se": match (fit, slope_theory) { (Some(f), Some(s)) => Some((f.slope - s) / f.se_slope), _ => None },
+        "censored_runs": censored,
+        "diverged_runs": diverged,
+        "criterion": cfg,
+        "stability": to_json(exp, stability, popts),
+    });
+    write_atomic(
+        &dir.join("escape_fit.json"),
+        serde_json::to_string_pretty(&fit_json)?.as_bytes(),
+    )?;
+    let summary = json!({
+        "crate": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "experiment": exp,
+        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
+        "wall_seconds_this_invocation": wall,
+        "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+        "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    {
+        println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
+        println!("  N      count censored diverged   mean      s.e.     std     median");
+        for s in &summaries {
+            println!(
+                "  {:<6} {:>5} {:>8} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+                s.n, s.count, s.censored, s.diverged, s.mean, s.se, s.std, s.median
+            );
+        }
+        if let Some(f) = fit {
+            println!(
+                "  fit: mean t_esc = ({:.4} ± {:.4})·ln N + ({:.4} ± {:.4}), χ²/dof = {:.3}/{}",
+                f.slope, f.se_slope, f.intercept, f.se_intercept, f.chi2, f.dof
+            );
+        }
+        if let (Some(s), Some(mu)) = (slope_theory, stability.mu) {
+            println!(
+                "  theory: μ = {mu:.6}, slope 1/(2μ) = {s:.4}; spread √ψ′(pp*/2)/(2μ) = {:.4}",
+                std_theory.unwrap_or(f64::NAN)
+            );
+        }
+        if censored > diverged {
+            println!(
+                "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
+                censored - diverged
+            );
+        }
+        if diverged > 0 {
+            println!("  warning: {diverged} run(s) diverged (listed in escape_times.csv, left out of the means)");
+        }
+    }
+    if exp.figures {
+        figures(exp, dir, runs, &summaries, fit, slope_theory)?;
+    }
+    Ok(())
+}
+
+fn figures(
+    exp: &Experiment,
+    dir: &Path,
+    runs: &[EscapeRun],
+    summaries: &[EscapeSummary],
+    fit: Option<LinearFit>,
+    slope_theory: Option<f64>,
+) -> Result<()> {
+    // Empirical CDF per N (censored runs never reach the top).
+    let mut series = vec![];
+    for (ci, s) in summaries.iter().enumerate() {
+        let mut t: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.n == s.n && !r.censored())
+            .map(|r| r.t_escape)
+            .collect();
+        t.sort_by(f64::total_cmp);
+        let (mut x, mut y) = (vec![], vec![]);
+        for (i, &ti) in t.iter().enumerate() {
+            x.push(ti);
+            y.push(i as f64 / s.count as f64);
+            x.push(ti);
+            y.push((i + 1) as f64 / s.count as f64);
+        }
+        series.push(Series::line(format!("N = {}", s.n), x, y, ci));
+    }
+    plots::draw(
+        &dir.join("escape_ecdf.svg"),
+        &[Panel {
+            title: format!("{}: escape-time ECDF", exp.name),
+            x_label: "t_escape".into(),
+            y_label: "fraction escaped".into(),
+            log_x: false,
+            log_y: false,
+            series,
+        }],
+        1,
+    )?;
+    // Mean ± s.e. vs ln N, the fitted line and the predicted slope (through the weighted centroid
+    // of the points: the theory fixes the slope, not the intercept).
+    let pts: Vec<&EscapeSummary> = summaries.iter().filter(|s| s.mean.is_finite()).collect();
+    let x: Vec<f64> = pts.iter().map(|s| (s.n as f64).ln()).collect();
+    let y: Vec<f64> = pts.iter().map(|s| s.mean).collect();
+    let mut series = vec![];
+    let mut m = Series::line("mean ± s.e.", x.clone(), y.clone(), 0);
+    m.markers = true;
+    series.push(m);
+    for (xi, s) in x.iter().zip(&pts) {
+        series.push(Series::line("", vec![*xi, *xi], vec![s.mean - s.se, s.mean + s.se], 0));
+    }
+    if let (Some(lo), Some(hi)) = (x.first(), x.last()) {
+        let xs = vec![lo - 0.2, hi + 0.2];
+        if let Some(f) = fit {
+            series.push(Series::line(
+                format!("fit: slope {:.3} ± {:.3}", f.slope, f.se_slope),
+                xs.clone(),
+                xs.iter().map(|x| f.slope * x + f.intercept).collect(),
+                1,
+            ));
+        }
+        if let Some(c) = slope_theory {
+            let w: Vec<f64> = pts.iter().map(|s| 1.0 / (s.se * s.se).max(1e-300)).collect();
+            let sw: f64 = w.iter().sum();
+            let xm = w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>() / sw;
+            let ym = w.iter().zip(&y).map(|(w, y)| w * y).sum::<f64>() / sw;
+            let mut t = Series::line(
+                format!("theory: slope 1/(2μ) = {c:.3}"),
+                xs.clone(),
+                xs.iter().map(|x| ym + c * (x - xm)).collect(),
+                2,
+            );
+            t.dashed = true;
+            series.push(t);
+        }
+    }
+    plots::draw(
+        &dir.join("escape_vs_logn.svg"),
+        &[Panel {
+            title: format!("{}: mean escape time vs ln N", exp.name),
+            x_label: "ln N".into(),
+            y_label: "mean t_escape".into(),
+            log_x: false,
+            log_y: false,
+            series,
+        }],
+        1,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eg_rule() -> EscapeRule {
+        EscapeRule::EgFraction {
+            eg_plateau: 1.0,
+            fraction: 0.5,
+            tolerance: 0.05,
+        }
+    }
+
+    #[test]
+    fn run_lines_round_trip() {
+        let r = EscapeRun {
+            n: 1000,
+            seed_index: 7,
+            run_seed: u64::MAX - 3,
+            t_escape: 0.1 + 0.2,
+            status: EscapeStatus::Censored,
+            samples: 123,
+            wall_seconds: 1.5,
+        };
+        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        assert_eq!(parse_line("1000,7,3,0.5,0,esc"), None);
+    }
+
+    #[test]
+    fn config_validation_names_fields() {
+        let mut c = EscapeConfig::default();
+        assert!(c.validate().is_ok());
+        c.fraction = 1.0;
+        assert_eq!(c.validate().unwrap_err().0, "fraction");
+        c.fraction = 0.5;
+        c.m_threshold = -1.0;
+        assert_eq!(c.validate().unwrap_err().0, "m_threshold");
+    }
+
+    #[test]
+    fn escape_before_the_plateau_does_not_count() {
+        // A run that starts below the threshold has not reached the plateau: no escape until it
+        // rises to the plateau and falls again.
+        let mut d = EscapeDetector::new(eg_rule());
+        for (t, eg) in [(0.0, 0.3), (1.0, 0.4)] {
+            assert_eq!(d.observe_value(t, 0.0, eg), None);
+        }
+        // Crosses the plateau value between t = 1 and t = 2 (0.4 → 1.3): reached.
+        assert_eq!(d.observe_value(2.0, 0.0, 1.3), None);
+        assert!(d.reached_plateau());
+        assert_eq!(d.observe_value(3.0, 0.0, 0.5), Some(3.0));
+    }
 }

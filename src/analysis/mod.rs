@@ -1,5 +1,7 @@
-//! Analyses built on the simulators and the ODE: plateau stability, escape times, finite-size scaling.
+//! Analyses built on the simulators and the ODE: plateau stability ([`stability`]), escape times
+//! ([`escape`]), finite-size scaling ([`scaling`]), and the small statistics they share ([`fits`]).
 
 pub mod escape;
+pub mod fits;
 pub mod scaling;
 pub mod stability;

@@ -97,42 +97,6 @@ fn range(series: &[Series], log: bool, pick: impl Fn(&Series) -> Vec<f64>) -> (f
     }
 }
 
-/// The corner of the panel with the fewest data points, for the legend.
-fn legend_corner(panel: &Panel, xr: (f64, f64), yr: (f64, f64)) -> SeriesLabelPosition {
-    let unit = |v: f64, (lo, hi): (f64, f64), log: bool| {
-        if log {
-            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
-        } else {
-            (v - lo) / (hi - lo)
-        }
-    };
-    let mut counts = [0usize; 4];
-    for s in &panel.series {
-        for (&x, &y) in s.x.iter().zip(&s.y) {
-            if !(usable(x, panel.log_x) && usable(y, panel.log_y)) {
-                continue;
-            }
-            let (u, v) = (unit(x, xr, panel.log_x), unit(y, yr, panel.log_y));
-            let right = u > 0.55;
-            let left = u < 0.45;
-            let top = v > 0.55;
-            let bottom = v < 0.45;
-            counts[0] += (right && top) as usize;
-            counts[1] += (right && bottom) as usize;
-            counts[2] += (left && top) as usize;
-            counts[3] += (left && bottom) as usize;
-        }
-    }
-    let best = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
-    [
-        SeriesLabelPosition::UpperRight,
-        SeriesLabelPosition::LowerRight,
-        SeriesLabelPosition::UpperLeft,
-        SeriesLabelPosition::LowerLeft,
-    ][best]
-        .clone()
-}
-
 /// Draws `panels` in a grid of `cols` columns into an SVG file.
 pub fn draw(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
     let cols = cols.max(1).min(panels.len().max(1));
@@ -144,6 +108,54 @@ pub fn draw(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
     }
     root.present().map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// The corner of the plot area with the fewest data points (curves and band edges), so that the
+/// legend hides as little as possible (e.g. not the plateau of a decaying e_g). Ties go to the
+/// upper right.
+fn legend_corner(panel: &Panel, xr: (f64, f64), yr: (f64, f64)) -> SeriesLabelPosition {
+    let frac = |v: f64, (lo, hi): (f64, f64), log: bool| {
+        if log {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
+    // Legend box as a fraction of the plot area (about what 8 entries take at this size).
+    const W: f64 = 0.5;
+    const H: f64 = 0.45;
+    // (position, right side?, top side?)
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+    ];
+    let mut counts = [0usize; 4];
+    for s in &panel.series {
+        let mut ys: Vec<(f64, f64)> = s.x.iter().copied().zip(s.y.iter().copied()).collect();
+        if let Some(b) = &s.band {
+            for ((x, y), w) in s.x.iter().zip(&s.y).zip(b) {
+                ys.push((*x, y + w));
+                ys.push((*x, y - w));
+            }
+        }
+        for (x, y) in ys {
+            if !usable(x, panel.log_x) || !usable(y, panel.log_y) {
+                continue;
+            }
+            let (fx, fy) = (frac(x, xr, panel.log_x), frac(y, yr, panel.log_y));
+            for (count, &(_, right, top)) in counts.iter_mut().zip(&corners) {
+                let in_x = if right { fx >= 1.0 - W } else { fx <= W };
+                let in_y = if top { fy >= 1.0 - H } else { fy <= H };
+                if in_x && in_y {
+                    *count += 1;
+                }
+            }
+        }
+    }
+    let best = (0..4).min_by_key(|&i| (counts[i], i)).unwrap_or(0);
+    corners[best].0.clone()
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;

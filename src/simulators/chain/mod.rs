@@ -1,0 +1,348 @@
+//! The exact reduced ("Gram chain") simulator for isotropic Gaussian inputs (theory.md §7).
+//!
+//! For x ~ N(0, I_N) the loss and the SGD update see x only through (λ, ν) and ‖x‖², so the Gram
+//! matrix C = [[Q, M], [Mᵀ, P]] of the weight rows is a Markov chain at every finite N. This
+//! simulator runs that chain exactly (no 1/N truncation: ‖x‖²/N, weight decay, label noise and the
+//! mini-batch cross terms x_b·x_c all enter) at a cost per sample independent of N. It carries a
+//! square-root factor F of C (C = F Fᵀ, d × r̃ with d = p + p*, r̃ ≤ d) and updates it by the exact
+//! linear map the step induces on the rows' coordinates: see [`factor`] for the method, the
+//! positive-semi-definiteness argument and the singular case. Trajectories have exactly the law of
+//! [`super::direct::DirectSimulator`]'s (tested by `tests/chain_equivalence.rs`), not its numbers.
+//!
+//! Valid for isotropic Gaussian inputs only; the direct simulator remains the ground truth.
+
+pub mod factor;
+
+use self::factor::{bartlett, ChiTable, GramFactor};
+use super::{grid_steps, Record, RunSpec, Simulator, Trajectory};
+use crate::config::Experiment;
+use crate::experiments::runner::{run_spec, RunTask};
+use crate::init::{InitSpec, TeacherInit};
+use crate::model::Activation;
+use crate::overlaps::Overlaps;
+use crate::rng::{standard_normal, stream, SimRng};
+use nalgebra::DMatrix;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+/// Stream numbers of a run's generators (see [`crate::rng::stream`]), as in the direct simulator.
+const INIT_STREAM: u64 = 0;
+const SGD_STREAM: u64 = 1;
+
+/// Scratch space of one step, allocated once per run.
+#[derive(Debug, Clone)]
+struct Scratch {
+    /// g_b (B rows of `stride`): the inputs' coordinates in the current basis.
+    g: Vec<f64>,
+    /// Bartlett factor A of the inputs' orthogonal parts (B rows of `stride`).
+    a: Vec<f64>,
+    /// z^b in internal order (B rows of d): teacher ν then student λ.
+    z: Vec<f64>,
+    /// k[i·B + b] = η δ_i^b /(B N).
+    k: Vec<f64>,
+    /// Label noises ξ_b.
+    xi: Vec<f64>,
+    /// B' = min(B, N − r̃), the number of new columns of this step.
+    bp: usize,
+}
+
+/// How ‖x‖² enters the update: `Exact` is the chain; `Unit` forces ‖x_b‖² = N (a deliberately
+/// wrong variant, for the power check of the equivalence tests only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputNorm {
+    Exact,
+    Unit,
+}
+
+/// The exact Gram-chain simulator.
+///
+/// ```
+/// use hdsgd::model::{Activation, Model, Training};
+/// use hdsgd::simulators::{chain::ChainSimulator, RunSpec, Simulator};
+/// use hdsgd::init::TeacherInit;
+/// let spec = RunSpec {
+///     model: Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0),
+///     training: Training { eta: 0.1, weight_decay: 0.0, batch: 1 },
+///     n: 1_000_000,
+///     divergence_bound: 1e6,
+/// };
+/// // N = 10⁶ costs no more per sample than N = 10.
+/// let mut sim = ChainSimulator::new(spec, TeacherInit::Orthonormal, 1.0, 42);
+/// let traj = sim.run(&[0.0, 0.001, 0.002], &mut |_| std::ops::ControlFlow::Continue(()));
+/// assert_eq!(traj.records.len(), 3);
+/// assert_eq!(traj.samples, 2000);
+/// // P = I exactly, Q₀ ≈ I:
+/// assert_eq!(traj.initial.p[(0, 0)], 1.0);
+/// assert!((traj.initial.q[(0, 0)] - 1.0).abs() < 0.01);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ChainSimulator {
+    spec: RunSpec,
+    factor: GramFactor,
+    p_teacher: DMatrix<f64>,
+    chi: ChiTable,
+    rng: SimRng,
+    scratch: Scratch,
+    norm: InputNorm,
+}
+
+impl ChainSimulator {
+    /// A run whose initial Gram matrix has the law of the direct simulator's initialisation
+    /// (teacher as `teacher`, student rows iid N(0, σ₀²)); initial condition and SGD samples come
+    /// from separate streams of `seed`.
+    pub fn new(spec: RunSpec, teacher: TeacherInit, sigma0: f64, seed: u64) -> Self {
+        let init = InitSpec {
+            teacher,
+            sigma0,
+            student_mix: None,
+        };
+        Self::with_init(spec, &init, seed)
+    }
+
+    /// A run whose initial Gram matrix has the law of [`crate::init::initial_weights`] for `init`
+    /// (including an informed start), as `DirectSimulator::with_init`.
+    pub fn with_init(spec: RunSpec, init: &InitSpec, seed: u64) -> Self {
+        let (p, k, n, b) = (spec.model.p(), spec.model.p_star(), spec.n, spec.training.batch);
+        let chi = ChiTable::new(n, p + k + b);
+        let mut rng = stream(seed, INIT_STREAM);
+        let mut factor = GramFactor::zeros(p, k, n, b);
+        factor.initialise(&mut rng, &chi, init);
+        Self::from_factor(spec, factor, chi, seed)
+    }
+
+    fn from_factor(spec: RunSpec, factor: GramFactor, chi: ChiTable, seed: u64) -> Self {
+        let (d, b) = (factor.d(), spec.training.batch);
+        let p_teacher = Overlaps::from_gram(&factor.gram(), factor.p).p;
+        ChainSimulator {
+            scratch: Scratch {
+                g: vec![0.0; b * factor.stride],
+                a: vec![0.0; b * factor.stride],
+                z: vec![0.0; b * d],
+                k: vec![0.0; b * factor.p],
+                xi: vec![0.0; b],
+                bp: 0,
+            },
+            spec,
+            factor,
+            p_teacher,
+            chi,
+            rng: stream(seed, SGD_STREAM),
+            norm: InputNorm::Exact,
+        }
+    }
+
+    /// The deliberately wrong chain with ‖x_b‖²/N forced to 1 (the orthogonal part rescaled to
+    /// norm² N − ‖g_b‖², or 0 if negative): only for checking that the equivalence tests can reject
+    /// a wrong simulator.
+    #[doc(hidden)]
+    pub fn with_unit_input_norm(mut self) -> Self {
+        self.norm = InputNorm::Unit;
+        self
+    }
+
+    /// Current overlaps (exact: C = F Fᵀ; P is the initial one, never modified).
+    pub fn overlaps(&self) -> Overlaps {
+        let c = self.factor.gram();
+        let mut o = Overlaps::from_gram(&c, self.factor.p);
+        o.p.copy_from(&self.p_teacher);
+        o
+    }
+
+    /// r̃, the dimension of the basis the rows are expressed in (≤ min(p + p*, N)).
+    pub fn rank(&self) -> usize {
+        self.factor.width
+    }
+
+    /// One SGD step on B fresh samples; returns Σ_b ½(r^b)², the summed training loss of the batch
+    /// (non-finite when the run blew up). Cost O(B d (d + B)), independent of N; no allocation.
+    pub fn step(&mut self) -> f64 {
+        self.draw();
+        self.apply()
+    }
+
+    /// Draws one step's randomness into the scratch space: the inputs' coordinates g_b in the
+    /// current basis, the label noises ξ_b, and the Bartlett factor A of their orthogonal parts.
+    fn draw(&mut self) {
+        let (s, w) = (self.factor.stride, self.factor.width);
+        let nb = self.spec.training.batch;
+        let sc = &mut self.scratch;
+        let noisy = self.spec.model.noise > 0.0;
+        for b in 0..nb {
+            for x in sc.g[b * s..b * s + w].iter_mut() {
+                *x = standard_normal(&mut self.rng);
+            }
+            sc.xi[b] = if noisy { standard_normal(&mut self.rng) } else { 0.0 };
+        }
+        sc.bp = bartlett(&mut self.rng, &self.chi, w, nb, s, &mut sc.a);
+        if self.norm == InputNorm::Unit {
+            force_unit_norm(&sc.g, &mut sc.a, nb, s, w, sc.bp, self.spec.n);
+        }
+    }
+
+    /// The deterministic part of the step, from the draws in the scratch space (see [`factor`]).
+    fn apply(&mut self) -> f64 {
+        let model = &self.spec.model;
+        let (p, ps, n, nb) = (model.p(), model.p_star(), self.spec.n, self.spec.training.batch);
+        let d = p + ps;
+        let fac = &mut self.factor;
+        let (s, w, rt) = (fac.stride, fac.width, fac.rt);
+        let sc = &mut self.scratch;
+        let bp = sc.bp;
+        let noise_sd = model.noise.sqrt();
+        let k_scale = self.spec.training.eta / (nb as f64 * n as f64);
+        let act = model.activation;
+        let mut loss = 0.0;
+        for b in 0..nb {
+            let g = &sc.g[b * s..b * s + w];
+            // z = F g (ν, λ exactly), using the lower-trapezoidal structure.
+            let z = &mut sc.z[b * d..(b + 1) * d];
+            for (row, zr) in z.iter_mut().enumerate() {
+                let len = if row < ps {
+                    (row + 1).min(w)
+                } else {
+                    (rt + row - ps + 1).min(w)
+                };
+                let f = &fac.f[row * s..row * s + len];
+                *zr = f.iter().zip(g).map(|(a, b)| a * b).sum();
+            }
+            let (nu, lambda) = z.split_at(ps);
+            let r = output(act, &model.v, nu) + noise_sd * sc.xi[b] - output(act, &model.a, lambda);
+            loss += 0.5 * r * r;
+            for i in 0..p {
+                // k_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
+                sc.k[i * nb + b] = k_scale * model.a[i] * act.dg(lambda[i]) * r;
+            }
+        }
+        // Student rows: F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b]; teacher rows unchanged.
+        let decay = 1.0 - self.spec.training.eta * self.spec.training.weight_decay / n as f64;
+        for i in 0..p {
+            let row = &mut fac.f[(ps + i) * s..(ps + i + 1) * s];
+            let k = &sc.k[i * nb..(i + 1) * nb];
+            if decay != 1.0 {
+                row[..w].iter_mut().for_each(|x| *x *= decay);
+            }
+            row[w..w + bp].iter_mut().for_each(|x| *x = 0.0);
+            for (b, &kb) in k.iter().enumerate() {
+                let g = &sc.g[b * s..b * s + w];
+                row[..w].iter_mut().zip(g).for_each(|(x, g)| *x += kb * g);
+                // A is lower trapezoidal: row b has entries in columns ≤ b only.
+                let a = &sc.a[b * s..b * s + bp.min(b + 1)];
+                row[w..w + a.len()].iter_mut().zip(a).for_each(|(x, a)| *x += kb * a);
+            }
+        }
+        fac.compress(w + bp);
+        loss
+    }
+
+    /// Runs `samples` samples (rounded up to whole steps) and returns the elapsed wall time in
+    /// seconds, for throughput measurements.
+    pub fn time_steps(&mut self, samples: u64) -> f64 {
+        let steps = samples.div_ceil(self.spec.training.batch as u64);
+        let start = Instant::now();
+        let mut acc = 0.0;
+        for _ in 0..steps {
+            acc += self.step();
+        }
+        std::hint::black_box(acc);
+        start.elapsed().as_secs_f64()
+    }
+}
+
+/// Σ_m c_m g(z_m) (the network output for second layer `c`).
+#[inline(always)]
+fn output(act: Activation, c: &[f64], z: &[f64]) -> f64 {
+    c.iter().zip(z).map(|(c, &z)| c * act.g(z)).sum()
+}
+
+/// The wrong variant: rescales each A_b so that ‖g_b‖² + ‖A_b‖² = N.
+fn force_unit_norm(g: &[f64], a: &mut [f64], nb: usize, s: usize, w: usize, bp: usize, n: usize) {
+    for b in 0..nb {
+        let g2: f64 = g[b * s..b * s + w].iter().map(|x| x * x).sum();
+        let row = &mut a[b * s..b * s + bp.min(b + 1)];
+        let a2: f64 = row.iter().map(|x| x * x).sum();
+        let target = (n as f64 - g2).max(0.0);
+        let f = if a2 > 0.0 { (target / a2).sqrt() } else { 0.0 };
+        row.iter_mut().for_each(|x| *x *= f);
+    }
+}
+
+impl Simulator for ChainSimulator {
+    fn initial_overlaps(&self) -> Overlaps {
+        self.overlaps()
+    }
+
+    fn run(&mut self, grid: &[f64], observe: &mut dyn FnMut(&Record) -> ControlFlow<()>) -> Trajectory {
+        let (n, batch) = (self.spec.n, self.spec.training.batch);
+        let steps = grid_steps(grid, n, batch);
+        let initial = self.overlaps();
+        let bound = self.spec.divergence_bound;
+        let time = |s: u64| s as f64 * batch as f64 / n as f64;
+        // As in the direct simulator: the overlaps are also checked once per unit of t between records.
+        let check_every = (n / batch).max(1) as u64;
+        let bounded = |f: &GramFactor| f.max_abs_student_overlap() <= bound;
+        let mut traj = Trajectory {
+            initial,
+            records: Vec::with_capacity(steps.len()),
+            diverged_at: None,
+            samples: 0,
+        };
+        let mut done: u64 = 0;
+        'records: for &target in &steps {
+            let mut loss_sum = 0.0;
+            let from = done;
+            while done < target {
+                let l = self.step();
+                done += 1;
+                loss_sum += l;
+                if !l.is_finite() || (done.is_multiple_of(check_every) && !bounded(&self.factor)) {
+                    traj.diverged_at = Some(time(done));
+                    break 'records;
+                }
+            }
+            let ov = self.overlaps();
+            if !ov.is_bounded(bound) {
+                traj.diverged_at = Some(time(done));
+                break;
+            }
+            let train = (done > from).then(|| loss_sum / ((done - from) * batch as u64) as f64);
+            let rec = Record::new(&self.spec.model, time(done), ov, train);
+            let flow = observe(&rec);
+            traj.records.push(rec);
+            if flow.is_break() {
+                break;
+            }
+        }
+        traj.samples = done * batch as u64;
+        traj
+    }
+}
+
+/// Builds a chain simulator for a task (called by `experiments::runner::build_simulator`).
+pub fn build(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
+    Box::new(ChainSimulator::with_init(run_spec(exp, task.n), &exp.init, task.seed))
+}
+
+/// Throughput of the chain in samples per second on the calling thread: `samples` samples of one
+/// run (orthonormal teacher, σ₀ = 1) after a warm-up of samples/10.
+///
+/// ```
+/// use hdsgd::model::{Activation, Model, Training};
+/// use hdsgd::simulators::{chain::bench_chain, RunSpec};
+/// let spec = RunSpec {
+///     model: Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0),
+///     training: Training { eta: 0.01, weight_decay: 0.0, batch: 1 },
+///     n: 10_000,
+///     divergence_bound: 1e6,
+/// };
+/// assert!(bench_chain(spec, 10_000, 1) > 0.0);
+/// ```
+pub fn bench_chain(spec: RunSpec, samples: u64, seed: u64) -> f64 {
+    let mut sim = ChainSimulator::new(spec, TeacherInit::Orthonormal, 1.0, seed);
+    sim.time_steps(samples / 10);
+    let secs = sim.time_steps(samples);
+    let steps = samples.div_ceil(sim.spec.training.batch as u64);
+    (steps * sim.spec.training.batch as u64) as f64 / secs
+}
+
+#[cfg(test)]
+mod tests;
