@@ -168,7 +168,7 @@ pub fn escape_outputs(
         // Gaussian teacher the first run's P is used for the prediction.
         let (_, eg_plat, mu) = plateau_rate(&e.model, &e.training, e.sigma0, p_teacher)?;
         let mut by_n = vec![];
-        let (mut xs, mut ys) = (vec![], vec![]);
+        let (mut xs, mut ys, mut ses) = (vec![], vec![], vec![]);
         for &n in &e.ns {
             let mut times = vec![];
             let mut total = 0;
@@ -193,6 +193,7 @@ pub fn escape_outputs(
             if !times.is_empty() {
                 xs.push((n as f64).ln());
                 ys.push(mean);
+                ses.push(if times.len() > 1 { sd / k.sqrt() } else { f64::NAN });
             }
             by_n.push(
                 json!({"n": n, "escaped": times.len(), "runs": total, "diverged": diverged,
@@ -202,13 +203,21 @@ pub fn escape_outputs(
             );
         }
         let fit = fit_line(&xs, &ys);
+        // Standard error of the fitted slope from the standard errors of the means (independent
+        // seeds per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx².
+        let slope_se = {
+            let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+            let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+            let v: f64 = xs.iter().zip(&ses).map(|(x, se)| (x - mx).powi(2) * se * se).sum();
+            (sxx > 0.0 && v.is_finite()).then(|| v.sqrt() / sxx)
+        };
         let slope_theory = 1.0 / (2.0 * mu);
         // theory.md §6: the spread over seeds √ψ′(pp*/2)/(2μ), independent of N.
         let sd_theory = trigamma((p * e.model.p_star()) as f64 / 2.0).sqrt() / (2.0 * mu);
         per_p.push(json!({
             "p": p, "a": e.model.a[0], "eg_plateau": eg_plat, "mu": mu, "slope_theory": slope_theory,
             "sd_theory": sd_theory,
-            "fit_intercept": fit.map(|f| f.0), "fit_slope": fit.map(|f| f.1), "per_n": by_n,
+            "fit_intercept": fit.map(|f| f.0), "fit_slope": fit.map(|f| f.1), "fit_slope_se": slope_se, "per_n": by_n,
         }));
         let nx: Vec<f64> = xs.iter().map(|x| x.exp()).collect();
         let mut s = Series::line(format!("p = {p}"), nx.clone(), ys.clone(), ci);
