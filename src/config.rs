@@ -497,6 +497,7 @@ impl Experiment {
         }
         if let Some(g) = &c.geometry {
             g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
+            g.validate_model(&model).map_err(|(f, m)| field_err(&f, m))?;
         }
 
         Ok(Experiment {

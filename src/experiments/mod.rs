@@ -143,6 +143,7 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     if exp.figures {
         figures(exp, &dir, &results, explicit.as_ref())?;
     }
+    crate::geometry::observe_run(exp, &results, &dir, opts.threads)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }
