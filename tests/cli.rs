@@ -166,3 +166,25 @@ fn check_prints_the_resolved_configuration() {
     assert_eq!(v["model"]["a"], serde_json::json!([0.5, 0.5]));
     assert_eq!(v["ns"], serde_json::json!([60, 120]));
 }
+
+/// ReLU has no ODE: `run` simulates it (ode.csv holds only the header), `ode` refuses with a message.
+#[test]
+fn relu_runs_without_an_ode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "relu.toml", &SMALL.replace("\"quadratic\"", "\"relu\""));
+    let out = tmp.path().join("out");
+    let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ode = std::fs::read_to_string(out.join("ode.csv")).unwrap();
+    assert_eq!(ode.lines().count(), 1);
+    let traj = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
+    assert_eq!(traj.lines().count(), 1 + 2 * 3 * 9);
+    let o = hdsgd(&[
+        "ode",
+        file.to_str().unwrap(),
+        "--out",
+        tmp.path().join("o2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("model.activation"), "{}", stderr(&o));
+}

@@ -125,9 +125,19 @@ fn mean_escape_time_grows_with_n() {
         tolerance: 0.05,
     };
     let runs: Vec<_> = tasks(&exp).iter().map(|t| escape_run(&exp, rule, t)).collect();
+    // η·a = 0.15 is close to the stability edge, so at N = 100 a rare run may diverge (a competing
+    // outcome, left out of the means); none may stay on the plateau until t_max = 40 (≈ 12 spreads
+    // beyond the mean), and most must escape.
     assert!(
-        runs.iter().all(|r| !r.censored()),
+        runs.iter()
+            .all(|r| !matches!(r.status, EscapeStatus::Censored | EscapeStatus::NoPlateau)),
         "no censoring expected at t_max = 40"
+    );
+    let escaped = runs.iter().filter(|r| r.status == EscapeStatus::Escaped).count();
+    assert!(
+        escaped * 10 >= runs.len() * 9,
+        "only {escaped} of {} runs escaped",
+        runs.len()
     );
     let s = escape::summarize_runs(&runs);
     let diff = s[1].mean - s[0].mean;

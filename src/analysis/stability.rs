@@ -182,7 +182,7 @@ pub fn find_plateau(
             let Ok(r) = rhs_state(model, training, variant, &ov.p, &ov.to_state()).map(|f| f.amax()) else {
                 return true;
             };
-            if best.as_ref().map_or(true, |b| r < b.0) {
+            if best.as_ref().is_none_or(|b| r < b.0) {
                 best = Some((r, t, ov.clone()));
             }
             let r_min = best.as_ref().map_or(f64::INFINITY, |b| b.0);

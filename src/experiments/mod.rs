@@ -143,6 +143,7 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     if exp.figures {
         figures(exp, &dir, &results, explicit.as_ref())?;
     }
+    crate::geometry::observe_run(exp, &results, &dir, opts.threads)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }
@@ -190,6 +191,12 @@ fn write_summary(
 /// `hdsgd ode`: integrate without simulating (matched: from each run's exact initial overlaps;
 /// explicit: from `[init] q0, m0, p`), write `ode.csv`, `summary.json` and a figure.
 pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
+    if !crate::population::has_ode(exp.model.activation) {
+        bail!(
+            "invalid value for `model.activation`: the overlap ODE is not available for `{}` (use `hdsgd run` to simulate it)",
+            exp.model.activation.name()
+        );
+    }
     let dir = output_dir(exp, opts);
     check_output_dir(&dir, opts.force)?;
     let start = Instant::now();

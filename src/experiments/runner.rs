@@ -143,7 +143,8 @@ pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow:
             ControlFlow::Continue(())
         });
         let wall_seconds = start.elapsed().as_secs_f64();
-        let ode = if exp.ode_initial == OdeInitial::Matched {
+        // ReLU has no closed-form ODE: its runs are simulated (with exact e_g) and not compared.
+        let ode = if exp.ode_initial == OdeInitial::Matched && crate::population::has_ode(exp.model.activation) {
             let times: Vec<f64> = trajectory.records.iter().map(|r| r.t).collect();
             let times = if trajectory.diverged_at.is_some() {
                 record_times(exp, task.n)

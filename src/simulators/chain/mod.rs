@@ -294,7 +294,7 @@ impl Simulator for ChainSimulator {
                 let l = self.step();
                 done += 1;
                 loss_sum += l;
-                if !l.is_finite() || (done % check_every == 0 && !bounded(&self.factor)) {
+                if !l.is_finite() || (done.is_multiple_of(check_every) && !bounded(&self.factor)) {
                     traj.diverged_at = Some(time(done));
                     break 'records;
                 }

@@ -66,7 +66,7 @@ fn check_rows(len_w: usize, stride: usize, rows: usize, j0: usize, len: usize) {
     );
 }
 
-/// acc_r += Σ_{j<len} w[r·stride + j0 + j] · x[j] for rows r < acc.len()  (projections λ, ν).
+/// `acc_r += Σ_{j<len} w[r·stride + j0 + j] · x[j]` for rows r < acc.len()  (projections λ, ν).
 #[inline]
 pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &mut [Acc]) {
     let (rows, len) = (acc.len(), x.len());
@@ -76,10 +76,18 @@ pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &
         // SAFETY: Avx2Fma is only selected on CPUs that have it; bounds checked above.
         Isa::Avx2Fma => unsafe { super::avx2::dot_rows(w.as_ptr().add(j0), stride, x, acc) },
         _ => {
+            // Blocks of 8 (one per lane) so that LLVM vectorises with the baseline SIMD.
             for (r, a) in acc.iter_mut().enumerate() {
                 let row = &w[r * stride + j0..r * stride + j0 + len];
-                for (j, (wj, xj)) in row.iter().zip(x).enumerate() {
-                    a[j % 8] += wj * xj;
+                let (wc, xc) = (row.chunks_exact(8), x.chunks_exact(8));
+                let (wt, xt) = (wc.remainder(), xc.remainder());
+                for (wb, xb) in wc.zip(xc) {
+                    for l in 0..8 {
+                        a[l] += wb[l] * xb[l];
+                    }
+                }
+                for (l, (wj, xj)) in wt.iter().zip(xt).enumerate() {
+                    a[l] += wj * xj;
                 }
             }
         }
@@ -87,8 +95,8 @@ pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &
 }
 
 /// The fused pass over one chunk for B = 1: for rows r < acc.len(),
-/// w_r[j] ← c_r·xp[j] + decay·w_r[j] (the pending update of the previous step), then
-/// acc_r += w_r[j]·xn[j] (the projection of the new input on the updated row).
+/// `w_r[j] ← c_r·xp[j] + decay·w_r[j]` (the pending update of the previous step), then
+/// `acc_r += w_r[j]·xn[j]` (the projection of the new input on the updated row).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn update_dot_rows(
@@ -113,18 +121,27 @@ pub fn update_dot_rows(
             for (r, a) in acc.iter_mut().enumerate() {
                 let row = &mut w[r * stride + j0..r * stride + j0 + len];
                 let cr = c[r];
-                for (j, wj) in row.iter_mut().enumerate() {
-                    let d = if decay == 1.0 { *wj } else { decay * *wj };
-                    *wj = cr * xp[j] + d;
-                    a[j % 8] += *wj * xn[j];
+                let mut upd = |wb: &mut [f64], pb: &[f64], nb: &[f64]| {
+                    for l in 0..wb.len() {
+                        let d = if decay == 1.0 { wb[l] } else { decay * wb[l] };
+                        wb[l] = cr * pb[l] + d;
+                        a[l] += wb[l] * nb[l];
+                    }
+                };
+                // Blocks of 8 (one per lane), then the tail into lanes 0.., as in dot_rows.
+                let mut wc = row.chunks_exact_mut(8);
+                for ((wb, pb), nb) in (&mut wc).zip(xp.chunks_exact(8)).zip(xn.chunks_exact(8)) {
+                    upd(wb, pb, nb);
                 }
+                let t = len - len % 8;
+                upd(wc.into_remainder(), &xp[t..], &xn[t..]);
             }
         }
     }
 }
 
-/// The rank-B update of one row segment: w[j] ← c_0·x_0[j] + decay·w[j], then w[j] ← c_b·x_b[j] + w[j]
-/// for b = 1..B, with x_b = xs[b·x_stride..]. This is theory.md §2's update with decay = 1 − ηℓ₂/N
+/// The rank-B update of one row segment: `w[j] ← c_0·x_0[j] + decay·w[j]`, then
+/// `w[j] ← c_b·x_b[j] + w[j]` for b = 1..B, with `x_b = xs[b·x_stride..]`. This is theory.md §2's update with decay = 1 − ηℓ₂/N
 /// and c_b = η δ^b/(B√N).
 #[inline]
 pub fn axpy_row(isa: Isa, w: &mut [f64], decay: f64, c: &[f64], xs: &[f64], x_stride: usize) {

@@ -3,7 +3,7 @@
 //! Each step draws B fresh inputs x^b ~ N(0, I_N), computes λ^b = Wx^b/√N, ν^b = W*x^b/√N,
 //! the residual r^b = Σ_k v_k g(ν_k^b) + √Δ ξ^b − Σ_i a_i g(λ_i^b), δ_i^b = a_i g'(λ_i^b) r^b, and
 //! updates w_i ← w_i (1 − ηℓ₂/N) + (η/(B√N)) Σ_b δ_i^b x^b. Cost O((p + p*) N B) per step; no
-//! allocation in the step ([`Scratch`] is allocated once per run).
+//! allocation in the step (its scratch space is allocated once per run).
 //!
 //! Speed (issue 5, docs/performance.md): the inputs come from the fast exact generator
 //! [`FastNormal`], generated chunk by chunk and consumed while hot in cache by explicit-SIMD kernels
@@ -339,7 +339,7 @@ impl Simulator for DirectSimulator {
                 let l = self.step_fused();
                 done += 1;
                 loss_sum += l;
-                if !l.is_finite() || (done % check_every == 0 && !self.flushed_overlaps().is_bounded(bound)) {
+                if !l.is_finite() || (done.is_multiple_of(check_every) && !self.flushed_overlaps().is_bounded(bound)) {
                     traj.diverged_at = Some(time(done));
                     break 'records;
                 }

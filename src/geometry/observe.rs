@@ -1,0 +1,396 @@
+//! The `hdsgd run` hook of the geometry observables (`[geometry] observables`), called once after
+//! the run's own outputs are written:
+//!
+//! * "conserved": `geometry.csv` with columns `n,seed,source,t,eg,qperp_min,drift,i_k_l…` (source `sgd` for the
+//!   simulation, `ode` for the matched ODE; i_k_l the entries k ≤ l of I(t) = M̃ᵀQ⊥⁻¹M̃, 0-based;
+//!   drift = ‖I(t) − I(0)‖_F/‖I(0)‖_F, qperp_min the smallest eigenvalue of Q⊥ = Q − MP⁻¹Mᵀ),
+//!   `geometry.json` (per run and per N: the largest and the final drift, and the largest drift in
+//!   the well-conditioned window λ_min(Q⊥(t)) ≥ [`WINDOW_FLOOR`]·λ_min(Q⊥(0))), and `geometry_drift.svg` (mean drift over seeds vs t per N, ODE dashed). Rows where
+//!   Q⊥ is numerically singular (long after convergence) have empty I and drift fields.
+//! * "selection": `selection.csv` with `n,seed,eg_final,converged,dist,dist_min,ratio,dist_to_selected`
+//!   (dist = ‖W∞ − W₀‖²_F/N at the last record, dist_min the Procrustes minimum, ratio = dist/dist_min,
+//!   dist_to_selected = ‖W∞ − W_sel‖²_F/N), `selection.json` (mean ± s.e. of the ratio over
+//!   converged runs per N) and `selection.svg` (dist vs dist_min). The weights are not part of the
+//!   run results, so each run is simulated again from its seed (bit-identical: checked against the
+//!   run's recorded final overlaps), which doubles the simulation cost.
+
+use super::conserved::{conserved_quantity, orthogonal_part, relative_drift};
+use super::selection::{distance2, procrustes_minimum, selected_weights};
+use super::GeometryObservable;
+use crate::config::{Experiment, SimulatorKind};
+use crate::experiments::mean_std;
+use crate::experiments::output::write_atomic;
+use crate::experiments::plots::{self, Panel, Series};
+use crate::experiments::runner::{par_map_tasks, run_spec, tasks, RunResult};
+use crate::overlaps::Overlaps;
+use crate::simulators::direct::DirectSimulator;
+use crate::simulators::Simulator;
+use anyhow::{bail, Context, Result};
+use nalgebra::DMatrix;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+/// Writes the requested geometry observables of a finished `hdsgd run` into `dir` (module docs).
+/// Does nothing without a `[geometry]` section or observables.
+pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads: usize) -> Result<()> {
+    let Some(cfg) = &exp.config.geometry else {
+        return Ok(());
+    };
+    if cfg.observables.contains(&GeometryObservable::Conserved) {
+        conserved_outputs(exp, results, dir)?;
+    }
+    if cfg.observables.contains(&GeometryObservable::Selection) {
+        selection_outputs(exp, results, dir, threads, cfg.converged_eg)?;
+    }
+    if cfg.observables.contains(&GeometryObservable::Escape) {
+        let widths: Vec<usize> = match &cfg.widths {
+            Some(w) => w.iter().map(|&p| p as usize).collect(),
+            None => vec![exp.model.p()],
+        };
+        super::overparam::escape_outputs(exp, results, dir, threads, &widths, cfg.escape_fraction)?;
+    }
+    Ok(())
+}
+
+/// One point of an I(t) series.
+struct Point {
+    t: f64,
+    eg: f64,
+    /// Smallest eigenvalue of Q⊥ (NaN if P is singular).
+    qperp_min: f64,
+    /// I(t) and its relative drift, `None` where Q⊥ is singular.
+    value: Option<(DMatrix<f64>, f64)>,
+}
+
+/// Per run: (N, SGD times, SGD drifts, ODE times, ODE drifts).
+type DriftCurves = (usize, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// The "well-conditioned window" of a series: records with λ_min(Q⊥(t)) ≥ WINDOW_FLOOR·λ_min(Q⊥(0)).
+/// Beyond it (the student aligned with the teacher) I(t) is a ratio of vanishing quantities and
+/// its numerical error (~ integrator error / λ_min(Q⊥) for the ODE) dominates.
+pub const WINDOW_FLOOR: f64 = 1e-3;
+
+/// I(t) along one series of (t, overlaps, e_g); `None` entries where Q⊥ is singular.
+/// Errors if I(0) itself is unavailable (degenerate start).
+fn series(exp: &Experiment, pts: impl Iterator<Item = (f64, Overlaps, f64)>) -> Result<Vec<Point>> {
+    let mut out = vec![];
+    let mut i0: Option<DMatrix<f64>> = None;
+    for (t, ov, eg) in pts {
+        let i = conserved_quantity(&ov, t, &exp.model, &exp.training);
+        let qperp_min = orthogonal_part(&ov).map_or(f64::NAN, |q| q.symmetric_eigenvalues().min());
+        let value = match (&i0, i) {
+            (None, Ok(i)) => {
+                i0 = Some(i.clone());
+                Some((i, 0.0))
+            }
+            (None, Err(e)) => {
+                return Err(e).context("conserved quantity at t = 0 (needs a non-degenerate start, p + p* ≤ N)")
+            }
+            (Some(i0), Ok(i)) => {
+                let d = relative_drift(i0, &i);
+                Some((i, d))
+            }
+            (Some(_), Err(_)) => None,
+        };
+        out.push(Point {
+            t,
+            eg,
+            qperp_min,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Result<()> {
+    let k = exp.model.p_star();
+    let mut csv = String::from("n,seed,source,t,eg,qperp_min,drift");
+    for a in 0..k {
+        for b in a..k {
+            let _ = write!(csv, ",i_{a}_{b}");
+        }
+    }
+    csv.push('\n');
+    let mut runs = vec![];
+    // Per N: the drift curves of the SGD runs and of the ODEs, for the figure and the summary.
+    let mut curves: Vec<DriftCurves> = vec![];
+    for r in results {
+        let (n, seed) = (r.task.n, r.task.seed_index);
+        let sgd = series(
+            exp,
+            r.trajectory
+                .records
+                .iter()
+                .map(|rec| (rec.t, rec.overlaps.clone(), rec.eg)),
+        )
+        .with_context(|| format!("run N = {n}, seed {seed}"))?;
+        let ode = match &r.ode {
+            Some(sol) => Some(series(
+                exp,
+                sol.t
+                    .iter()
+                    .zip(&sol.overlaps)
+                    .zip(&sol.eg)
+                    .map(|((t, ov), eg)| (*t, ov.clone(), *eg)),
+            )?),
+            None => None,
+        };
+        let mut summary = json!({"n": n, "seed": seed});
+        for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
+            let Some(s) = s else { continue };
+            for pt in s {
+                let _ = write!(csv, "{n},{seed},{name},{},{},{},", pt.t, pt.eg, pt.qperp_min);
+                match &pt.value {
+                    Some((i, d)) => {
+                        let _ = write!(csv, "{d}");
+                        for a in 0..k {
+                            for b in a..k {
+                                let _ = write!(csv, ",{}", i[(a, b)]);
+                            }
+                        }
+                    }
+                    None => csv.push_str(&",".repeat(k * (k + 1) / 2)),
+                }
+                csv.push('\n');
+            }
+            let drifts: Vec<f64> = s.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).collect();
+            let floor = WINDOW_FLOOR * s[0].qperp_min;
+            let window: Vec<&Point> = s.iter().take_while(|p| p.qperp_min >= floor).collect();
+            summary[name] = json!({
+                "max_drift": drifts.iter().copied().fold(0.0, f64::max),
+                "final_drift": drifts.last(),
+                "window_t_end": window.last().map(|p| p.t),
+                "max_drift_window": window.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).fold(0.0, f64::max),
+                "singular_rows": s.iter().filter(|x| x.value.is_none()).count(),
+            });
+        }
+        runs.push(summary);
+        let drift_of =
+            |s: &[Point]| -> Vec<f64> { s.iter().map(|p| p.value.as_ref().map_or(f64::NAN, |x| x.1)).collect() };
+        let t: Vec<f64> = sgd.iter().map(|x| x.t).collect();
+        let (ode_t, ode_d) = ode
+            .as_ref()
+            .map(|o| (o.iter().map(|x| x.t).collect(), drift_of(o)))
+            .unwrap_or_default();
+        curves.push((n, t, drift_of(&sgd), ode_t, ode_d));
+    }
+    let mut per_n = vec![];
+    let mut panel = Panel {
+        title: format!("{}: drift of the conserved quantity", exp.name),
+        x_label: "t = samples / N".into(),
+        y_label: "‖I(t) − I(0)‖ / ‖I(0)‖".into(),
+        log_x: exp.log_time,
+        log_y: true,
+        series: vec![],
+    };
+    for (ci, &n) in exp.ns.iter().enumerate() {
+        let mine: Vec<_> = curves.iter().filter(|c| c.0 == n).collect();
+        let stat = |src: &str| {
+            let mean_of = |key: &str| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r["n"] == n)
+                    .filter_map(|r| r[src][key].as_f64())
+                    .collect();
+                (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
+            };
+            let (m, runs) = mean_of("max_drift");
+            json!({"mean_max_drift": m, "mean_max_drift_window": mean_of("max_drift_window").0,
+                   "mean_window_t_end": mean_of("window_t_end").0, "runs": runs})
+        };
+        per_n.push(json!({"n": n, "sgd": stat("sgd"), "ode": stat("ode")}));
+        let t = mine
+            .iter()
+            .map(|c| c.1.clone())
+            .max_by_key(|v| v.len())
+            .unwrap_or_default();
+        let (m, _) = mean_std(mine.iter().map(|c| c.2.as_slice()));
+        panel.series.push(Series::line(format!("N = {n} SGD (mean)"), t, m, ci));
+        if mine.iter().any(|c| !c.4.is_empty()) {
+            let t = mine
+                .iter()
+                .map(|c| c.3.clone())
+                .max_by_key(|v| v.len())
+                .unwrap_or_default();
+            let (m, _) = mean_std(mine.iter().map(|c| c.4.as_slice()));
+            let mut s = Series::line(format!("N = {n} ODE (matched)"), t, m, ci);
+            s.dashed = true;
+            panel.series.push(s);
+        }
+    }
+    write_atomic(&dir.join("geometry.csv"), csv.as_bytes())?;
+    let summary = json!({
+        "observable": "I(t) = M̃ᵀ Q⊥⁻¹ M̃, M̃ = M exp(−4(η/B) a V P t), Q⊥ = Q − M P⁻¹ Mᵀ; drift = ‖I(t) − I(0)‖_F / ‖I(0)‖_F",
+        "ode_variant": format!("{:?}", exp.ode_options.variant),
+        "per_n": per_n,
+        "runs": runs,
+    });
+    write_atomic(
+        &dir.join("geometry.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    if exp.figures {
+        plots::draw(&dir.join("geometry_drift.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
+
+/// One run's selection measurement.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SelectionRow {
+    pub n: usize,
+    pub seed: u64,
+    /// e_g at the last record.
+    pub eg_final: f64,
+    /// e_g_final below `converged_eg`.
+    pub converged: bool,
+    /// ‖W∞ − W₀‖²_F/N.
+    pub dist: f64,
+    /// Procrustes minimum over the zero-loss manifold.
+    pub dist_min: f64,
+    /// ‖W∞ − W_sel‖²_F/N (W_sel the Procrustes-closest solution).
+    pub dist_to_selected: f64,
+}
+
+/// Simulates every task of `exp` with the direct simulator and measures the selection distances
+/// (re-runs are bit-identical to `hdsgd run`'s; `expected_final`, when given, is checked against
+/// each run's final overlaps).
+pub fn selection_rows(
+    exp: &Experiment,
+    threads: usize,
+    converged_eg: f64,
+    expected_final: Option<&[Overlaps]>,
+) -> Result<Vec<SelectionRow>> {
+    if exp.simulator != SimulatorKind::Direct {
+        bail!("invalid value for `simulation.simulator`: the \"selection\" observable needs the weights, i.e. the \"direct\" simulator");
+    }
+    let ts = tasks(exp);
+    let bar = indicatif::ProgressBar::hidden();
+    let rows = par_map_tasks(&ts, threads, &bar, |task, _| -> Result<(SelectionRow, Overlaps)> {
+        let mut sim = DirectSimulator::new(run_spec(exp, task.n), exp.teacher_init, exp.sigma0, task.seed);
+        let w0 = sim.weights().to_owned();
+        let ov0 = sim.overlaps();
+        let traj = sim.run(&exp.grid, &mut |_| ControlFlow::Continue(()));
+        let last = traj.records.last().context("run recorded nothing")?;
+        let w = sim.weights();
+        let wsel = selected_weights(w0.view(), sim.teacher(), &exp.model)?;
+        Ok((
+            SelectionRow {
+                n: task.n,
+                seed: task.seed_index,
+                eg_final: last.eg,
+                converged: traj.diverged_at.is_none() && last.eg < converged_eg,
+                dist: distance2(w0.view(), w),
+                dist_min: procrustes_minimum(&ov0, &exp.model)?,
+                dist_to_selected: distance2(wsel.view(), w),
+            },
+            last.overlaps.clone(),
+        ))
+    })?;
+    let mut out = vec![];
+    for (i, r) in rows.into_iter().enumerate() {
+        let (row, ov) = r?;
+        if let Some(exp_ov) = expected_final.and_then(|e| e.get(i)) {
+            if exp_ov != &ov {
+                bail!(
+                    "internal error: re-simulated run N = {}, seed {} differs from the recorded one",
+                    row.n,
+                    row.seed
+                );
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+fn selection_outputs(
+    exp: &Experiment,
+    results: &[RunResult],
+    dir: &Path,
+    threads: usize,
+    converged_eg: f64,
+) -> Result<()> {
+    let finals: Vec<Overlaps> = results
+        .iter()
+        .filter_map(|r| r.trajectory.records.last().map(|x| x.overlaps.clone()))
+        .collect();
+    let check = (finals.len() == results.len()).then_some(finals.as_slice());
+    let rows = selection_rows(exp, threads, converged_eg, check)?;
+    let mut csv = String::from("n,seed,eg_final,converged,dist,dist_min,ratio,dist_to_selected\n");
+    for r in &rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{}",
+            r.n,
+            r.seed,
+            r.eg_final,
+            r.converged,
+            r.dist,
+            r.dist_min,
+            r.dist / r.dist_min,
+            r.dist_to_selected
+        );
+    }
+    write_atomic(&dir.join("selection.csv"), csv.as_bytes())?;
+    let mut per_n = vec![];
+    let mut panel = Panel {
+        title: format!("{}: distance travelled vs Procrustes minimum", exp.name),
+        x_label: "min over zero-loss manifold of ‖W − W₀‖²/N".into(),
+        y_label: "‖W∞ − W₀‖²/N (SGD)".into(),
+        log_x: false,
+        log_y: false,
+        series: vec![],
+    };
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (ci, &n) in exp.ns.iter().enumerate() {
+        let conv: Vec<&SelectionRow> = rows.iter().filter(|r| r.n == n && r.converged).collect();
+        let ratios: Vec<f64> = conv.iter().map(|r| r.dist / r.dist_min).collect();
+        let k = ratios.len() as f64;
+        let mean = ratios.iter().sum::<f64>() / k;
+        let sd = (ratios.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+        let to_sel: Vec<f64> = conv.iter().map(|r| r.dist_to_selected).collect();
+        per_n.push(json!({
+            "n": n,
+            "converged_runs": conv.len(),
+            "runs": rows.iter().filter(|r| r.n == n).count(),
+            "mean_ratio": if conv.is_empty() { None } else { Some(mean) },
+            "se_ratio": if conv.len() > 1 { Some(sd / k.sqrt()) } else { None },
+            "mean_dist_to_selected": if conv.is_empty() { None } else { Some(to_sel.iter().sum::<f64>() / k) },
+        }));
+        let mine: Vec<&SelectionRow> = rows.iter().filter(|r| r.n == n).collect();
+        for r in &mine {
+            lo = lo.min(r.dist_min).min(r.dist);
+            hi = hi.max(r.dist_min).max(r.dist);
+        }
+        let mut s = Series::line(
+            format!("N = {n}"),
+            mine.iter().map(|r| r.dist_min).collect(),
+            mine.iter().map(|r| r.dist).collect(),
+            ci,
+        );
+        s.markers = true;
+        panel.series.push(s);
+    }
+    if lo.is_finite() {
+        let mut diag = Series::line("y = x", vec![lo, hi], vec![lo, hi], 7);
+        diag.dashed = true;
+        panel.series.push(diag);
+    }
+    let summary = json!({
+        "definition": "dist = ‖W∞ − W₀‖²_F/N at the last record; dist_min = tr Q₀ + tr(VP)/a − 2‖M₀(V/a)^{1/2}‖_* (Procrustes); ratio over runs with final e_g < converged_eg",
+        "converged_eg": converged_eg,
+        "per_n": per_n,
+        "runs": rows,
+    });
+    write_atomic(
+        &dir.join("selection.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    if exp.figures {
+        plots::draw(&dir.join("selection.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
