@@ -16,7 +16,9 @@ use crate::experiments::output::{check_output_dir, write_atomic};
 use crate::experiments::plots::{self, Panel, Series};
 use crate::experiments::runner::{build_simulator, par_map_tasks, tasks, RunTask};
 use crate::experiments::{output_dir, OutputOptions};
+use crate::ode::integrate;
 use crate::overlaps::Overlaps;
+use crate::population::population_error;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -379,7 +381,7 @@ pub fn fit_log_n(summaries: &[EscapeSummary]) -> Option<LinearFit> {
     linear_fit(&x, &y, Some(&se))
 }
 
-/// Trigamma function ψ′(x), x > 0 (recurrence to x ≥ 6, then the asymptotic series; |error| < 1e-12).
+/// Trigamma function ψ′(x), x > 0 (recurrence to x ≥ 20, then the asymptotic series to 1/x⁹; relative error < 1e-13).
 ///
 /// ```
 /// let pi2 = std::f64::consts::PI.powi(2);
@@ -388,7 +390,7 @@ pub fn fit_log_n(summaries: &[EscapeSummary]) -> Option<LinearFit> {
 /// ```
 pub fn trigamma(mut x: f64) -> f64 {
     let mut acc = 0.0;
-    while x < 6.0 {
+    while x < 20.0 {
         acc += 1.0 / (x * x);
         x += 1.0;
     }
@@ -485,6 +487,37 @@ fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<Escap
     }
     // A line cut by an interruption fails to parse and is dropped (its run is simply redone).
     Ok(Some(lines.skip(1).filter_map(parse_line).collect()))
+}
+
+/// The escape time of the ODE started from the typical size of a run's initial condition,
+/// Q₀ = σ₀² I, M₀ = (σ₀/√N)·(all ones) (each M_ik at its rms value σ₀/√N), with the same escape
+/// rule; `None` if it does not escape by `t_max`. Its dependence on ln N is the deterministic,
+/// noise-free part of the finite-N escape-time slope: it tends to 1/(2μ) only once ln N is large
+/// enough for the run to spend a long time near the plateau (the approach to the plateau and the
+/// nonlinear exit add N-dependent corrections).
+pub fn ode_escape_time(exp: &Experiment, rule: EscapeRule, n: f64, t_max: f64) -> Result<Option<f64>> {
+    let (p, k) = (exp.model.p(), exp.model.p_star());
+    let p_teacher = exp
+        .explicit_initial
+        .as_ref()
+        .map(|o| o.p.clone())
+        .unwrap_or_else(|| nalgebra::DMatrix::identity(k, k));
+    let mut start = super::stability::symmetric_start(p, exp.sigma0, &p_teacher);
+    start.m.fill(exp.sigma0 / n.sqrt());
+    let mut det = EscapeDetector::new(rule);
+    let model = &exp.model;
+    integrate(
+        model,
+        &exp.training,
+        &start,
+        &[0.0, t_max],
+        &exp.ode_options,
+        |t, ov: &Overlaps| {
+            let eg = population_error(model, &ov.gram());
+            det.observe(t, ov, eg).is_some()
+        },
+    )?;
+    Ok(det.escaped())
 }
 
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
@@ -613,6 +646,30 @@ fn write_outputs(
     write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;
     let fit = fit_log_n(&summaries);
     let slope_theory = stability.escape_slope();
+    // The deterministic reference: the ODE's escape time from the typical initial size, at the
+    // experiment's N and far beyond (where its slope must tend to 1/(2μ)).
+    let rule = EscapeRule::new(cfg, stability.plateau.eg);
+    let t_long = 50.0 * exp.grid.last().copied().unwrap_or(1.0);
+    let ode_at = |n: f64| ode_escape_time(exp, rule, n, t_long).ok().flatten();
+    let ode_times: Vec<(usize, Option<f64>)> = summaries.iter().map(|s| (s.n, ode_at(s.n as f64))).collect();
+    let ode_fit = {
+        let (x, y): (Vec<f64>, Vec<f64>) = ode_times
+            .iter()
+            .filter_map(|(n, t)| t.map(|t| ((*n as f64).ln(), t)))
+            .unzip();
+        linear_fit(&x, &y, None)
+    };
+    let ode_large: Vec<(f64, Option<f64>)> = [1e4, 1e6, 1e8, 1e10, 1e12].iter().map(|&n| (n, ode_at(n))).collect();
+    let ode_local_slopes: Vec<serde_json::Value> = ode_large
+        .windows(2)
+        .map(|w| {
+            let slope = match (w[0].1, w[1].1) {
+                (Some(a), Some(b)) => Some((b - a) / (w[1].0 / w[0].0).ln()),
+                _ => None,
+            };
+            json!({"n_from": w[0].0, "n_to": w[1].0, "slope": slope})
+        })
+        .collect();
     let pp = (exp.model.p() * exp.model.p_star()) as f64;
     let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
@@ -630,6 +687,10 @@ fn write_outputs(
         "theory_std": std_theory,
         "theory_std_formula": "√ψ′(p p*/2)/(2μ) (initial-overlap fluctuations only, theory.md §6)",
         "slope_minus_theory_in_se": match (fit, slope_theory) { (Some(f), Some(s)) => Some((f.slope - s) / f.se_slope), _ => None },
+        "ode_typical_start": "ODE from Q0 = σ0² I, M0 = σ0/√N (all entries), same escape rule",
+        "ode_escape_times": ode_times.iter().map(|(n, t)| json!({"n": n, "t_escape": t})).collect::<Vec<_>>(),
+        "ode_slope_at_experiment_n": ode_fit.map(|f| f.slope),
+        "ode_local_slopes_large_n": ode_local_slopes,
         "censored_runs": censored,
         "diverged_runs": diverged,
         "criterion": cfg,
@@ -673,6 +734,14 @@ fn write_outputs(
                 std_theory.unwrap_or(f64::NAN)
             );
         }
+        if let Some(f) = ode_fit {
+            let last = ode_local_slopes.last().and_then(|v| v["slope"].as_f64());
+            println!(
+                "  ODE from the typical start (M0 = σ0/√N): slope {:.4} over the experiment's N; local slope {:.4} at N = 1e10…1e12",
+                f.slope,
+                last.unwrap_or(f64::NAN)
+            );
+        }
         if censored > diverged {
             println!(
                 "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
@@ -684,7 +753,7 @@ fn write_outputs(
         }
     }
     if exp.figures {
-        figures(exp, dir, runs, &summaries, fit, slope_theory)?;
+        figures(exp, dir, runs, &summaries, fit, slope_theory, &ode_times)?;
     }
     Ok(())
 }
@@ -696,6 +765,7 @@ fn figures(
     summaries: &[EscapeSummary],
     fit: Option<LinearFit>,
     slope_theory: Option<f64>,
+    ode_times: &[(usize, Option<f64>)],
 ) -> Result<()> {
     // Empirical CDF per N (censored runs never reach the top).
     let mut series = vec![];
@@ -763,6 +833,15 @@ fn figures(
             t.dashed = true;
             series.push(t);
         }
+    }
+    let (ox, oy): (Vec<f64>, Vec<f64>) = ode_times
+        .iter()
+        .filter_map(|(n, t)| t.map(|t| ((*n as f64).ln(), t)))
+        .unzip();
+    if !ox.is_empty() {
+        let mut o = Series::line("ODE from M0 = σ0/√N", ox, oy, 3);
+        o.dashed = true;
+        series.push(o);
     }
     plots::draw(
         &dir.join("escape_vs_logn.svg"),
