@@ -306,8 +306,9 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
         }
         drop(sim);
         let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
+        // The speed-up compares like with like: the same `advance` loop on one thread.
+        let one = (threads > 1).then(|| parallel_rate(act, n, p, 1, budget, isa));
         let single = 1e9 / step;
-        let single_wall = 1e9 / timing.wall;
         cells.push(BenchCell {
             activation: act.name().into(),
             n,
@@ -326,11 +327,11 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             step_over_floor: step / (floor_gauss * n as f64 / npad as f64 + floor_stream),
             par_threads: threads,
             par_samples_per_s: par.map(|r| r.0),
-            par_speedup: par.map(|r| r.0 / single_wall),
-            par_efficiency: par.map(|r| r.0 / single_wall / threads as f64),
+            par_speedup: par.zip(one).map(|(r, o)| r.0 / o.0),
+            par_efficiency: par.zip(one).map(|(r, o)| r.0 / o.0 / threads as f64),
             par_cpu_samples_per_s: par.map(|r| r.1),
-            par_cpu_speedup: par.map(|r| r.1 / single),
-            par_cpu_efficiency: par.map(|r| r.1 / single / threads as f64),
+            par_cpu_speedup: par.zip(one).map(|(r, o)| r.1 / o.1),
+            par_cpu_efficiency: par.zip(one).map(|(r, o)| r.1 / o.1 / threads as f64),
         });
     }
     cells
