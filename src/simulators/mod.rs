@@ -90,3 +90,65 @@ pub struct RunSpec {
     /// A run diverges when an overlap exceeds this in absolute value (or is non-finite).
     pub divergence_bound: f64,
 }
+
+/// What the shared record loop ([`record_loop`]) needs from a simulator.
+pub(crate) trait SampleStepper {
+    /// The run's parameters.
+    fn spec(&self) -> &RunSpec;
+    /// One SGD step on B samples; returns the summed per-sample loss ½r² (non-finite on blow-up).
+    fn step_once(&mut self) -> f64;
+    /// Whether every overlap is finite and within the divergence bound (called every 1/16 unit of t).
+    fn within_bound(&mut self) -> bool;
+    /// The exact current overlaps.
+    fn current_overlaps(&mut self) -> Overlaps;
+}
+
+/// The record loop shared by the simulators: steps to each grid time (rounded to whole steps, see
+/// [`grid_steps`]), records t, the overlaps, e_g and the mean training loss since the previous record,
+/// stops at a divergence (a non-finite loss at any step, or overlaps beyond the bound, checked every
+/// 1/16 unit of t and at each record) or when `observe` breaks.
+pub(crate) fn record_loop<S: SampleStepper>(
+    sim: &mut S,
+    grid: &[f64],
+    observe: &mut dyn FnMut(&Record) -> ControlFlow<()>,
+) -> Trajectory {
+    let (n, batch) = (sim.spec().n, sim.spec().training.batch);
+    let steps = grid_steps(grid, n, batch);
+    let time = |s: u64| s as f64 * batch as f64 / n as f64;
+    // An O(16 p/N) overhead for the direct simulator, O(1) for the chain.
+    let check_every = (n / (16 * batch)).max(1) as u64;
+    let mut traj = Trajectory {
+        initial: sim.current_overlaps(),
+        records: Vec::with_capacity(steps.len()),
+        diverged_at: None,
+        samples: 0,
+    };
+    let mut done: u64 = 0;
+    'records: for &target in &steps {
+        let mut loss_sum = 0.0;
+        let from = done;
+        while done < target {
+            let l = sim.step_once();
+            done += 1;
+            loss_sum += l;
+            if !l.is_finite() || (done.is_multiple_of(check_every) && !sim.within_bound()) {
+                traj.diverged_at = Some(time(done));
+                break 'records;
+            }
+        }
+        let ov = sim.current_overlaps();
+        if !ov.is_bounded(sim.spec().divergence_bound) {
+            traj.diverged_at = Some(time(done));
+            break;
+        }
+        let train = (done > from).then(|| loss_sum / ((done - from) * batch as u64) as f64);
+        let rec = Record::new(&sim.spec().model, time(done), ov, train);
+        let flow = observe(&rec);
+        traj.records.push(rec);
+        if flow.is_break() {
+            break;
+        }
+    }
+    traj.samples = done * batch as u64;
+    traj
+}

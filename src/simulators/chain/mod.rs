@@ -14,7 +14,7 @@
 pub mod factor;
 
 use self::factor::{bartlett, ChiTable, GramFactor};
-use super::{grid_steps, Record, RunSpec, Simulator, Trajectory};
+use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::config::Experiment;
 use crate::experiments::runner::{run_spec, RunTask};
 use crate::init::{InitSpec, TeacherInit};
@@ -272,48 +272,25 @@ impl Simulator for ChainSimulator {
     }
 
     fn run(&mut self, grid: &[f64], observe: &mut dyn FnMut(&Record) -> ControlFlow<()>) -> Trajectory {
-        let (n, batch) = (self.spec.n, self.spec.training.batch);
-        let steps = grid_steps(grid, n, batch);
-        let initial = self.overlaps();
-        let bound = self.spec.divergence_bound;
-        let time = |s: u64| s as f64 * batch as f64 / n as f64;
-        // As in the direct simulator: the overlaps are also checked once per unit of t between records.
-        let check_every = (n / batch).max(1) as u64;
-        let bounded = |f: &GramFactor| f.max_abs_student_overlap() <= bound;
-        let mut traj = Trajectory {
-            initial,
-            records: Vec::with_capacity(steps.len()),
-            diverged_at: None,
-            samples: 0,
-        };
-        let mut done: u64 = 0;
-        'records: for &target in &steps {
-            let mut loss_sum = 0.0;
-            let from = done;
-            while done < target {
-                let l = self.step();
-                done += 1;
-                loss_sum += l;
-                if !l.is_finite() || (done.is_multiple_of(check_every) && !bounded(&self.factor)) {
-                    traj.diverged_at = Some(time(done));
-                    break 'records;
-                }
-            }
-            let ov = self.overlaps();
-            if !ov.is_bounded(bound) {
-                traj.diverged_at = Some(time(done));
-                break;
-            }
-            let train = (done > from).then(|| loss_sum / ((done - from) * batch as u64) as f64);
-            let rec = Record::new(&self.spec.model, time(done), ov, train);
-            let flow = observe(&rec);
-            traj.records.push(rec);
-            if flow.is_break() {
-                break;
-            }
-        }
-        traj.samples = done * batch as u64;
-        traj
+        record_loop(self, grid, observe)
+    }
+}
+
+impl SampleStepper for ChainSimulator {
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn step_once(&mut self) -> f64 {
+        self.step()
+    }
+
+    fn within_bound(&mut self) -> bool {
+        self.factor.max_abs_student_overlap() <= self.spec.divergence_bound
+    }
+
+    fn current_overlaps(&mut self) -> Overlaps {
+        self.overlaps()
     }
 }
 

@@ -19,7 +19,7 @@
 mod avx2;
 pub mod kernel;
 
-use super::{grid_steps, Record, RunSpec, Simulator, Trajectory};
+use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{initial_weights, InitSpec, TeacherInit};
 use crate::overlaps::Overlaps;
 use crate::rng::{standard_normal, stream, FastNormal, Isa, SimRng, NORMAL_BLOCK};
@@ -317,49 +317,28 @@ impl Simulator for DirectSimulator {
     }
 
     fn run(&mut self, grid: &[f64], observe: &mut dyn FnMut(&Record) -> ControlFlow<()>) -> Trajectory {
-        let (n, batch) = (self.spec.n, self.spec.training.batch);
-        let steps = grid_steps(grid, n, batch);
-        let initial = self.overlaps();
-        let bound = self.spec.divergence_bound;
-        let time = |s: u64| s as f64 * batch as f64 / n as f64;
-        // Besides a non-finite loss (checked every step), the overlaps are compared with the
-        // divergence bound every 1/16 unit of t: an O(16 p/N) overhead.
-        let check_every = (n / (16 * batch)).max(1) as u64;
-        let mut traj = Trajectory {
-            initial,
-            records: Vec::with_capacity(steps.len()),
-            diverged_at: None,
-            samples: 0,
-        };
-        let mut done: u64 = 0;
-        'records: for &target in &steps {
-            let mut loss_sum = 0.0;
-            let from = done;
-            while done < target {
-                let l = self.step_fused();
-                done += 1;
-                loss_sum += l;
-                if !l.is_finite() || (done.is_multiple_of(check_every) && !self.flushed_overlaps().is_bounded(bound)) {
-                    traj.diverged_at = Some(time(done));
-                    break 'records;
-                }
-            }
-            let ov = self.flushed_overlaps();
-            if !ov.is_bounded(bound) {
-                traj.diverged_at = Some(time(done));
-                break;
-            }
-            let train = (done > from).then(|| loss_sum / ((done - from) * batch as u64) as f64);
-            let rec = Record::new(&self.spec.model, time(done), ov, train);
-            let flow = observe(&rec);
-            traj.records.push(rec);
-            if flow.is_break() {
-                break;
-            }
-        }
+        let traj = record_loop(self, grid, observe);
         self.flush();
-        traj.samples = done * batch as u64;
         traj
+    }
+}
+
+impl SampleStepper for DirectSimulator {
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn step_once(&mut self) -> f64 {
+        self.step_fused()
+    }
+
+    fn within_bound(&mut self) -> bool {
+        let bound = self.spec.divergence_bound;
+        self.flushed_overlaps().is_bounded(bound)
+    }
+
+    fn current_overlaps(&mut self) -> Overlaps {
+        self.flushed_overlaps()
     }
 }
 
@@ -523,7 +502,7 @@ mod tests {
             sp.training.eta = 0.05; // stable for t ≤ 2
             let mut a = DirectSimulator::new(sp.clone(), TeacherInit::Gaussian, 1.0, 8);
             let mut b = a.clone();
-            let steps = grid_steps(&[2.0], 211, batch)[0];
+            let steps = crate::simulators::grid_steps(&[2.0], 211, batch)[0];
             for _ in 0..steps {
                 a.step();
                 b.step_fused();
