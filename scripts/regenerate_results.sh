@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
 bin=target/release/hdsgd
-for exp in quickstart quadratic_validation quadratic_validation_2x2 erf_validation; do
+"$bin" run experiments/quickstart.toml --out results/quickstart --force --quiet
+for exp in quadratic_validation quadratic_validation_2x2 erf_validation; do
   "$bin" run "experiments/$exp.toml" --force --quiet
 done
 if [[ "${1:-}" == "--all" ]]; then
