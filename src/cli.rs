@@ -20,7 +20,7 @@ pub struct Cli {
 pub struct ExperimentArgs {
     /// Experiment file (TOML; every key is documented in README.md).
     pub experiment: PathBuf,
-    /// Output folder (default: the experiment's `output.dir`, else results/<name>).
+    /// Output folder (default: the experiment's `output.dir`, else `results/<name>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Worker threads (default: all cores). Results do not depend on it.

@@ -13,6 +13,8 @@
 //! [`experiments`] (runner, outputs, figures), [`analysis`] (stability, escape, scaling),
 //! [`geometry`] (the quadratic network's symmetry), [`config`] (experiment files).
 
+// Docs write expectations as E[δλᵀ] and blocks as [X]_λν: math, not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 // Index loops mirror the equations (δ_i, λ_i, ...) and are kept as such.
 #![allow(clippy::needless_range_loop)]
 
