@@ -115,6 +115,42 @@ fn full_ode_drift_is_first_order_in_eta() {
     assert!((1.5..2.5).contains(&ratio), "ratio {ratio}");
 }
 
+/// The drift of I along the full ODE against η (docs/geometry.md, table "drift against η"): max relative
+/// drift over the window ηt ≤ 0.5 from the start of the first test, for η = 0.4 · 2^{−k}, k = 0..5.
+/// The derivation gives drift = c·η + O(η²) at fixed ηt (the η² term of the ODE is O(η) relative to the
+/// gradient term, and the window is fixed in ηt), so the ratio r(η) = drift(η)/drift(η/2) = 2 + O(η):
+/// asserted, (i) every ratio lies in [1.5, 2.5] (the bounds of the test above) and (ii) the deviation
+/// |r − 2| of the smallest pair is below that of the largest pair (the O(η) correction shrinks with η).
+#[test]
+fn full_ode_drift_against_eta() {
+    let model = model();
+    let etas: Vec<f64> = (0..6).map(|k| 0.4 / f64::powi(2.0, k)).collect();
+    let drifts: Vec<f64> = etas
+        .iter()
+        .map(|&eta| {
+            let tr = Training { eta, ..training() };
+            let sol = ode(OdeVariant::Full, &tr, 0.5 / eta);
+            max_drift(&model, &tr, sol.t.iter().copied().zip(&sol.overlaps))
+        })
+        .collect();
+    println!("full ODE, max relative drift of I over ηt ≤ 0.5:");
+    println!("| η | drift | drift/η | drift(η)/drift(η/2) |");
+    println!("|---|---|---|---|");
+    for (k, (&eta, &d)) in etas.iter().zip(&drifts).enumerate() {
+        let r = drifts
+            .get(k + 1)
+            .map(|d2| format!("{:.3}", d / d2))
+            .unwrap_or_else(|| "—".into());
+        println!("| {eta} | {d:.4e} | {:.4} | {r} |", d / eta);
+    }
+    let ratios: Vec<f64> = drifts.windows(2).map(|w| w[0] / w[1]).collect();
+    for r in &ratios {
+        assert!((1.5..2.5).contains(r), "ratios {ratios:?}");
+    }
+    let (first, last) = (ratios[0], ratios[ratios.len() - 1]);
+    assert!((last - 2.0).abs() < (first - 2.0).abs(), "ratios {ratios:?}");
+}
+
 /// The direct simulator at two N from weights realising the same start: the drift of I is measured
 /// and printed (docs/geometry.md); SGD's drift is the full ODE's (η² term) plus O(N^{-1/2}) noise.
 /// Asserted: the mean over 24 seeds of |drift_SGD − drift_ODE| at t = 2.5 (ηt = 0.5) shrinks
