@@ -208,6 +208,44 @@ mod tests {
         Overlaps::new(q, m, p)
     }
 
+    /// The study observables are exactly the entries k ≤ l of I(t) and its drift against the first
+    /// point; an unknown or out-of-range name gives NaN, never a silently wrong entry.
+    #[test]
+    fn observable_series_entries_and_drift() {
+        let (model, tr) = (
+            model(),
+            Training {
+                eta: 0.1,
+                weight_decay: 0.0,
+                batch: 1,
+            },
+        );
+        let (a, mut b) = (overlaps(), overlaps());
+        b.m[(0, 1)] += 0.05;
+        let pts = [(0.0, &a), (0.7, &b)];
+        assert_eq!(observable_names(2), ["cons_0_0", "cons_0_1", "cons_1_1", "cons_drift"]);
+        let i0 = conserved_quantity(&a, 0.0, &model, &tr).unwrap();
+        let i1 = conserved_quantity(&b, 0.7, &model, &tr).unwrap();
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_0_1"),
+            [i0[(0, 1)], i1[(0, 1)]]
+        );
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_1_1"),
+            [i0[(1, 1)], i1[(1, 1)]]
+        );
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_drift"),
+            [0.0, relative_drift(&i0, &i1)]
+        );
+        for bad in ["cons_2_2", "cons_x", "cons_0"] {
+            assert!(
+                observable_series(&pts, &model, &tr, bad).iter().all(|x| x.is_nan()),
+                "{bad}"
+            );
+        }
+    }
+
     /// The two transport equations of the derivation, checked on the ODE right-hand side itself:
     /// dQ⊥/dt = K̂Q⊥ + Q⊥K̂ and dM/dt = K̂M + 4η̄aMVP (weight decay and batch included).
     #[test]
