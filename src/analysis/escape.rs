@@ -267,6 +267,11 @@ pub struct EscapeRun {
     pub status: EscapeStatus,
     pub samples: u64,
     pub wall_seconds: f64,
+    /// Relative drift ‖I(t) − I(0)‖_F/‖I(0)‖_F of the conserved quantity between the start and the
+    /// last record t (the record that detected the escape, t_escape ≤ t < t_escape + one record
+    /// interval; t_max or the divergence time for censored runs), when `[geometry] observables` lists "conserved"
+    /// ([`crate::geometry::conserved`]); NaN where I is undefined (Q⊥ singular).
+    pub conserved_drift: Option<f64>,
 }
 
 impl EscapeRun {
@@ -282,8 +287,13 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
     let mut sim = build_simulator(exp, task);
     let mut det = EscapeDetector::new(rule);
     let mut last_t = 0.0;
+    let conserved = conserved_requested(exp);
+    let mut last_overlaps = None;
     let traj = sim.run(&exp.grid, &mut |rec| {
         last_t = rec.t;
+        if conserved {
+            last_overlaps = Some(rec.overlaps.clone());
+        }
         match det.observe(rec.t, &rec.overlaps, rec.eg) {
             Some(_) => ControlFlow::Break(()),
             None => ControlFlow::Continue(()),
@@ -303,7 +313,19 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
         status,
         samples: traj.samples,
         wall_seconds: start.elapsed().as_secs_f64(),
+        conserved_drift: last_overlaps.map(|ov| {
+            let pts = [(0.0, &traj.initial), (last_t, &ov)];
+            crate::geometry::conserved::observable_series(&pts, &exp.model, &exp.training, "cons_drift")[1]
+        }),
     }
+}
+
+/// Whether `[geometry] observables` lists "conserved".
+fn conserved_requested(exp: &Experiment) -> bool {
+    exp.config
+        .geometry
+        .as_ref()
+        .is_some_and(|g| g.requests(crate::geometry::GeometryObservable::Conserved))
 }
 
 /// Per-N statistics of the escape times.
@@ -430,12 +452,17 @@ pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
     if let Some(mix) = &exp.init.student_mix {
         v["student_mix"] = json!(mix);
     }
+    if conserved_requested(exp) {
+        v["conserved_drift"] = json!(true);
+    }
     format!("{:016x}", fnv1a(v.to_string().as_bytes()))
 }
 
+/// One line of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
 fn run_line(r: &EscapeRun) -> String {
+    let extra = r.conserved_drift.map(|d| format!(",{d}")).unwrap_or_default();
     format!(
-        "{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{}{extra}\n",
         r.n,
         r.seed_index,
         r.run_seed,
@@ -449,7 +476,7 @@ fn run_line(r: &EscapeRun) -> String {
 
 fn parse_line(line: &str) -> Option<EscapeRun> {
     let f: Vec<&str> = line.split(',').collect();
-    if f.len() != 8 {
+    if f.len() != 8 && f.len() != 9 {
         return None;
     }
     Some(EscapeRun {
@@ -460,6 +487,10 @@ fn parse_line(line: &str) -> Option<EscapeRun> {
         status: EscapeStatus::parse(f[5])?,
         samples: f[6].parse().ok()?,
         wall_seconds: f[7].parse().ok()?,
+        conserved_drift: match f.get(8) {
+            Some(d) => Some(d.parse().ok()?),
+            None => None,
+        },
     })
 }
 
@@ -611,9 +642,11 @@ fn write_outputs(
     wall: f64,
     opts: &OutputOptions,
 ) -> Result<()> {
-    let mut times = String::from("n,seed,t_escape,censored,status\n");
+    let conserved = conserved_requested(exp);
+    let mut times = String::from("n,seed,t_escape,censored,status");
+    times.push_str(if conserved { ",conserved_drift\n" } else { "\n" });
     for r in runs {
-        let _ = writeln!(
+        let _ = write!(
             times,
             "{},{},{},{},{}",
             r.n,
@@ -622,6 +655,14 @@ fn write_outputs(
             r.censored() as u8,
             r.status.as_str()
         );
+        if conserved {
+            let _ = write!(
+                times,
+                ",{}",
+                r.conserved_drift.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        times.push('\n');
     }
     write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
     let summaries = summarize_runs(runs);
@@ -880,6 +921,12 @@ mod tests {
             status: EscapeStatus::Censored,
             samples: 123,
             wall_seconds: 1.5,
+            conserved_drift: None,
+        };
+        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        let r = EscapeRun {
+            conserved_drift: Some(0.25),
+            ..r
         };
         assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
         assert_eq!(parse_line("1000,7,3,0.5,0,esc"), None);

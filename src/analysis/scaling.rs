@@ -2,7 +2,9 @@
 //!
 //! At finite N the overlaps fluctuate around the ODE with standard deviation ~ N^{-1/2} and a mean
 //! bias ~ N^{-1} (away from instabilities). `hdsgd scaling` simulates every (N, seed), and at each
-//! record time and for each observable (e_g, every overlap, tr Q and ‖M‖_F) computes the mean and variance over
+//! record time and for each observable (e_g, every overlap, tr Q and ‖M‖_F; with `[geometry] observables =
+//! ["conserved"]` also the entries `cons_k_l` of the conserved quantity I(t) and its drift `cons_drift`,
+//! [`crate::geometry::conserved`]) computes the mean and variance over
 //! seeds and the mean deviation from two ODEs:
 //! * the matched ODE, started from each run's own initial overlaps;
 //! * the typical ODE, started from Q₀ = σ₀² I, M₀ = 0 (P = I, or `[init] p`). For the quadratic
@@ -183,6 +185,29 @@ fn observable_value(ov: &Overlaps, eg: f64, name: &str) -> f64 {
     }
 }
 
+/// The series of observable `name` along a trajectory of (t, overlaps, e_g) points: [`observable_value`]
+/// pointwise, or for the conserved-quantity observables (`cons_k_l`, `cons_drift`, requested by
+/// `[geometry] observables = ["conserved"]`) [`crate::geometry::conserved::observable_series`].
+fn observable_series(exp: &Experiment, name: &str, pts: &[(f64, &Overlaps, f64)]) -> Vec<f64> {
+    if name.starts_with("cons_") {
+        let tv: Vec<(f64, &Overlaps)> = pts.iter().map(|(t, ov, _)| (*t, *ov)).collect();
+        crate::geometry::conserved::observable_series(&tv, &exp.model, &exp.training, name)
+    } else {
+        pts.iter().map(|(_, ov, eg)| observable_value(ov, *eg, name)).collect()
+    }
+}
+
+/// [`observable_series`] along an ODE solution.
+fn ode_series(exp: &Experiment, name: &str, o: &OdeSolution) -> Vec<f64> {
+    let pts: Vec<_> =
+        o.t.iter()
+            .zip(&o.overlaps)
+            .zip(&o.eg)
+            .map(|((t, ov), eg)| (*t, ov, *eg))
+            .collect();
+    observable_series(exp, name, &pts)
+}
+
 /// `hdsgd scaling`: simulate, compare with the matched and typical ODEs, write `scaling.csv`,
 /// `scaling_fits.csv`, `summary.json` and figures.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
@@ -223,6 +248,21 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     names.extend(Overlaps::column_names(p, k));
     // The rotation-invariant observables: self-averaging even after the escape (module doc).
     names.extend(["tr_q".to_string(), "norm_m".to_string()]);
+    let conserved = exp
+        .config
+        .geometry
+        .as_ref()
+        .is_some_and(|g| g.requests(crate::geometry::GeometryObservable::Conserved));
+    if conserved {
+        // I(t) needs Q⊥ invertible, i.e. the p + p* rows of W, W* independent: p + p* ≤ N.
+        if let Some(&n) = exp.ns.iter().find(|&&n| n < p + k) {
+            bail!(
+                "simulation.n: N = {n} < p + p* = {}: the conserved quantity requested by geometry.observables needs p + p* ≤ N",
+                p + k
+            );
+        }
+        names.extend(crate::geometry::conserved::observable_names(k));
+    }
     let windows: Vec<[f64; 2]> = if cfg.windows.is_empty() {
         vec![[
             exp.grid.get(1).copied().unwrap_or(0.0),
@@ -265,31 +305,24 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                 sim: runs
                     .iter()
                     .map(|r| {
-                        r.trajectory
+                        let pts: Vec<_> = r
+                            .trajectory
                             .records
                             .iter()
-                            .map(|rec| observable_value(&rec.overlaps, rec.eg, name))
-                            .collect()
+                            .map(|rec| (rec.t, &rec.overlaps, rec.eg))
+                            .collect();
+                        observable_series(exp, name, &pts)
                     })
                     .collect(),
                 matched: runs
                     .iter()
                     .map(|r| {
                         let o: &OdeSolution = r.ode.as_ref().expect("set above");
-                        o.overlaps
-                            .iter()
-                            .zip(&o.eg)
-                            .map(|(ov, eg)| observable_value(ov, *eg, name))
-                            .collect()
+                        ode_series(exp, name, o)
                     })
                     .collect(),
                 typical: if typical_ok {
-                    typical
-                        .overlaps
-                        .iter()
-                        .zip(&typical.eg)
-                        .map(|(ov, eg)| observable_value(ov, *eg, name))
-                        .collect()
+                    ode_series(exp, name, &typical)
                 } else {
                     vec![f64::NAN; times.len()]
                 },

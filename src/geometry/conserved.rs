@@ -123,6 +123,61 @@ pub fn relative_drift(i0: &DMatrix<f64>, it: &DMatrix<f64>) -> f64 {
     (it - i0).norm() / i0.norm()
 }
 
+/// Names of the conserved-quantity observables tabulated by `hdsgd scaling` (and `hdsgd escape`):
+/// `cons_k_l` for the entries k ≤ l of I(t) (0-based, p* × p*) and `cons_drift` for the relative
+/// drift ‖I(t) − I(t₀)‖_F/‖I(t₀)‖_F against the first point t₀ of the same trajectory.
+pub fn observable_names(p_star: usize) -> Vec<String> {
+    let mut names = vec![];
+    for k in 0..p_star {
+        for l in k..p_star {
+            names.push(format!("cons_{k}_{l}"));
+        }
+    }
+    names.push("cons_drift".into());
+    names
+}
+
+/// The series of conserved-quantity observable `name` ([`observable_names`]) along a trajectory
+/// given as (t, overlaps) points; NaN where I is undefined (Q⊥ singular, or ‖I(t₀)‖ = 0 for the
+/// drift) and for an unknown name.
+///
+/// ```
+/// use hdsgd::{geometry::conserved::observable_series, model::{Activation, Model, Training}, overlaps::Overlaps};
+/// use nalgebra::DMatrix;
+/// let model = Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0);
+/// let tr = Training { eta: 0.1, weight_decay: 0.0, batch: 1 };
+/// let ov = Overlaps::new(DMatrix::identity(2, 2), DMatrix::from_column_slice(2, 1, &[0.1, 0.2]), DMatrix::identity(1, 1));
+/// let pts = [(0.0, &ov), (0.0, &ov)];
+/// assert_eq!(observable_series(&pts, &model, &tr, "cons_drift"), vec![0.0, 0.0]);
+/// ```
+pub fn observable_series(pts: &[(f64, &Overlaps)], model: &Model, training: &Training, name: &str) -> Vec<f64> {
+    let values: Vec<Option<DMatrix<f64>>> = pts
+        .iter()
+        .map(|(t, ov)| conserved_quantity(ov, *t, model, training).ok())
+        .collect();
+    if name == "cons_drift" {
+        let i0 = values.first().cloned().flatten();
+        return values
+            .iter()
+            .map(|it| match (&i0, it) {
+                (Some(i0), Some(it)) if i0.norm() > 0.0 => relative_drift(i0, it),
+                _ => f64::NAN,
+            })
+            .collect();
+    }
+    let entry = name.strip_prefix("cons_").and_then(|r| {
+        let (k, l) = r.split_once('_')?;
+        Some((k.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
+    });
+    values
+        .iter()
+        .map(|i| match (i, entry) {
+            (Some(i), Some((k, l))) if k < i.nrows() && l < i.ncols() => i[(k, l)],
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
 /// The polar factor M (MᵀM)^{−1/2} of a p × p* matrix M (p ≥ p*, full column rank), via the thin SVD
 /// M = U Σ Wᵀ ↦ U Wᵀ. Returns `None` if M is rank deficient.
 pub fn polar_factor(m: &DMatrix<f64>) -> Option<DMatrix<f64>> {
@@ -151,6 +206,44 @@ mod tests {
         let m = DMatrix::from_row_slice(3, 2, &[0.1, -0.05, 0.2, 0.1, -0.1, 0.15]);
         let p = DMatrix::from_row_slice(2, 2, &[1.0, 0.4, 0.4, 0.9]);
         Overlaps::new(q, m, p)
+    }
+
+    /// The study observables are exactly the entries k ≤ l of I(t) and its drift against the first
+    /// point; an unknown or out-of-range name gives NaN, never a silently wrong entry.
+    #[test]
+    fn observable_series_entries_and_drift() {
+        let (model, tr) = (
+            model(),
+            Training {
+                eta: 0.1,
+                weight_decay: 0.0,
+                batch: 1,
+            },
+        );
+        let (a, mut b) = (overlaps(), overlaps());
+        b.m[(0, 1)] += 0.05;
+        let pts = [(0.0, &a), (0.7, &b)];
+        assert_eq!(observable_names(2), ["cons_0_0", "cons_0_1", "cons_1_1", "cons_drift"]);
+        let i0 = conserved_quantity(&a, 0.0, &model, &tr).unwrap();
+        let i1 = conserved_quantity(&b, 0.7, &model, &tr).unwrap();
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_0_1"),
+            [i0[(0, 1)], i1[(0, 1)]]
+        );
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_1_1"),
+            [i0[(1, 1)], i1[(1, 1)]]
+        );
+        assert_eq!(
+            observable_series(&pts, &model, &tr, "cons_drift"),
+            [0.0, relative_drift(&i0, &i1)]
+        );
+        for bad in ["cons_2_2", "cons_x", "cons_0"] {
+            assert!(
+                observable_series(&pts, &model, &tr, bad).iter().all(|x| x.is_nan()),
+                "{bad}"
+            );
+        }
     }
 
     /// The two transport equations of the derivation, checked on the ODE right-hand side itself:

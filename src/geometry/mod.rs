@@ -50,7 +50,8 @@ impl GeometryError {
 #[serde(rename_all = "lowercase")]
 pub enum GeometryObservable {
     /// The conserved quantity I(t) and its relative drift, along SGD and the matched ODE:
-    /// `geometry.csv`, `geometry.json`, `geometry_drift.svg`.
+    /// `geometry.csv`, `geometry.json`, `geometry_drift.svg` (`hdsgd run`); observables `cons_k_l`,
+    /// `cons_drift` in `hdsgd scaling`; column `conserved_drift` of `escape_times.csv` (`hdsgd escape`).
     Conserved,
     /// ‖W∞ − W₀‖²_F/N vs the Procrustes minimum over the zero-loss manifold, per run:
     /// `selection.csv`, `selection.json`, `selection.svg` (re-simulates each run to access weights).
@@ -65,7 +66,8 @@ pub enum GeometryObservable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeometryConfig {
-    /// Observables written by `hdsgd run`: any of "conserved", "selection". Default none.
+    /// Observables written by `hdsgd run`: any of "conserved", "selection", "escape" ("conserved"
+    /// also acts in `hdsgd scaling` and `hdsgd escape`). Default none.
     #[serde(default)]
     pub observables: Vec<GeometryObservable>,
     /// Input dimension N of the Hessian (`hdsgd hessian`); p·N ≤ 2000. Default 100.
@@ -145,6 +147,11 @@ impl GeometryConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether `observables` lists `o`.
+    pub fn requests(&self, o: GeometryObservable) -> bool {
+        self.observables.contains(&o)
     }
 
     /// Checks that the model allows the requested observables (quadratic activation, uniform
