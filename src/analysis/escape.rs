@@ -313,10 +313,13 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
         status,
         samples: traj.samples,
         wall_seconds: start.elapsed().as_secs_f64(),
-        conserved_drift: last_overlaps.map(|ov| {
-            let pts = [(0.0, &traj.initial), (last_t, &ov)];
-            crate::geometry::conserved::observable_series(&pts, &exp.model, &exp.training, "cons_drift")[1]
-        }),
+        // Undefined (singular Q⊥, non-finite overlaps) is None, an empty cell: files never hold NaN.
+        conserved_drift: last_overlaps
+            .map(|ov| {
+                let pts = [(0.0, &traj.initial), (last_t, &ov)];
+                crate::geometry::conserved::observable_series(&pts, &exp.model, &exp.training, "cons_drift")[1]
+            })
+            .filter(|d| d.is_finite()),
     }
 }
 

@@ -341,10 +341,12 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                 let dt = s.mean - obs.typical[kk];
                 let _ = writeln!(
                     csv,
-                    "{n},{t},{name},{},{},{dm},{dt},{},{}",
-                    s.mean,
-                    s.std * s.std,
-                    obs.typical[kk],
+                    "{n},{t},{name},{},{},{},{},{},{}",
+                    cell(s.mean),
+                    cell(s.std * s.std),
+                    cell(dm),
+                    cell(dt),
+                    cell(obs.typical[kk]),
                     vals.len()
                 );
                 if t > 0.0 {
@@ -524,6 +526,16 @@ fn figures(
     }
     plots::draw(&dir.join("scaling_fits.svg"), &panels, windows.len().max(1))?;
     Ok(())
+}
+
+/// A CSV cell: the number, or an empty field when it is undefined (e.g. the conserved quantity along
+/// the typical ODE, which starts at M = 0 where I = 0): files never hold NaN.
+fn cell(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
