@@ -30,19 +30,13 @@ pub fn moments(model: &Model, c: &DMatrix<f64>) -> Moments {
 mod tests {
     use super::*;
     use crate::model::Activation;
-    use crate::population::monte_carlo::{assert_within, estimate, random_spd};
+    use crate::population::monte_carlo::{assert_closed_forms_match, random_spd};
 
     /// Closed forms against Monte Carlo (200k samples, 5 standard errors per entry).
     #[test]
     fn closed_forms_match_monte_carlo() {
         let model = Model::new(Activation::Linear, vec![0.7, -0.2], vec![1.0, 0.5], 0.2);
         let c = random_spd(4, 3);
-        let est = estimate(&model, &c, 200_000, 5);
-        let m = moments(&model, &c);
-        let eg = DMatrix::from_element(1, 1, population_error(&model.signed_coefficients(), &c));
-        assert_within("e_g", &eg, &est[0], 5.0);
-        assert_within("E[δλ]", &m.delta_lambda, &est[1], 5.0);
-        assert_within("E[δν]", &m.delta_nu, &est[2], 5.0);
-        assert_within("E[δδ]", &m.delta_delta, &est[3], 5.0);
+        assert_closed_forms_match(&model, &c, 200_000, 5, 5.0);
     }
 }

@@ -140,6 +140,18 @@ pub mod monte_carlo {
         &b * b.transpose() / d as f64 + DMatrix::identity(d, d) * 0.2
     }
 
+    /// Asserts that the closed-form e_g and [`Moments`] of `model` at `c` agree with a Monte-Carlo
+    /// estimate from `samples` draws (seed `seed`) within `k` standard errors per entry.
+    pub fn assert_closed_forms_match(model: &Model, c: &DMatrix<f64>, samples: usize, seed: u64, k: f64) {
+        let est = estimate(model, c, samples, seed);
+        let m = super::moments(model, c).expect("closed-form moments");
+        let eg = DMatrix::from_element(1, 1, super::population_error(model, c));
+        assert_within("e_g", &eg, &est[0], k);
+        assert_within("E[δλ]", &m.delta_lambda, &est[1], k);
+        assert_within("E[δν]", &m.delta_nu, &est[2], k);
+        assert_within("E[δδ]", &m.delta_delta, &est[3], k);
+    }
+
     /// Asserts |closed − mc| ≤ k·se entrywise (plus a tiny absolute floor for exact zeros).
     pub fn assert_within(name: &str, closed: &DMatrix<f64>, est: &Estimate, k: f64) {
         for i in 0..closed.nrows() {

@@ -50,7 +50,7 @@ pub fn moments(model: &Model, c: &DMatrix<f64>) -> Moments {
 mod tests {
     use super::*;
     use crate::model::Activation;
-    use crate::population::monte_carlo::{assert_within, estimate, random_spd};
+    use crate::population::monte_carlo::{assert_closed_forms_match, random_spd};
 
     /// Closed forms against Monte Carlo at random positive-definite C. 400k samples; tolerance 5
     /// standard errors per entry (with ~30 entries per case, a false alarm has probability < 1e-4).
@@ -61,13 +61,7 @@ mod tests {
             let v: Vec<f64> = (0..k).map(|i| 1.0 - 0.4 * i as f64).collect();
             let model = Model::new(Activation::Quadratic, a, v, noise);
             let c = random_spd(p + k, 11 + case as u64);
-            let est = estimate(&model, &c, 400_000, 7 + case as u64);
-            let m = moments(&model, &c);
-            let eg = DMatrix::from_element(1, 1, population_error(&model.signed_coefficients(), &c));
-            assert_within("e_g", &eg, &est[0], 5.0);
-            assert_within("E[δλ]", &m.delta_lambda, &est[1], 5.0);
-            assert_within("E[δν]", &m.delta_nu, &est[2], 5.0);
-            assert_within("E[δδ]", &m.delta_delta, &est[3], 5.0);
+            assert_closed_forms_match(&model, &c, 400_000, 7 + case as u64, 5.0);
         }
     }
 }
