@@ -124,6 +124,9 @@ pub(crate) fn record_loop<S: SampleStepper>(
         samples: 0,
     };
     let mut done: u64 = 0;
+    // Steps left until the next bound check (at every multiple of check_every); a countdown
+    // rather than a division per step, which would cost as much as a chain step's arithmetic.
+    let mut until_check = check_every;
     'records: for &target in &steps {
         let mut loss_sum = 0.0;
         let from = done;
@@ -131,7 +134,12 @@ pub(crate) fn record_loop<S: SampleStepper>(
             let l = sim.step_once();
             done += 1;
             loss_sum += l;
-            if !l.is_finite() || (done.is_multiple_of(check_every) && !sim.within_bound()) {
+            until_check -= 1;
+            let check = until_check == 0;
+            if check {
+                until_check = check_every;
+            }
+            if !l.is_finite() || (check && !sim.within_bound()) {
                 traj.diverged_at = Some(time(done));
                 break 'records;
             }

@@ -87,6 +87,7 @@ impl ChiTable {
 /// for columns j < min(rows, m); returns that number of columns.
 ///
 /// `dof_offset` is N − m, the offset into `chi` (whose samplers are for χ²_{N−o}).
+#[inline(always)]
 pub fn bartlett(
     rng: &mut SimRng,
     chi: &ChiTable,
@@ -231,36 +232,43 @@ impl GramFactor {
     /// column rt + i. Returns the new width min(new_width, rt + p). Preserves F Fᵀ exactly up to
     /// rounding (orthogonal transformation), and never touches the teacher rows (zero there).
     pub fn compress(&mut self, new_width: usize) -> usize {
-        let (s, ps, p, rt) = (self.stride, self.p_star, self.p, self.rt);
-        for i in 0..p {
-            let c = rt + i;
-            if c + 1 >= new_width {
-                break;
-            }
-            let (head, tail) = self.f.split_at_mut((ps + i + 1) * s);
-            let x = &mut head[(ps + i) * s + c..(ps + i) * s + new_width];
-            // Reflect x onto α e₀ with α = −sign(x₀)‖x‖ (no cancellation in v₀ = x₀ − α).
-            let tail_norm2: f64 = x[1..].iter().map(|t| t * t).sum();
-            if tail_norm2 == 0.0 {
-                continue;
-            }
-            let norm = (x[0] * x[0] + tail_norm2).sqrt();
-            let alpha = if x[0] >= 0.0 { -norm } else { norm };
-            // v = x − α e₀ (stored in x), vᵀv = 2‖x‖² − 2αx₀ = 2 norm (norm + |x₀|).
-            x[0] -= alpha;
-            let vv = x[0] * x[0] + tail_norm2;
-            let beta = 2.0 / vv;
-            // The remaining student rows: y ← y − β (y·v) v.
-            for k in 0..p - i - 1 {
-                let y = &mut tail[k * s + c..k * s + new_width];
-                let proj = beta * y.iter().zip(x.iter()).map(|(a, b)| a * b).sum::<f64>();
-                y.iter_mut().zip(x.iter()).for_each(|(a, b)| *a -= proj * b);
-            }
-            x[0] = alpha;
-            x[1..].iter_mut().for_each(|t| *t = 0.0);
-        }
-        self.width = new_width.min(rt + p);
+        compress_rows(&mut self.f, self.stride, self.p_star, self.p, self.rt, new_width);
+        self.width = new_width.min(self.rt + self.p);
         self.width
+    }
+}
+
+/// [`GramFactor::compress`] on the raw factor `f` (rows of stride `s`, p* teacher rows then p
+/// student rows, teacher rank `rt`); inlined so that the chain's specialised steps see constant
+/// dimensions.
+#[inline(always)]
+pub fn compress_rows(f: &mut [f64], s: usize, ps: usize, p: usize, rt: usize, new_width: usize) {
+    for i in 0..p {
+        let c = rt + i;
+        if c + 1 >= new_width {
+            break;
+        }
+        let (head, tail) = f.split_at_mut((ps + i + 1) * s);
+        let x = &mut head[(ps + i) * s + c..(ps + i) * s + new_width];
+        // Reflect x onto α e₀ with α = −sign(x₀)‖x‖ (no cancellation in v₀ = x₀ − α).
+        let tail_norm2: f64 = x[1..].iter().map(|t| t * t).sum();
+        if tail_norm2 == 0.0 {
+            continue;
+        }
+        let norm = (x[0] * x[0] + tail_norm2).sqrt();
+        let alpha = if x[0] >= 0.0 { -norm } else { norm };
+        // v = x − α e₀ (stored in x), vᵀv = 2‖x‖² − 2αx₀ = 2 norm (norm + |x₀|).
+        x[0] -= alpha;
+        let vv = x[0] * x[0] + tail_norm2;
+        let beta = 2.0 / vv;
+        // The remaining student rows: y ← y − β (y·v) v.
+        for k in 0..p - i - 1 {
+            let y = &mut tail[k * s + c..k * s + new_width];
+            let proj = beta * y.iter().zip(x.iter()).map(|(a, b)| a * b).sum::<f64>();
+            y.iter_mut().zip(x.iter()).for_each(|(a, b)| *a -= proj * b);
+        }
+        x[0] = alpha;
+        x[1..].iter_mut().for_each(|t| *t = 0.0);
     }
 }
 

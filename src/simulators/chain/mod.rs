@@ -13,7 +13,7 @@
 
 pub mod factor;
 
-use self::factor::{bartlett, ChiTable, GramFactor};
+use self::factor::{bartlett, compress_rows, ChiTable, GramFactor};
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::config::Experiment;
 use crate::experiments::runner::{run_spec, RunTask};
@@ -84,6 +84,8 @@ pub struct ChainSimulator {
     rng: SimRng,
     scratch: Scratch,
     norm: InputNorm,
+    /// The specialised step for this (p, p*, B), used once the basis is full.
+    fast: Option<fn(&mut ChainSimulator) -> f64>,
 }
 
 impl ChainSimulator {
@@ -113,6 +115,7 @@ impl ChainSimulator {
     fn from_factor(spec: RunSpec, factor: GramFactor, chi: ChiTable, seed: u64) -> Self {
         let (d, b) = (factor.d(), spec.training.batch);
         let p_teacher = Overlaps::from_gram(&factor.gram(), factor.p).p;
+        let fast = fixed_step(factor.p, factor.p_star, b);
         ChainSimulator {
             scratch: Scratch {
                 g: vec![0.0; b * factor.stride],
@@ -128,6 +131,7 @@ impl ChainSimulator {
             chi,
             rng: stream(seed, SGD_STREAM),
             norm: InputNorm::Exact,
+            fast,
         }
     }
 
@@ -137,6 +141,7 @@ impl ChainSimulator {
     #[doc(hidden)]
     pub fn with_unit_input_norm(mut self) -> Self {
         self.norm = InputNorm::Unit;
+        self.fast = None;
         self
     }
 
@@ -156,6 +161,14 @@ impl ChainSimulator {
     /// One SGD step on B fresh samples; returns Σ_b ½(r^b)², the summed training loss of the batch
     /// (non-finite when the run blew up). Cost O(B d (d + B)), independent of N; no allocation.
     pub fn step(&mut self) -> f64 {
+        // The specialised step applies once the basis is full (r̃ = p + p* < N), i.e. after at
+        // most p steps from any start; it performs the same floating-point operations in the same
+        // order as the general one (one code path, constant dimensions), so the numbers are equal.
+        if let Some(fast) = self.fast {
+            if self.factor.width == self.factor.d() && self.spec.n > self.factor.width {
+                return fast(self);
+            }
+        }
         self.draw();
         self.apply()
     }
@@ -163,75 +176,41 @@ impl ChainSimulator {
     /// Draws one step's randomness into the scratch space: the inputs' coordinates g_b in the
     /// current basis, the label noises ξ_b, and the Bartlett factor A of their orthogonal parts.
     fn draw(&mut self) {
-        let (s, w) = (self.factor.stride, self.factor.width);
-        let nb = self.spec.training.batch;
+        let dims = self.dims();
         let sc = &mut self.scratch;
         let noisy = self.spec.model.noise > 0.0;
-        for b in 0..nb {
-            for x in sc.g[b * s..b * s + w].iter_mut() {
-                *x = standard_normal(&mut self.rng);
-            }
-            sc.xi[b] = if noisy { standard_normal(&mut self.rng) } else { 0.0 };
-        }
-        sc.bp = bartlett(&mut self.rng, &self.chi, w, nb, s, &mut sc.a);
+        sc.bp = draw_step(&mut self.rng, &self.chi, noisy, dims, &mut sc.g, &mut sc.xi, &mut sc.a);
         if self.norm == InputNorm::Unit {
-            force_unit_norm(&sc.g, &mut sc.a, nb, s, w, sc.bp, self.spec.n);
+            force_unit_norm(&sc.g, &mut sc.a, dims.nb, dims.s, dims.w, sc.bp, self.spec.n);
         }
     }
 
     /// The deterministic part of the step, from the draws in the scratch space (see [`factor`]).
     fn apply(&mut self) -> f64 {
-        let model = &self.spec.model;
-        let (p, ps, n, nb) = (model.p(), model.p_star(), self.spec.n, self.spec.training.batch);
-        let d = p + ps;
-        let fac = &mut self.factor;
-        let (s, w, rt) = (fac.stride, fac.width, fac.rt);
+        let dims = self.dims();
         let sc = &mut self.scratch;
-        let bp = sc.bp;
-        let noise_sd = model.noise.sqrt();
-        let k_scale = self.spec.training.eta / (nb as f64 * n as f64);
-        let act = model.activation;
-        let mut loss = 0.0;
-        for b in 0..nb {
-            let g = &sc.g[b * s..b * s + w];
-            // z = F g (ν, λ exactly), using the lower-trapezoidal structure.
-            let z = &mut sc.z[b * d..(b + 1) * d];
-            for (row, zr) in z.iter_mut().enumerate() {
-                let len = if row < ps {
-                    (row + 1).min(w)
-                } else {
-                    (rt + row - ps + 1).min(w)
-                };
-                let f = &fac.f[row * s..row * s + len];
-                *zr = f.iter().zip(g).map(|(a, b)| a * b).sum();
-            }
-            let (nu, lambda) = z.split_at(ps);
-            let r = output(act, &model.v, nu) + noise_sd * sc.xi[b] - output(act, &model.a, lambda);
-            loss += 0.5 * r * r;
-            for i in 0..p {
-                // k_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
-                sc.k[i * nb + b] = k_scale * model.a[i] * act.dg(lambda[i]) * r;
-            }
-        }
-        // Student rows: F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b]; teacher rows unchanged.
-        let decay = 1.0 - self.spec.training.eta * self.spec.training.weight_decay / n as f64;
-        for i in 0..p {
-            let row = &mut fac.f[(ps + i) * s..(ps + i + 1) * s];
-            let k = &sc.k[i * nb..(i + 1) * nb];
-            if decay != 1.0 {
-                row[..w].iter_mut().for_each(|x| *x *= decay);
-            }
-            row[w..w + bp].iter_mut().for_each(|x| *x = 0.0);
-            for (b, &kb) in k.iter().enumerate() {
-                let g = &sc.g[b * s..b * s + w];
-                row[..w].iter_mut().zip(g).for_each(|(x, g)| *x += kb * g);
-                // A is lower trapezoidal: row b has entries in columns ≤ b only.
-                let a = &sc.a[b * s..b * s + bp.min(b + 1)];
-                row[w..w + a.len()].iter_mut().zip(a).for_each(|(x, a)| *x += kb * a);
-            }
-        }
-        fac.compress(w + bp);
+        let draws = Draws {
+            g: &sc.g,
+            a: &sc.a,
+            xi: &sc.xi,
+            bp: sc.bp,
+        };
+        let loss = apply_step(&self.spec, &mut self.factor.f, dims, &draws, &mut sc.z, &mut sc.k);
+        self.factor.width = (dims.w + sc.bp).min(dims.rt + dims.p);
         loss
+    }
+
+    /// The current step's dimensions.
+    fn dims(&self) -> Dims {
+        let f = &self.factor;
+        Dims {
+            p: f.p,
+            ps: f.p_star,
+            nb: self.spec.training.batch,
+            s: f.stride,
+            w: f.width,
+            rt: f.rt,
+        }
     }
 
     /// Runs `samples` samples (rounded up to whole steps) and returns the elapsed wall time in
@@ -252,6 +231,176 @@ impl ChainSimulator {
 #[inline(always)]
 fn output(act: Activation, c: &[f64], z: &[f64]) -> f64 {
     c.iter().zip(z).map(|(c, &z)| c * act.g(z)).sum()
+}
+
+/// Dimensions of a step: widths p, p*, batch B, row stride s of the factor, basis width r̃ (`w`)
+/// and teacher rank r_t. Constants in the specialised steps, so the loops below unroll.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    p: usize,
+    ps: usize,
+    nb: usize,
+    s: usize,
+    w: usize,
+    rt: usize,
+}
+
+/// One step's randomness (see [`ChainSimulator::draw`]): g_b (B rows of stride s), the Bartlett
+/// factor A (B rows of stride s), the label noises ξ_b, and B' the number of new columns.
+struct Draws<'a> {
+    g: &'a [f64],
+    a: &'a [f64],
+    xi: &'a [f64],
+    bp: usize,
+}
+
+/// Draws g_b ~ N(0, I_r̃), ξ_b ~ N(0, 1) (if `noisy`) and the Bartlett factor of the B inputs'
+/// components orthogonal to the basis (Wishart(N − r̃, I_B) Gram), in this order from `rng`;
+/// returns B' = min(B, N − r̃).
+#[inline(always)]
+fn draw_step(
+    rng: &mut SimRng,
+    chi: &ChiTable,
+    noisy: bool,
+    d: Dims,
+    g: &mut [f64],
+    xi: &mut [f64],
+    a: &mut [f64],
+) -> usize {
+    for b in 0..d.nb {
+        for x in g[b * d.s..b * d.s + d.w].iter_mut() {
+            *x = standard_normal(rng);
+        }
+        xi[b] = if noisy { standard_normal(rng) } else { 0.0 };
+    }
+    bartlett(rng, chi, d.w, d.nb, d.s, a)
+}
+
+/// The deterministic part of a step (see [`factor`]): z^b = F g_b, the residuals r^b, the
+/// coefficients k_ib = η δ_i^b /(B N) with δ_i^b = a_i g'(λ_i^b) r^b, the update of the student
+/// rows F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b], and the compression back to r̃ ≤ p + p*
+/// columns. Returns Σ_b ½ (r^b)².
+#[inline(always)]
+fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [f64], k_all: &mut [f64]) -> f64 {
+    let model = &spec.model;
+    let (p, ps, nb, s, w, rt) = (dm.p, dm.ps, dm.nb, dm.s, dm.w, dm.rt);
+    let (n, d, bp) = (spec.n, p + ps, dr.bp);
+    let noise_sd = model.noise.sqrt();
+    let k_scale = spec.training.eta / (nb as f64 * n as f64);
+    let act = model.activation;
+    let (a_c, v_c) = (&model.a[..p], &model.v[..ps]);
+    let mut loss = 0.0;
+    for b in 0..nb {
+        let g = &dr.g[b * s..b * s + w];
+        // z = F g (ν, λ exactly), using the lower-trapezoidal structure.
+        let z = &mut z_all[b * d..(b + 1) * d];
+        for (row, zr) in z.iter_mut().enumerate() {
+            let len = if row < ps {
+                (row + 1).min(w)
+            } else {
+                (rt + row - ps + 1).min(w)
+            };
+            let fr = &f[row * s..row * s + len];
+            *zr = fr.iter().zip(g).map(|(a, b)| a * b).sum();
+        }
+        let (nu, lambda) = z.split_at(ps);
+        let r = output(act, v_c, nu) + noise_sd * dr.xi[b] - output(act, a_c, lambda);
+        loss += 0.5 * r * r;
+        for i in 0..p {
+            // k_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
+            k_all[i * nb + b] = k_scale * a_c[i] * act.dg(lambda[i]) * r;
+        }
+    }
+    // Student rows: F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b]; teacher rows unchanged.
+    let decay = 1.0 - spec.training.eta * spec.training.weight_decay / n as f64;
+    for i in 0..p {
+        let row = &mut f[(ps + i) * s..(ps + i + 1) * s];
+        let k = &k_all[i * nb..(i + 1) * nb];
+        if decay != 1.0 {
+            row[..w].iter_mut().for_each(|x| *x *= decay);
+        }
+        row[w..w + bp].iter_mut().for_each(|x| *x = 0.0);
+        for (b, &kb) in k.iter().enumerate() {
+            let g = &dr.g[b * s..b * s + w];
+            row[..w].iter_mut().zip(g).for_each(|(x, g)| *x += kb * g);
+            // A is lower trapezoidal: row b has entries in columns ≤ b only.
+            let a = &dr.a[b * s..b * s + bp.min(b + 1)];
+            row[w..w + a.len()].iter_mut().zip(a).for_each(|(x, a)| *x += kb * a);
+        }
+    }
+    compress_rows(f, s, ps, p, rt, w + bp);
+    loss
+}
+
+/// The step for B = 1 at full width r̃ = p + p* < N with p = P, p* = PS known at compile time:
+/// [`draw_step`] and [`apply_step`] with constant dimensions and the scratch space on the stack.
+/// Same operations in the same order as the general path, hence the same numbers.
+fn step_fixed<const PS: usize, const P: usize>(sim: &mut ChainSimulator) -> f64 {
+    const MAX: usize = MAX_FIXED + MAX_FIXED + 1;
+    let d = PS + P;
+    let dims = Dims {
+        p: P,
+        ps: PS,
+        nb: 1,
+        s: d + 1,
+        w: d,
+        rt: PS,
+    };
+    debug_assert_eq!((sim.factor.stride, sim.factor.width, sim.factor.rt), (d + 1, d, PS));
+    let (mut g, mut a, mut xi, mut z, mut k) = ([0.0; MAX], [0.0; MAX], [0.0; 1], [0.0; MAX], [0.0; MAX_FIXED]);
+    let noisy = sim.spec.model.noise > 0.0;
+    let bp = draw_step(
+        &mut sim.rng,
+        &sim.chi,
+        noisy,
+        dims,
+        &mut g[..d + 1],
+        &mut xi,
+        &mut a[..d + 1],
+    );
+    let draws = Draws {
+        g: &g[..d + 1],
+        a: &a[..d + 1],
+        xi: &xi,
+        bp,
+    };
+    apply_step(&sim.spec, &mut sim.factor.f, dims, &draws, &mut z[..d], &mut k[..P])
+}
+
+/// Largest p and p* with a specialised step ([`step_fixed`]).
+const MAX_FIXED: usize = 4;
+
+/// The specialised step for (p, p*, B), if there is one.
+fn fixed_step(p: usize, ps: usize, batch: usize) -> Option<fn(&mut ChainSimulator) -> f64> {
+    macro_rules! table {
+        ($(($a:literal, $b:literal)),*) => {
+            match (ps, p) {
+                $(($a, $b) => Some(step_fixed::<$a, $b> as fn(&mut ChainSimulator) -> f64),)*
+                _ => None,
+            }
+        };
+    }
+    if batch != 1 {
+        return None;
+    }
+    table!(
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+        (3, 1),
+        (3, 2),
+        (3, 3),
+        (3, 4),
+        (4, 1),
+        (4, 2),
+        (4, 3),
+        (4, 4)
+    )
 }
 
 /// The wrong variant: rescales each A_b so that ‖g_b‖² + ‖A_b‖² = N.
