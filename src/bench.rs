@@ -65,6 +65,8 @@ pub struct BenchCell {
     pub n: usize,
     pub p: usize,
     pub p_star: usize,
+    /// Code path of the step ("avx512f fused pass" for p + p* ≤ 8 on AVX-512F CPUs, else the kernels).
+    pub kernel: String,
     /// Full step (generation, fused update + projections, residual), thread CPU time.
     pub step_ns: f64,
     /// The same on the wall clock.
@@ -101,7 +103,8 @@ pub struct BenchCell {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub cpu: String,
-    /// Kernels of the step (projections, updates, stream pass).
+    /// Kernels of the step's projections, updates and stream pass (see also each cell's `kernel`:
+    /// with AVX-512F, the fused pass of p + p* ≤ 8 rows replaces them in the step).
     pub isa: String,
     /// Code path of the Gaussian generator (same stream on all paths).
     pub generator: String,
@@ -137,22 +140,34 @@ struct Timing {
 
 /// Best of 5 batches of the time per unit (ns), after a warm-up batch; `f` performs some work
 /// and returns how many units it did. A batch lasts budget/6 of CPU time.
+///
+/// The thread CPU clock is a system call (about 0.3–0.5 µs in this VM, as much as a tenth of a
+/// step at N = 10³), so it is read only every `reps` calls of `f`, with `reps` chosen in the
+/// warm-up so that the work between two reads lasts at least 50 µs.
 fn time_per_unit(budget: f64, mut f: impl FnMut() -> u64) -> Timing {
     let batch = budget / 6.0;
-    let run = |f: &mut dyn FnMut() -> u64| {
+    let mut reps = 1u64;
+    let mut run = |f: &mut dyn FnMut() -> u64, calibrate: bool| {
         let (c0, t0) = (thread_cpu_seconds(), Instant::now());
         let mut units = 0u64;
+        let mut calls = 0u64;
         loop {
-            units += f();
+            for _ in 0..reps {
+                units += f();
+            }
+            calls += reps;
             let dc = thread_cpu_seconds() - c0;
+            if calibrate && calls >= reps && dc > 0.0 {
+                reps = reps.max(((50e-6 / (dc / calls as f64)).ceil() as u64).min(1 << 20));
+            }
             if dc >= batch {
                 let dt = t0.elapsed().as_secs_f64();
                 return (dc * 1e9 / units as f64, dt * 1e9 / units as f64);
             }
         }
     };
-    run(&mut f);
-    let v: Vec<(f64, f64)> = (0..5).map(|_| run(&mut f)).collect();
+    run(&mut f, true);
+    let v: Vec<(f64, f64)> = (0..5).map(|_| run(&mut f, false)).collect();
     Timing {
         cpu: v.iter().map(|t| t.0).fold(f64::INFINITY, f64::min),
         wall: v.iter().map(|t| t.1).fold(f64::INFINITY, f64::min),
@@ -295,6 +310,7 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
     let mut cells = Vec::new();
     for &act in acts {
         let mut sim = simulator(act, n, p, 7, isa);
+        let kernel = sim.kernel_name().to_string();
         let timing = time_per_unit(budget, || {
             black_box(sim.advance(1));
             1
@@ -314,6 +330,7 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             n,
             p,
             p_star: p,
+            kernel,
             step_ns: step,
             step_wall_ns: timing.wall,
             samples_per_s: single,
@@ -453,8 +470,14 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         cells,
     };
     println!(
-        "kernels {}, generator {}; one-core times on the thread CPU clock, best of 5 batches",
-        report.isa, report.generator
+        "kernels {}, generator {}{}; one-core times on the thread CPU clock, best of 5 batches",
+        report.isa,
+        report.generator,
+        if report.cells.iter().any(|c| c.kernel.starts_with("avx512f")) {
+            "; step with p + p* <= 8: avx512f fused pass"
+        } else {
+            ""
+        }
     );
     println!(
         "load average (1, 5, 15 min): {} at start, {} at end",

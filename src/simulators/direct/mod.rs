@@ -17,6 +17,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod kernel;
 
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
@@ -159,6 +161,25 @@ impl DirectSimulator {
         self.isa
     }
 
+    /// The same run without the AVX-512F code (generator and fused pass), on AVX2 where the
+    /// kernels are AVX2 (tests and benchmarks: both give bit-identical runs).
+    pub fn without_avx512(mut self) -> Self {
+        self.gauss.set_avx512(false);
+        self
+    }
+
+    /// The code paths of a step, for reports: "avx512f fused pass", "avx2+fma" or "portable".
+    pub fn kernel_name(&self) -> &'static str {
+        let fused = self.spec.training.batch == 1
+            && self.spec.model.p() + self.spec.model.p_star() <= 8
+            && self.gauss.simd_name() == "avx512f";
+        if fused {
+            "avx512f fused pass"
+        } else {
+            self.isa.name()
+        }
+    }
+
     /// Current student weights (p × N). (Updates are only pending inside [`Simulator::run`], so
     /// outside of it the stored weights are the current ones.)
     pub fn weights(&self) -> ArrayView2<'_, f64> {
@@ -232,9 +253,37 @@ impl DirectSimulator {
         let w = self.w.as_slice_mut().expect("standard layout");
         let w_star = self.w_star.as_slice().expect("standard layout");
         s.acc.iter_mut().for_each(|a| *a = [0.0; 8]);
-        let (acc_s, acc_t) = s.acc.split_at_mut(p * batch);
         let ch = chunk_len(batch);
         let mut j0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if batch == 1 && isa == Isa::Avx2Fma && p + k <= avx512::MAX_ROWS {
+            if let Some(state) = self.gauss.avx512_state() {
+                // The whole pass in one AVX-512 kernel, bit-identical to the chunk loop below.
+                debug_assert_eq!(ch, avx512::CHUNK);
+                let update = match (s.pending, s.decay == 1.0) {
+                    (false, _) => avx512::Update::None,
+                    (true, true) => avx512::Update::Plain,
+                    (true, false) => avx512::Update::Decay,
+                };
+                // SAFETY: the generator runs AVX-512F only on CPUs that have it (avx512_state).
+                unsafe {
+                    avx512::step_pass(
+                        state,
+                        w,
+                        w_star,
+                        n,
+                        update,
+                        s.decay,
+                        &s.coef,
+                        &s.x_prev,
+                        &mut s.x_new,
+                        &mut s.acc,
+                    )
+                };
+                j0 = n;
+            }
+        }
+        let (acc_s, acc_t) = s.acc.split_at_mut(p * batch);
         while j0 < n {
             let len = ch.min(n - j0);
             let glen = len.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
@@ -516,6 +565,46 @@ mod tests {
             assert!(tc.diverged_at.is_none() && td.diverged_at.is_none());
             assert_eq!(tc.records.last().unwrap().overlaps, td.records.last().unwrap().overlaps);
             assert!(a.w.iter().zip(c.w.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    /// The AVX-512F fused pass (B = 1, p + p* ≤ 8) is bit-identical to the AVX2 chunk loop, for
+    /// every row-count specialisation, with and without weight decay, for N with partial blocks,
+    /// partial groups of 8 and 4, and several chunks; through pending updates (`advance`) and
+    /// flushed steps (`step`).
+    #[test]
+    fn avx512_pass_is_bit_identical_to_avx2() {
+        if Isa::detect() != Isa::Avx2Fma || FastNormal::new(0).simd_name() != "avx512f" {
+            eprintln!("no AVX-512F here (or disabled): nothing to compare");
+            return;
+        }
+        for (p, k) in [(1, 1), (2, 1), (2, 2), (4, 4), (3, 2), (1, 7), (5, 3)] {
+            for n in [5, 13, 16, 37, 512, 1037, 1100, 2051] {
+                for l2 in [0.0, 0.5] {
+                    let model = Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01);
+                    let sp = RunSpec {
+                        model,
+                        training: Training {
+                            eta: 0.3,
+                            weight_decay: l2,
+                            batch: 1,
+                        },
+                        n,
+                        divergence_bound: 1e6,
+                    };
+                    let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 21 + n as u64);
+                    let mut b = a.clone().without_avx512();
+                    assert_eq!(a.kernel_name(), "avx512f fused pass");
+                    assert_eq!(b.kernel_name(), "avx2+fma");
+                    let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    for _ in 0..3 {
+                        assert_eq!(a.step().to_bits(), b.step().to_bits());
+                        assert_eq!(a.advance(4).to_bits(), b.advance(4).to_bits(), "p={p} k={k} n={n}");
+                        assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} l2={l2}");
+                        assert!(a.scratch.x_prev == b.scratch.x_prev);
+                    }
+                }
+            }
         }
     }
 
