@@ -2,7 +2,8 @@
 //!
 //! For each (N, p = p*) the bench measures, on one core and in f64:
 //! * the full SGD step of [`DirectSimulator`] (quadratic and erf activations, B = 1): ns per sample
-//!   and samples per second;
+//!   and samples per second, as a run takes its steps (`advance(16)`: the pending update is flushed
+//!   once per 16 steps; the JSON also has `step_flushed_ns`, one `step()` with its flush);
 //! * its parts: Gaussian generation per number ([`FastNormal`], and rand_distr's ziggurat for
 //!   comparison), the projections of the p + p* rows, the rank-one update of the p student rows;
 //! * the floor, defined in issue 5 as (a) generating N Gaussians with the best exact generator
@@ -71,6 +72,9 @@ pub struct BenchCell {
     pub step_ns: f64,
     /// The same on the wall clock.
     pub step_wall_ns: f64,
+    /// One step followed by a flush of its pending update (`DirectSimulator::step`), thread CPU
+    /// time; `step_ns` is the cost of a step inside a run (flushes amortised over 16 steps).
+    pub step_flushed_ns: f64,
     pub samples_per_s: f64,
     /// FastNormal, per number.
     pub gauss_ns_per_number: f64,
@@ -221,26 +225,30 @@ fn load_average() -> String {
 /// Samples per second of `threads` independent seeds run concurrently for about `budget` seconds:
 /// (wall-clock total, sum over threads of each thread's rate on its own CPU clock). The second
 /// discounts time-sharing with other processes and keeps the cost of sharing caches and memory.
+///
+/// Each thread builds and warms up its own simulator, as the experiment runner's workers do: its
+/// buffers then come from that thread's heap arena and share no cache line with another thread's.
 fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> (f64, f64) {
-    let mut sims: Vec<DirectSimulator> = (0..threads)
-        .map(|t| simulator(act, n, p, 100 + t as u64, isa))
-        .collect();
-    for s in sims.iter_mut() {
-        s.advance(1);
-    }
     let barrier = std::sync::Barrier::new(threads);
     let results: Vec<(u64, f64, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sims
-            .iter_mut()
-            .map(|sim| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
                 let barrier = &barrier;
                 scope.spawn(move || {
+                    let mut sim = simulator(act, n, p, 100 + t as u64, isa);
+                    // Warm-up: page faults, caches, branch predictors (about 1/20 of the budget).
+                    let (w0, mut warm) = (Instant::now(), 0u64);
+                    while w0.elapsed().as_secs_f64() < budget / 20.0 {
+                        black_box(sim.advance(STEPS_PER_CALL));
+                        warm += STEPS_PER_CALL;
+                    }
+                    black_box(warm);
                     barrier.wait();
                     let (t0, c0) = (Instant::now(), thread_cpu_seconds());
                     let mut done = 0u64;
                     while t0.elapsed().as_secs_f64() < budget {
-                        black_box(sim.advance(4));
-                        done += 4;
+                        black_box(sim.advance(STEPS_PER_CALL));
+                        done += STEPS_PER_CALL;
                     }
                     (done, t0.elapsed().as_secs_f64(), thread_cpu_seconds() - c0)
                 })
@@ -253,6 +261,11 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
     let cpu_rate: f64 = results.iter().map(|r| r.0 as f64 / r.2).sum();
     (total as f64 / time, cpu_rate)
 }
+
+/// Steps per timed call of the full step and of the multi-seed loop: `advance(16)`, i.e. steps as
+/// `Simulator::run` takes them, the pending update being flushed once per call (a run flushes it
+/// every N/16 steps, to check the divergence bound, and at records).
+const STEPS_PER_CALL: u64 = 16;
 
 /// Measures one (N, p) for the given activations.
 fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
@@ -311,7 +324,15 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
     for &act in acts {
         let mut sim = simulator(act, n, p, 7, isa);
         let kernel = sim.kernel_name().to_string();
+        // Steps as a run takes them (`Simulator::run` flushes the pending update only at records):
+        // 16 steps per call, so that the flush of `advance` costs 1/16 of a row pass per step.
         let timing = time_per_unit(budget, || {
+            black_box(sim.advance(STEPS_PER_CALL));
+            STEPS_PER_CALL
+        });
+        // The public one-step call `step()` (= `advance(1)`), which also flushes every step: one
+        // more pass over the p student rows (the bench's `step_us` before 2026-11-26).
+        let flushed = time_per_unit(budget, || {
             black_box(sim.advance(1));
             1
         });
@@ -333,6 +354,7 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             kernel,
             step_ns: step,
             step_wall_ns: timing.wall,
+            step_flushed_ns: flushed.cpu,
             samples_per_s: single,
             gauss_ns_per_number: floor_gauss / npad as f64,
             ziggurat_ns_per_number: zig,
