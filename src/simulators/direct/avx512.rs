@@ -5,7 +5,8 @@
 //! core alternates between arithmetic-bound generation and load-bound streaming. Here each block of
 //! 16 Gaussians goes from the generator's registers straight into the updates and dot products of
 //! every row, so the out-of-order core overlaps the generator's arithmetic with the row loads and
-//! stores (and software prefetch hides the page crossings the hardware prefetcher stops at).
+//! stores. (Software prefetching of the rows was measured and made no difference: with at most 8
+//! rows the hardware prefetchers keep up.)
 //!
 //! Bit-identical to the AVX2 path ([`super::avx2`] kernels over chunks of [`CHUNK`] numbers, with
 //! the generator's [`crate::rng::FastNormal::fill`]): the generator is the same stream; a row's 8
@@ -39,9 +40,6 @@ pub enum Update {
 /// the many concurrent row streams of a block-by-block pass were measured slower (p = p* = 16:
 /// 1.4× at N = 10⁶) than the AVX2 path's chunk-then-rows order, which the simulator then uses.
 pub const MAX_ROWS: usize = 8;
-
-/// Distance, in numbers, at which the rows are prefetched ahead of the pass (2 KiB).
-const PREFETCH: usize = 256;
 
 /// The operands of one pass (raw pointers: the caller has checked every extent).
 struct Pass {
@@ -129,7 +127,6 @@ unsafe fn rows<const U: u8>(
     };
     for r in 0..p {
         let row = a.w.add(r * n + j);
-        prefetch(row);
         let cr = _mm512_set1_pd(if U != 0 { *a.c.add(r) } else { 0.0 });
         let w0 = updated::<U>(_mm512_loadu_pd(row), p0, cr, d);
         let w1 = updated::<U>(_mm512_loadu_pd(row.add(8)), p1, cr, d);
@@ -142,7 +139,6 @@ unsafe fn rows<const U: u8>(
     }
     for r in 0..k {
         let row = a.ws.add(r * n + j);
-        prefetch(row);
         let q = part.get_unchecked_mut(p + r);
         *q = _mm512_fmadd_pd(
             _mm512_loadu_pd(row.add(8)),
@@ -150,15 +146,6 @@ unsafe fn rows<const U: u8>(
             _mm512_fmadd_pd(_mm512_loadu_pd(row), x0, *q),
         );
     }
-}
-
-/// Prefetches the two cache lines of a row [`PREFETCH`] numbers ahead (the hardware prefetcher
-/// stops at 4 KiB page boundaries, which a row crosses every 512 numbers). Prefetching past the end
-/// of a row is harmless.
-#[inline(always)]
-unsafe fn prefetch(row: *const f64) {
-    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH) as *const i8);
-    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH + 8) as *const i8);
 }
 
 /// acc_r += part_r for every row (the end of a chunk, as `add_to` in the AVX2 kernels).
