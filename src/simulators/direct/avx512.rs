@@ -87,10 +87,21 @@ unsafe fn pass<const U: u8>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize,
         }
         let end16 = j0 + len / NORMAL_BLOCK * NORMAL_BLOCK;
         let mut j = j0;
-        // One block at a time: measured faster here than two blocks side by side (which helps the
-        // generator alone), as the rows' work already fills the core between Box–Muller chains.
-        while j < end16 {
-            let (x0, x1) = gen::next_block(st);
+        // Software-pipelined by one block: block i + 1 is generated before the rows consume
+        // block i, so the rows' loads and FMAs find their x ready and leave the schedulers at
+        // once instead of waiting there behind the Box–Muller chain (measured ~4 % faster than
+        // generate-then-consume; two blocks generated side by side were slower). Blocks are
+        // still generated, and consumed, in order.
+        if j < end16 {
+            let (mut x0, mut x1) = gen::next_block(st);
+            while j + NORMAL_BLOCK < end16 {
+                let (y0, y1) = gen::next_block(st);
+                _mm512_storeu_pd(a.xn.add(j), x0);
+                _mm512_storeu_pd(a.xn.add(j + 8), x1);
+                rows::<U>(a, p, k, d, part, j, x0, x1);
+                (x0, x1) = (y0, y1);
+                j += NORMAL_BLOCK;
+            }
             _mm512_storeu_pd(a.xn.add(j), x0);
             _mm512_storeu_pd(a.xn.add(j + 8), x1);
             rows::<U>(a, p, k, d, part, j, x0, x1);
