@@ -2,7 +2,8 @@
 //!
 //! For each (N, p = p*) the bench measures, on one core and in f64:
 //! * the full SGD step of [`DirectSimulator`] (quadratic and erf activations, B = 1): ns per sample
-//!   and samples per second;
+//!   and samples per second, as a run takes its steps (`advance(16)`: the pending update is flushed
+//!   once per 16 steps; the JSON also has `step_flushed_ns`, one `step()` with its flush);
 //! * its parts: Gaussian generation per number ([`FastNormal`], and rand_distr's ziggurat for
 //!   comparison), the projections of the p + p* rows, the rank-one update of the p student rows;
 //! * the floor, defined in issue 5 as (a) generating N Gaussians with the best exact generator
@@ -65,10 +66,15 @@ pub struct BenchCell {
     pub n: usize,
     pub p: usize,
     pub p_star: usize,
+    /// Code path of the step ("avx512f fused pass" for p + p* ≤ 8 on AVX-512F CPUs, else the kernels).
+    pub kernel: String,
     /// Full step (generation, fused update + projections, residual), thread CPU time.
     pub step_ns: f64,
     /// The same on the wall clock.
     pub step_wall_ns: f64,
+    /// One step followed by a flush of its pending update (`DirectSimulator::step`), thread CPU
+    /// time; `step_ns` is the cost of a step inside a run (flushes amortised over 16 steps).
+    pub step_flushed_ns: f64,
     pub samples_per_s: f64,
     /// FastNormal, per number.
     pub gauss_ns_per_number: f64,
@@ -101,7 +107,8 @@ pub struct BenchCell {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub cpu: String,
-    /// Kernels of the step (projections, updates, stream pass).
+    /// Kernels of the step's projections, updates and stream pass (see also each cell's `kernel`:
+    /// with AVX-512F, the fused pass of p + p* ≤ 8 rows replaces them in the step).
     pub isa: String,
     /// Code path of the Gaussian generator (same stream on all paths).
     pub generator: String,
@@ -137,22 +144,34 @@ struct Timing {
 
 /// Best of 5 batches of the time per unit (ns), after a warm-up batch; `f` performs some work
 /// and returns how many units it did. A batch lasts budget/6 of CPU time.
+///
+/// The thread CPU clock is a system call (about 0.3–0.5 µs in this VM, as much as a tenth of a
+/// step at N = 10³), so it is read only every `reps` calls of `f`, with `reps` chosen in the
+/// warm-up so that the work between two reads lasts at least 50 µs.
 fn time_per_unit(budget: f64, mut f: impl FnMut() -> u64) -> Timing {
     let batch = budget / 6.0;
-    let run = |f: &mut dyn FnMut() -> u64| {
+    let mut reps = 1u64;
+    let mut run = |f: &mut dyn FnMut() -> u64, calibrate: bool| {
         let (c0, t0) = (thread_cpu_seconds(), Instant::now());
         let mut units = 0u64;
+        let mut calls = 0u64;
         loop {
-            units += f();
+            for _ in 0..reps {
+                units += f();
+            }
+            calls += reps;
             let dc = thread_cpu_seconds() - c0;
+            if calibrate && calls >= reps && dc > 0.0 {
+                reps = reps.max(((50e-6 / (dc / calls as f64)).ceil() as u64).min(1 << 20));
+            }
             if dc >= batch {
                 let dt = t0.elapsed().as_secs_f64();
                 return (dc * 1e9 / units as f64, dt * 1e9 / units as f64);
             }
         }
     };
-    run(&mut f);
-    let v: Vec<(f64, f64)> = (0..5).map(|_| run(&mut f)).collect();
+    run(&mut f, true);
+    let v: Vec<(f64, f64)> = (0..5).map(|_| run(&mut f, false)).collect();
     Timing {
         cpu: v.iter().map(|t| t.0).fold(f64::INFINITY, f64::min),
         wall: v.iter().map(|t| t.1).fold(f64::INFINITY, f64::min),
@@ -206,26 +225,30 @@ fn load_average() -> String {
 /// Samples per second of `threads` independent seeds run concurrently for about `budget` seconds:
 /// (wall-clock total, sum over threads of each thread's rate on its own CPU clock). The second
 /// discounts time-sharing with other processes and keeps the cost of sharing caches and memory.
+///
+/// Each thread builds and warms up its own simulator, as the experiment runner's workers do: its
+/// buffers then come from that thread's heap arena and share no cache line with another thread's.
 fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> (f64, f64) {
-    let mut sims: Vec<DirectSimulator> = (0..threads)
-        .map(|t| simulator(act, n, p, 100 + t as u64, isa))
-        .collect();
-    for s in sims.iter_mut() {
-        s.advance(1);
-    }
     let barrier = std::sync::Barrier::new(threads);
     let results: Vec<(u64, f64, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sims
-            .iter_mut()
-            .map(|sim| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
                 let barrier = &barrier;
                 scope.spawn(move || {
+                    let mut sim = simulator(act, n, p, 100 + t as u64, isa);
+                    // Warm-up: page faults, caches, branch predictors (about 1/20 of the budget).
+                    let (w0, mut warm) = (Instant::now(), 0u64);
+                    while w0.elapsed().as_secs_f64() < budget / 20.0 {
+                        black_box(sim.advance(STEPS_PER_CALL));
+                        warm += STEPS_PER_CALL;
+                    }
+                    black_box(warm);
                     barrier.wait();
                     let (t0, c0) = (Instant::now(), thread_cpu_seconds());
                     let mut done = 0u64;
                     while t0.elapsed().as_secs_f64() < budget {
-                        black_box(sim.advance(4));
-                        done += 4;
+                        black_box(sim.advance(STEPS_PER_CALL));
+                        done += STEPS_PER_CALL;
                     }
                     (done, t0.elapsed().as_secs_f64(), thread_cpu_seconds() - c0)
                 })
@@ -238,6 +261,11 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
     let cpu_rate: f64 = results.iter().map(|r| r.0 as f64 / r.2).sum();
     (total as f64 / time, cpu_rate)
 }
+
+/// Steps per timed call of the full step and of the multi-seed loop: `advance(16)`, i.e. steps as
+/// `Simulator::run` takes them, the pending update being flushed once per call (a run flushes it
+/// every N/16 steps, to check the divergence bound, and at records).
+const STEPS_PER_CALL: u64 = 16;
 
 /// Measures one (N, p) for the given activations.
 fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
@@ -295,7 +323,16 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
     let mut cells = Vec::new();
     for &act in acts {
         let mut sim = simulator(act, n, p, 7, isa);
+        let kernel = sim.kernel_name().to_string();
+        // Steps as a run takes them (`Simulator::run` flushes the pending update only at records):
+        // 16 steps per call, so that the flush of `advance` costs 1/16 of a row pass per step.
         let timing = time_per_unit(budget, || {
+            black_box(sim.advance(STEPS_PER_CALL));
+            STEPS_PER_CALL
+        });
+        // The public one-step call `step()` (= `advance(1)`), which also flushes every step: one
+        // more pass over the p student rows (the bench's `step_us` before 2026-11-26).
+        let flushed = time_per_unit(budget, || {
             black_box(sim.advance(1));
             1
         });
@@ -314,8 +351,10 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             n,
             p,
             p_star: p,
+            kernel,
             step_ns: step,
             step_wall_ns: timing.wall,
+            step_flushed_ns: flushed.cpu,
             samples_per_s: single,
             gauss_ns_per_number: floor_gauss / npad as f64,
             ziggurat_ns_per_number: zig,
@@ -453,8 +492,14 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         cells,
     };
     println!(
-        "kernels {}, generator {}; one-core times on the thread CPU clock, best of 5 batches",
-        report.isa, report.generator
+        "kernels {}, generator {}{}; one-core times on the thread CPU clock, best of 5 batches",
+        report.isa,
+        report.generator,
+        if report.cells.iter().any(|c| c.kernel.starts_with("avx512f")) {
+            "; step with p + p* <= 8: avx512f fused pass"
+        } else {
+            ""
+        }
     );
     println!(
         "load average (1, 5, 15 min): {} at start, {} at end",

@@ -328,6 +328,19 @@ impl FastNormal {
         self.isa
     }
 
+    /// Turns the AVX-512F path on (where available and not disabled by `HDSGD_NO_AVX512`) or off;
+    /// the stream is the same either way (tests compare the kernels built on each path).
+    pub fn set_avx512(&mut self, on: bool) {
+        self.wide = on && wide_available();
+    }
+
+    /// The state of the eight lanes, if this generator runs the AVX-512F path (for kernels that
+    /// generate the stream themselves with [`avx512::next_block`], bit-identical to [`Self::fill`]).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn avx512_state(&mut self) -> Option<&mut [[u64; NORMAL_LANES]; 4]> {
+        (self.isa == Isa::Avx2Fma && self.wide).then_some(&mut self.s)
+    }
+
     /// Fills `out` with iid N(0, 1) numbers; `out.len()` must be a multiple of [`NORMAL_BLOCK`]
     /// (callers round their buffers up and ignore the tail).
     #[inline]
@@ -543,7 +556,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     //! The AVX-512 version of [`super::FastNormal::fill`]: all eight lanes in one register, the
     //! scalar code's operations one for one (no FMA), hence bit-identical output. Used when the
     //! CPU has AVX-512F: native rotates, 32 registers and fewer instructions per number.
@@ -649,27 +662,96 @@ mod avx512 {
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn fill(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
-        let mut st = [
+        let mut st = load_state(s);
+        let p = out.as_mut_ptr();
+        let blocks = out.len() / NORMAL_BLOCK;
+        let mut i = 0;
+        // Two blocks per iteration: two independent Box–Muller chains in flight (the evaluation
+        // is latency-bound; 7 % faster than one block at a time here). The stream is unchanged.
+        {
+            while i + 2 <= blocks {
+                let (x0, x1, x2, x3) = next_2blocks(&mut st);
+                let o = p.add(i * NORMAL_BLOCK);
+                _mm512_storeu_pd(o, x0);
+                _mm512_storeu_pd(o.add(8), x1);
+                _mm512_storeu_pd(o.add(16), x2);
+                _mm512_storeu_pd(o.add(24), x3);
+                i += 2;
+            }
+        }
+        while i < blocks {
+            let (x0, x1) = next_block(&mut st);
+            let o = p.add(i * NORMAL_BLOCK);
+            _mm512_storeu_pd(o, x0);
+            _mm512_storeu_pd(o.add(8), x1);
+            i += 1;
+        }
+        store_state(s, &st);
+    }
+
+    /// The generator state in registers (word w of the eight lanes in `st[w]`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn load_state(s: &[[u64; NORMAL_LANES]; 4]) -> [__m512i; 4] {
+        [
             _mm512_loadu_si512(s[0].as_ptr() as *const _),
             _mm512_loadu_si512(s[1].as_ptr() as *const _),
             _mm512_loadu_si512(s[2].as_ptr() as *const _),
             _mm512_loadu_si512(s[3].as_ptr() as *const _),
-        ];
-        // Block layout: [cos 0–3, sin 0–3, cos 4–7, sin 4–7].
-        let lo = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
-        let hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
-        let p = out.as_mut_ptr();
-        for i in 0..out.len() / NORMAL_BLOCK {
-            let r1 = next(&mut st);
-            let r2 = next(&mut st);
-            let (c, sn) = box_muller(r1, r2);
-            let o = p.add(i * NORMAL_BLOCK);
-            _mm512_storeu_pd(o, _mm512_permutex2var_pd(c, lo, sn));
-            _mm512_storeu_pd(o.add(8), _mm512_permutex2var_pd(c, hi, sn));
-        }
+        ]
+    }
+
+    /// Writes the state of [`load_state`] back.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn store_state(s: &mut [[u64; NORMAL_LANES]; 4], st: &[__m512i; 4]) {
         for w in 0..4 {
             _mm512_storeu_si512(s[w].as_mut_ptr() as *mut _, st[w]);
         }
+    }
+
+    /// The next two blocks (see [`next_block`]), their Box–Muller evaluations side by side so that
+    /// the core has two independent log/sqrt/sincos chains in flight.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn next_2blocks(st: &mut [__m512i; 4]) -> (__m512d, __m512d, __m512d, __m512d) {
+        let lo = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+        let hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+        let r1 = next(st);
+        let r2 = next(st);
+        let r3 = next(st);
+        let r4 = next(st);
+        let (c, sn) = box_muller(r1, r2);
+        let (c2, sn2) = box_muller(r3, r4);
+        (
+            _mm512_permutex2var_pd(c, lo, sn),
+            _mm512_permutex2var_pd(c, hi, sn),
+            _mm512_permutex2var_pd(c2, lo, sn2),
+            _mm512_permutex2var_pd(c2, hi, sn2),
+        )
+    }
+
+    /// The next block of [`NORMAL_BLOCK`] numbers of the stream, in block order: (numbers 0–7,
+    /// numbers 8–15). This is what [`fill`] stores; the fused step of the direct simulator
+    /// consumes it straight from the registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn next_block(st: &mut [__m512i; 4]) -> (__m512d, __m512d) {
+        // Block layout: [cos 0–3, sin 0–3, cos 4–7, sin 4–7].
+        let lo = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+        let hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+        let r1 = next(st);
+        let r2 = next(st);
+        let (c, sn) = box_muller(r1, r2);
+        (_mm512_permutex2var_pd(c, lo, sn), _mm512_permutex2var_pd(c, hi, sn))
     }
 }
 

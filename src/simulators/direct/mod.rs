@@ -17,6 +17,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod kernel;
 
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
@@ -29,28 +31,68 @@ use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 use std::ops::ControlFlow;
 
-/// Scratch space of one step, allocated once.
+/// Bytes of padding around the buffers a step writes, and alignment of the simulator: two cache
+/// lines (the adjacent-line prefetcher pairs them).
+const PAD_BYTES: usize = 128;
+
+/// A heap slice with [`PAD_BYTES`] of unused padding on both sides, so that no other allocation
+/// shares a cache line with it. Why: simulators created one after another by one thread get
+/// neighbouring heap blocks; when they then run on different cores, a line holding the end of one's
+/// hot buffer and the start of another's would bounce between the cores every step (false sharing).
+#[derive(Debug, Clone, PartialEq)]
+struct Padded<T> {
+    buf: Vec<T>,
+    len: usize,
+}
+
+impl<T: Clone> Padded<T> {
+    const PAD: usize = PAD_BYTES.div_ceil(std::mem::size_of::<T>());
+
+    fn new(value: T, len: usize) -> Self {
+        Padded {
+            buf: vec![value; len + 2 * Self::PAD],
+            len,
+        }
+    }
+}
+
+impl<T: Clone> std::ops::Deref for Padded<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.buf[Self::PAD..Self::PAD + self.len]
+    }
+}
+
+impl<T: Clone> std::ops::DerefMut for Padded<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buf[Self::PAD..Self::PAD + self.len]
+    }
+}
+
+/// Scratch space of one step, allocated once. Every buffer written by the step is [`Padded`].
 #[derive(Debug, Clone)]
 struct Scratch {
     /// The B inputs of the current step (B rows of stride `npad`, N used; the generator writes
     /// whole blocks, the tail beyond N is ignored).
-    x_new: Vec<f64>,
+    x_new: Padded<f64>,
     /// The B inputs of the previous step, needed by its pending update.
-    x_prev: Vec<f64>,
+    x_prev: Padded<f64>,
     /// Row stride of the input buffers: N rounded up to a multiple of [`NORMAL_BLOCK`].
     npad: usize,
     /// Lanes of the dot products: student (i·B + b) then teacher (p·B + k·B + b).
-    acc: Vec<Acc>,
+    acc: Padded<Acc>,
     /// λ^b (p each).
-    lambda: Vec<f64>,
+    lambda: Padded<f64>,
     /// ν^b (p* each).
-    nu: Vec<f64>,
+    nu: Padded<f64>,
     /// coef[i·B + b] = η δ_i^b /(B√N) of the last step.
-    coef: Vec<f64>,
+    coef: Padded<f64>,
     /// 1 − ηℓ₂/N.
     decay: f64,
     /// Whether the update of the last step (coef, decay, x_prev) is still to be applied to W.
     pending: bool,
+    /// [`SUPER_CHUNK`] (0 disables super-chunks: tests compare both orders).
+    super_chunk: usize,
 }
 
 /// Chunk of the input processed at a time: a multiple of [`NORMAL_BLOCK`] small enough for the B
@@ -58,6 +100,14 @@ struct Scratch {
 fn chunk_len(batch: usize) -> usize {
     ((2048 / batch).clamp(64, 512) / NORMAL_BLOCK) * NORMAL_BLOCK
 }
+
+/// Super-chunk of a B = 1 step with more than [`SUPER_MIN_ROWS`] rows (see `step_fused`): a
+/// multiple of the chunk; x_{t+1} and x_t over it (2 × 512 KiB) stay in L2/L3 while the rows stream
+/// from memory. Measured at p = p* = 16 (docs/performance.md): 4096 → 65536 took the step from 1.6
+/// to 1.2 floors at N = 10⁵ and from 1.24 to 1.05 at N = 10⁶ (512, i.e. no super-chunk: 2.4, 1.5).
+const SUPER_CHUNK: usize = 65536;
+/// Rows (p + p*) above which a B = 1 step without the AVX-512 pass streams rows over super-chunks.
+const SUPER_MIN_ROWS: usize = 8;
 
 /// The direct N-dimensional SGD simulator.
 ///
@@ -76,7 +126,11 @@ fn chunk_len(batch: usize) -> usize {
 /// assert_eq!(traj.records.len(), 3);
 /// assert_eq!(traj.samples, 400);
 /// ```
+// Aligned to PAD_BYTES (and so a multiple of it in size): simulators stored side by side (e.g. in
+// a Vec, then run on different threads) never share a cache line, although each writes its own
+// generator state and scratch fields every step.
 #[derive(Debug, Clone)]
+#[repr(align(128))]
 pub struct DirectSimulator {
     spec: RunSpec,
     w: Array2<f64>,
@@ -125,15 +179,16 @@ impl DirectSimulator {
         let npad = n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
         DirectSimulator {
             scratch: Scratch {
-                x_new: vec![0.0; b * npad],
-                x_prev: vec![0.0; b * npad],
+                x_new: Padded::new(0.0, b * npad),
+                x_prev: Padded::new(0.0, b * npad),
                 npad,
-                acc: vec![[0.0; 8]; b * (p + k)],
-                lambda: vec![0.0; b * p],
-                nu: vec![0.0; b * k],
-                coef: vec![0.0; b * p],
+                acc: Padded::new([0.0; 8], b * (p + k)),
+                lambda: Padded::new(0.0, b * p),
+                nu: Padded::new(0.0, b * k),
+                coef: Padded::new(0.0, b * p),
                 decay: 1.0,
                 pending: false,
+                super_chunk: SUPER_CHUNK,
             },
             spec,
             w,
@@ -157,6 +212,25 @@ impl DirectSimulator {
     /// The instruction set of the kernels.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The same run without the AVX-512F code (generator and fused pass), on AVX2 where the
+    /// kernels are AVX2 (tests and benchmarks: both give bit-identical runs).
+    pub fn without_avx512(mut self) -> Self {
+        self.gauss.set_avx512(false);
+        self
+    }
+
+    /// The code paths of a step, for reports: "avx512f fused pass", "avx2+fma" or "portable".
+    pub fn kernel_name(&self) -> &'static str {
+        let fused = self.spec.training.batch == 1
+            && self.spec.model.p() + self.spec.model.p_star() <= 8
+            && self.gauss.simd_name() == "avx512f";
+        if fused {
+            "avx512f fused pass"
+        } else {
+            self.isa.name()
+        }
     }
 
     /// Current student weights (p × N). (Updates are only pending inside [`Simulator::run`], so
@@ -232,9 +306,74 @@ impl DirectSimulator {
         let w = self.w.as_slice_mut().expect("standard layout");
         let w_star = self.w_star.as_slice().expect("standard layout");
         s.acc.iter_mut().for_each(|a| *a = [0.0; 8]);
-        let (acc_s, acc_t) = s.acc.split_at_mut(p * batch);
         let ch = chunk_len(batch);
         let mut j0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if batch == 1 && isa == Isa::Avx2Fma && p + k <= avx512::MAX_ROWS {
+            if let Some(state) = self.gauss.avx512_state() {
+                // The whole pass in one AVX-512 kernel, bit-identical to the chunk loop below.
+                debug_assert_eq!(ch, avx512::CHUNK);
+                let update = match (s.pending, s.decay == 1.0) {
+                    (false, _) => avx512::Update::None,
+                    (true, true) => avx512::Update::Plain,
+                    (true, false) => avx512::Update::Decay,
+                };
+                // SAFETY: the generator runs AVX-512F only on CPUs that have it (avx512_state).
+                unsafe {
+                    avx512::step_pass(
+                        state,
+                        w,
+                        w_star,
+                        n,
+                        update,
+                        s.decay,
+                        &s.coef,
+                        &s.x_prev,
+                        &mut s.x_new,
+                        &mut s.acc,
+                    )
+                };
+                j0 = n;
+            }
+        }
+        let (acc_s, acc_t) = s.acc.split_at_mut(p * batch);
+        let sup = s.super_chunk;
+        if batch == 1 && p + k > SUPER_MIN_ROWS && sup > 0 {
+            // Many rows: generate a super-chunk of x, then stream each group of 4 rows over it, one
+            // chunk after another (rows outer). The chunks, and so every floating-point operation,
+            // are those of the loop below; only the order in which rows visit them changes, so
+            // that each row is read in long runs (the hardware prefetcher stops at every 4 KiB
+            // page, i.e. at every chunk, and many interleaved short streams defeat it).
+            while j0 < n {
+                let slen = sup.min(n - j0);
+                let glen = slen.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
+                self.gauss.fill(&mut s.x_new[j0..j0 + glen]);
+                for r0 in (0..p).step_by(4) {
+                    let r1 = (r0 + 4).min(p);
+                    let rows = &mut w[r0 * n..];
+                    for c0 in (j0..j0 + slen).step_by(ch) {
+                        let len = ch.min(j0 + slen - c0);
+                        let xn = &s.x_new[c0..c0 + len];
+                        if s.pending {
+                            let xp = &s.x_prev[c0..c0 + len];
+                            let c = &s.coef[r0..r1];
+                            kernel::update_dot_rows(isa, rows, n, c0, s.decay, c, xp, xn, &mut acc_s[r0..r1]);
+                        } else {
+                            kernel::dot_rows(isa, rows, n, c0, xn, &mut acc_s[r0..r1]);
+                        }
+                    }
+                }
+                for r0 in (0..k).step_by(4) {
+                    let r1 = (r0 + 4).min(k);
+                    let rows = &w_star[r0 * n..];
+                    for c0 in (j0..j0 + slen).step_by(ch) {
+                        let len = ch.min(j0 + slen - c0);
+                        kernel::dot_rows(isa, rows, n, c0, &s.x_new[c0..c0 + len], &mut acc_t[r0..r1]);
+                    }
+                }
+                j0 += slen;
+            }
+        }
         while j0 < n {
             let len = ch.min(n - j0);
             let glen = len.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
@@ -516,6 +655,78 @@ mod tests {
             assert!(tc.diverged_at.is_none() && td.diverged_at.is_none());
             assert_eq!(tc.records.last().unwrap().overlaps, td.records.last().unwrap().overlaps);
             assert!(a.w.iter().zip(c.w.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    /// The AVX-512F fused pass (B = 1, p + p* ≤ 8) is bit-identical to the AVX2 chunk loop, for
+    /// every row-count specialisation, with and without weight decay, for N with partial blocks,
+    /// partial groups of 8 and 4, and several chunks; through pending updates (`advance`) and
+    /// flushed steps (`step`).
+    #[test]
+    fn avx512_pass_is_bit_identical_to_avx2() {
+        if Isa::detect() != Isa::Avx2Fma || FastNormal::new(0).simd_name() != "avx512f" {
+            eprintln!("no AVX-512F here (or disabled): nothing to compare");
+            return;
+        }
+        for (p, k) in [(1, 1), (2, 1), (2, 2), (4, 4), (3, 2), (1, 7), (5, 3)] {
+            for n in [5, 13, 16, 37, 512, 1037, 1100, 2051] {
+                for l2 in [0.0, 0.5] {
+                    let model = Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01);
+                    let sp = RunSpec {
+                        model,
+                        training: Training {
+                            eta: 0.3,
+                            weight_decay: l2,
+                            batch: 1,
+                        },
+                        n,
+                        divergence_bound: 1e6,
+                    };
+                    let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 21 + n as u64);
+                    let mut b = a.clone().without_avx512();
+                    assert_eq!(a.kernel_name(), "avx512f fused pass");
+                    assert_eq!(b.kernel_name(), "avx2+fma");
+                    let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    for _ in 0..3 {
+                        assert_eq!(a.step().to_bits(), b.step().to_bits());
+                        assert_eq!(a.advance(4).to_bits(), b.advance(4).to_bits(), "p={p} k={k} n={n}");
+                        assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} l2={l2}");
+                        assert!(a.scratch.x_prev == b.scratch.x_prev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// With many rows, a B = 1 step streams rows over super-chunks: the same chunks and the same
+    /// floating-point operations as the chunk-by-chunk order, so bit-identical runs (any ISA;
+    /// partial last chunk and super-chunk; row counts not multiples of 4).
+    #[test]
+    fn super_chunks_are_bit_identical() {
+        for (p, k) in [(9, 1), (6, 7), (16, 16)] {
+            for n in [37, 1100, 5000] {
+                let model = Model::new(Activation::Quadratic, vec![0.3; p], vec![0.5; k], 0.0);
+                let sp = RunSpec {
+                    model,
+                    training: Training {
+                        eta: 0.1,
+                        weight_decay: 0.2,
+                        batch: 1,
+                    },
+                    n,
+                    divergence_bound: 1e6,
+                };
+                let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 4);
+                a.scratch.super_chunk = 2048; // several super-chunks at these N
+                let mut b = a.clone();
+                b.scratch.super_chunk = 0;
+                for _ in 0..3 {
+                    assert_eq!(a.advance(3).to_bits(), b.advance(3).to_bits());
+                    assert_eq!(a.step().to_bits(), b.step().to_bits());
+                    let same = a.w.iter().zip(b.w.iter()).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "p={p} k={k} n={n}");
+                }
+            }
         }
     }
 

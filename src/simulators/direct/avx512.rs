@@ -1,0 +1,333 @@
+//! The AVX-512F fused pass of a B = 1 step: generation of x_{t+1}, the pending rank-one update
+//! of step t and the projections λ, ν in one sweep over the weight rows, sixteen numbers at a time.
+//!
+//! Why: the AVX2 step generates a 512-number chunk of x and then streams the rows past it, so the
+//! core alternates between arithmetic-bound generation and load-bound streaming. Here each block of
+//! 16 Gaussians goes from the generator's registers straight into the updates and dot products of
+//! every row, so the out-of-order core overlaps the generator's arithmetic with the row loads and
+//! stores. (Software prefetching of the rows was measured and made no difference: with at most 8
+//! rows the hardware prefetchers keep up.)
+//!
+//! Bit-identical to the AVX2 path ([`super::avx2`] kernels over chunks of [`CHUNK`] numbers, with
+//! the generator's [`crate::rng::FastNormal::fill`]): the generator is the same stream; a row's 8
+//! lanes (element j into lane j mod 8) live in one zmm register instead of two ymm registers and
+//! receive the same FMAs in the same order; as in the AVX2 kernels, each chunk's products are summed
+//! from zero in a partial register that is added to the row's [`Acc`] at the end of the chunk, and
+//! the last chunk's tail (N not a multiple of 8) follows the AVX2 kernels' 4-wide and scalar steps.
+//! The update is w ← c·x_t + w (or c·x_t + decay·w) with one FMA, as in [`super::avx2`].
+#![cfg(target_arch = "x86_64")]
+
+use super::kernel::Acc;
+use crate::rng::{avx512 as gen, NORMAL_BLOCK, NORMAL_LANES};
+use std::arch::x86_64::*;
+
+/// The chunk over which partial sums are accumulated from zero: must equal the chunk length the
+/// AVX2 path of a B = 1 step uses (`chunk_len(1)` in the simulator), for bit-identical sums.
+pub const CHUNK: usize = 512;
+
+/// Whether (and how) the pending update is applied during the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// No pending update: projections only.
+    None,
+    /// w ← c·x_t + w.
+    Plain,
+    /// w ← c·x_t + decay·w.
+    Decay,
+}
+
+/// The most rows (p + p*) the pass takes: their partial sums stay in registers. With more rows,
+/// the many concurrent row streams of a block-by-block pass were measured slower (p = p* = 16:
+/// 1.4× at N = 10⁶) than the AVX2 path's chunk-then-rows order, which the simulator then uses.
+pub const MAX_ROWS: usize = 8;
+
+/// The operands of one pass (raw pointers: the caller has checked every extent).
+struct Pass {
+    /// Student rows, p × n, row-major (updated in place).
+    w: *mut f64,
+    p: usize,
+    /// Teacher rows, k × n.
+    ws: *const f64,
+    k: usize,
+    n: usize,
+    decay: f64,
+    /// c_r of the pending update (p numbers).
+    c: *const f64,
+    /// x_t (≥ n numbers; read only with an update).
+    xp: *const f64,
+    /// x_{t+1}, written (n rounded up to a multiple of NORMAL_BLOCK numbers).
+    xn: *mut f64,
+    /// p + k accumulators: students then teachers.
+    acc: *mut Acc,
+}
+
+/// The updated 8 numbers of a student row segment (see [`Update`]).
+#[inline(always)]
+unsafe fn updated<const U: u8>(wv: __m512d, xp: __m512d, c: __m512d, d: __m512d) -> __m512d {
+    match U {
+        0 => wv,
+        1 => _mm512_fmadd_pd(c, xp, wv),
+        _ => _mm512_fmadd_pd(c, xp, _mm512_mul_pd(d, wv)),
+    }
+}
+
+/// The pass, generic over the update (U: 0 none, 1 plain, 2 decay); `part` holds the p + k
+/// partial sums of the current chunk. Inlined into fixed-size callers, where the row loops unroll
+/// and the partial sums stay in registers.
+#[inline(always)]
+unsafe fn pass<const U: u8>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize, part: &mut [__m512d]) {
+    let n = a.n;
+    let d = _mm512_set1_pd(a.decay);
+    let zero = _mm512_setzero_pd();
+    let mut j0 = 0;
+    while j0 < n {
+        let len = CHUNK.min(n - j0);
+        for q in part.iter_mut() {
+            *q = zero;
+        }
+        let end16 = j0 + len / NORMAL_BLOCK * NORMAL_BLOCK;
+        let mut j = j0;
+        // Software-pipelined by one block: block i + 1 is generated before the rows consume
+        // block i, so the rows' loads and FMAs find their x ready and leave the schedulers at
+        // once instead of waiting there behind the Box–Muller chain (measured ~4 % faster than
+        // generate-then-consume; two blocks generated side by side were slower). Blocks are
+        // still generated, and consumed, in order.
+        if j < end16 {
+            let (mut x0, mut x1) = gen::next_block(st);
+            while j + NORMAL_BLOCK < end16 {
+                let (y0, y1) = gen::next_block(st);
+                _mm512_storeu_pd(a.xn.add(j), x0);
+                _mm512_storeu_pd(a.xn.add(j + 8), x1);
+                rows::<U>(a, p, k, d, part, j, x0, x1);
+                (x0, x1) = (y0, y1);
+                j += NORMAL_BLOCK;
+            }
+            _mm512_storeu_pd(a.xn.add(j), x0);
+            _mm512_storeu_pd(a.xn.add(j + 8), x1);
+            rows::<U>(a, p, k, d, part, j, x0, x1);
+            j += NORMAL_BLOCK;
+        }
+        if end16 < j0 + len {
+            tail::<U>(a, st, p, k, part, j0, j, j0 + len);
+        } else {
+            add_partials(a, p + k, part);
+        }
+        j0 += len;
+    }
+}
+
+/// The 16 numbers j..j+16 of every row: update the student rows with x_t (U ≠ 0), then
+/// part_r += w_r[j..j+8]·x0 and part_r += w_r[j+8..j+16]·x1 (lane by lane, in this order).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rows<const U: u8>(
+    a: &Pass,
+    p: usize,
+    k: usize,
+    d: __m512d,
+    part: &mut [__m512d],
+    j: usize,
+    x0: __m512d,
+    x1: __m512d,
+) {
+    let n = a.n;
+    let (p0, p1) = if U != 0 {
+        (_mm512_loadu_pd(a.xp.add(j)), _mm512_loadu_pd(a.xp.add(j + 8)))
+    } else {
+        (_mm512_setzero_pd(), _mm512_setzero_pd())
+    };
+    for r in 0..p {
+        let row = a.w.add(r * n + j);
+        let cr = _mm512_set1_pd(if U != 0 { *a.c.add(r) } else { 0.0 });
+        let w0 = updated::<U>(_mm512_loadu_pd(row), p0, cr, d);
+        let w1 = updated::<U>(_mm512_loadu_pd(row.add(8)), p1, cr, d);
+        if U != 0 {
+            _mm512_storeu_pd(row, w0);
+            _mm512_storeu_pd(row.add(8), w1);
+        }
+        let q = part.get_unchecked_mut(r);
+        *q = _mm512_fmadd_pd(w1, x1, _mm512_fmadd_pd(w0, x0, *q));
+    }
+    for r in 0..k {
+        let row = a.ws.add(r * n + j);
+        let q = part.get_unchecked_mut(p + r);
+        *q = _mm512_fmadd_pd(
+            _mm512_loadu_pd(row.add(8)),
+            x1,
+            _mm512_fmadd_pd(_mm512_loadu_pd(row), x0, *q),
+        );
+    }
+}
+
+/// acc_r += part_r for every row (the end of a chunk, as `add_to` in the AVX2 kernels).
+#[inline(always)]
+unsafe fn add_partials(a: &Pass, rows: usize, part: &[__m512d]) {
+    for r in 0..rows {
+        let acc = (*a.acc.add(r)).as_mut_ptr();
+        _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), *part.get_unchecked(r)));
+    }
+}
+
+/// The last, partial block of the last chunk (elements j..end, fewer than 16), in the AVX2
+/// kernels' order: a full group of 8 if there is one, then a group of 4 into lanes 0–3 of the
+/// partial sums, then the partial sums are added to the accumulators, then the remaining elements
+/// one by one (scalar FMAs into lane t mod 8 of the accumulators).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn tail<const U: u8>(
+    a: &Pass,
+    st: &mut [__m512i; 4],
+    p: usize,
+    k: usize,
+    part: &mut [__m512d],
+    j0: usize,
+    mut j: usize,
+    end: usize,
+) {
+    let n = a.n;
+    let d = _mm512_set1_pd(a.decay);
+    let (x0, x1) = gen::next_block(st);
+    // The generator always produces whole blocks: the buffer is padded (see the simulator).
+    _mm512_storeu_pd(a.xn.add(j), x0);
+    _mm512_storeu_pd(a.xn.add(j + 8), x1);
+    if end - j >= 8 {
+        tail_step::<U>(a, p, k, d, part, j, 0xFF);
+        j += 8;
+    }
+    if end - j >= 4 {
+        tail_step::<U>(a, p, k, d, part, j, 0x0F);
+        j += 4;
+    }
+    add_partials(a, p + k, part);
+    for t in j..end {
+        let lane = (t - j0) % NORMAL_LANES;
+        let (xn, xp) = (*a.xn.add(t), *a.xp.add(t));
+        for r in 0..p {
+            let wp = a.w.add(r * n + t);
+            if U != 0 {
+                let base = if U == 2 { a.decay * *wp } else { *wp };
+                *wp = (*a.c.add(r)).mul_add(xp, base);
+            }
+            let acc = &mut *a.acc.add(r);
+            acc[lane] = (*wp).mul_add(xn, acc[lane]);
+        }
+        for r in 0..k {
+            let acc = &mut *a.acc.add(p + r);
+            acc[lane] = (*a.ws.add(r * n + t)).mul_add(xn, acc[lane]);
+        }
+    }
+}
+
+/// One vector step of [`tail`] over the rows at element j: `mask` selects the lanes (all 8, or
+/// 0–3); the other lanes of the rows and of the partial sums are left untouched.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tail_step<const U: u8>(
+    a: &Pass,
+    p: usize,
+    k: usize,
+    d: __m512d,
+    part: &mut [__m512d],
+    j: usize,
+    mask: __mmask8,
+) {
+    let n = a.n;
+    let x = _mm512_maskz_loadu_pd(mask, a.xn.add(j));
+    let xp = if U != 0 {
+        _mm512_maskz_loadu_pd(mask, a.xp.add(j))
+    } else {
+        _mm512_setzero_pd()
+    };
+    for r in 0..p {
+        let row = a.w.add(r * n + j);
+        let cr = _mm512_set1_pd(if U != 0 { *a.c.add(r) } else { 0.0 });
+        let wv = updated::<U>(_mm512_maskz_loadu_pd(mask, row), xp, cr, d);
+        if U != 0 {
+            _mm512_mask_storeu_pd(row, mask, wv);
+        }
+        let q = part.get_unchecked_mut(r);
+        *q = _mm512_mask3_fmadd_pd(wv, x, *q, mask);
+    }
+    for r in 0..k {
+        let row = a.ws.add(r * n + j);
+        let q = part.get_unchecked_mut(p + r);
+        *q = _mm512_mask3_fmadd_pd(_mm512_maskz_loadu_pd(mask, row), x, *q, mask);
+    }
+}
+
+/// The pass for a fixed number of rows: the partial sums are a local array the compiler keeps in
+/// registers.
+#[target_feature(enable = "avx512f")]
+unsafe fn fixed<const P: usize, const K: usize, const U: u8>(a: &Pass, st: &mut [__m512i; 4]) {
+    let mut part = [_mm512_setzero_pd(); MAX_ROWS];
+    pass::<U>(a, st, P, K, &mut part[..P + K]);
+}
+
+/// The pass for other numbers of rows up to [`MAX_ROWS`] (row loops not unrolled).
+#[target_feature(enable = "avx512f")]
+unsafe fn any<const U: u8>(a: &Pass, st: &mut [__m512i; 4]) {
+    let mut part = [_mm512_setzero_pd(); MAX_ROWS];
+    pass::<U>(a, st, a.p, a.k, &mut part[..a.p + a.k]);
+}
+
+/// The fused pass of one B = 1 step over all N numbers (see the module documentation and
+/// `DirectSimulator::step_fused`): generates x_{t+1} = `xn[..n]` from the generator state `gen_state`
+/// (advancing it exactly as `FastNormal::fill` on ⌈n/16⌉·16 numbers would), applies the pending
+/// update w_r ← c_r·x_t + decay·w_r (`update`) to the p student rows and accumulates, in lane j mod 8
+/// of `acc[r]`, the products w_r[j]·x_{t+1}[j] of the p updated student rows and then the k teacher
+/// rows.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+///
+/// # Panics
+/// If the extents do not match: `w` p × n, `w_star` k × n, `c` p, `xp` ≥ n, `xn` ≥ n rounded up to a
+/// multiple of 16, `acc` p + k ≤ [`MAX_ROWS`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn step_pass(
+    gen_state: &mut [[u64; NORMAL_LANES]; 4],
+    w: &mut [f64],
+    w_star: &[f64],
+    n: usize,
+    update: Update,
+    decay: f64,
+    c: &[f64],
+    xp: &[f64],
+    xn: &mut [f64],
+    acc: &mut [Acc],
+) {
+    let (p, k) = (c.len(), acc.len() - c.len());
+    assert!(p + k <= MAX_ROWS && w.len() == p * n && w_star.len() == k * n);
+    assert!(xp.len() >= n && xn.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
+    let a = Pass {
+        w: w.as_mut_ptr(),
+        p,
+        ws: w_star.as_ptr(),
+        k,
+        n,
+        decay,
+        c: c.as_ptr(),
+        xp: xp.as_ptr(),
+        xn: xn.as_mut_ptr(),
+        acc: acc.as_mut_ptr(),
+    };
+    let mut st = gen::load_state(gen_state);
+    macro_rules! go {
+        ($u:literal) => {
+            match (p, k) {
+                (1, 1) => fixed::<1, 1, $u>(&a, &mut st),
+                (2, 1) => fixed::<2, 1, $u>(&a, &mut st),
+                (2, 2) => fixed::<2, 2, $u>(&a, &mut st),
+                (4, 4) => fixed::<4, 4, $u>(&a, &mut st),
+                _ => any::<$u>(&a, &mut st),
+            }
+        };
+    }
+    match update {
+        Update::None => go!(0),
+        Update::Plain => go!(1),
+        Update::Decay => go!(2),
+    }
+    gen::store_state(gen_state, &st);
+}
