@@ -71,6 +71,23 @@ pub struct InitSpec {
     pub student_mix: Option<Vec<Vec<f64>>>,
 }
 
+impl InitSpec {
+    /// An uninformed start: teacher as `teacher`, student rows iid N(0, σ₀²), no mixing.
+    ///
+    /// ```
+    /// use hdsgd::init::{InitSpec, TeacherInit};
+    /// let init = InitSpec::uninformed(TeacherInit::Orthonormal, 0.1);
+    /// assert!(init.student_mix.is_none());
+    /// ```
+    pub fn uninformed(teacher: TeacherInit, sigma0: f64) -> Self {
+        InitSpec {
+            teacher,
+            sigma0,
+            student_mix: None,
+        }
+    }
+}
+
 /// Initial (student, teacher) weights of a run, drawn from `rng` (teacher first, then student).
 ///
 /// ```

@@ -278,14 +278,6 @@ mod tests {
     use nalgebra::DMatrix;
     use rand::SeedableRng;
 
-    fn init(teacher: TeacherInit, sigma0: f64) -> InitSpec {
-        InitSpec {
-            teacher,
-            sigma0,
-            student_mix: None,
-        }
-    }
-
     fn gram_internal(f: &GramFactor, w: usize) -> DMatrix<f64> {
         let d = f.d();
         DMatrix::from_fn(d, d, |a, b| {
@@ -302,7 +294,7 @@ mod tests {
             let n = 1000;
             let chi = ChiTable::new(n, p + ps + extra);
             let mut fac = GramFactor::zeros(p, ps, n, extra);
-            fac.initialise(&mut rng, &chi, &init(TeacherInit::Gaussian, 0.7));
+            fac.initialise(&mut rng, &chi, &InitSpec::uninformed(TeacherInit::Gaussian, 0.7));
             let w = fac.width + extra;
             for i in ps..p + ps {
                 for j in 0..w {
@@ -368,11 +360,11 @@ mod tests {
         let mut rng = SimRng::seed_from_u64(2);
         let chi = ChiTable::new(50, 5);
         let mut fac = GramFactor::zeros(2, 3, 50, 1);
-        fac.initialise(&mut rng, &chi, &init(TeacherInit::Orthonormal, 1.0));
+        fac.initialise(&mut rng, &chi, &InitSpec::uninformed(TeacherInit::Orthonormal, 1.0));
         let c = fac.gram();
         assert_eq!(c.view((2, 2), (3, 3)).into_owned(), DMatrix::identity(3, 3));
         let mut zero = GramFactor::zeros(2, 3, 50, 1);
-        zero.initialise(&mut rng, &chi, &init(TeacherInit::Orthonormal, 0.0));
+        zero.initialise(&mut rng, &chi, &InitSpec::uninformed(TeacherInit::Orthonormal, 0.0));
         assert_eq!(zero.width, 3);
         assert_eq!(zero.gram().view((0, 0), (2, 5)).amax(), 0.0);
         // Informed start with σ₀ = 0: M₀ = mix·P and Q₀ = mix·P·mixᵀ exactly (here P = I).
@@ -380,7 +372,7 @@ mod tests {
         let mix = vec![vec![0.5, 0.0, -0.2], vec![0.0, 0.3, 0.0]];
         let spec = InitSpec {
             student_mix: Some(mix.clone()),
-            ..init(TeacherInit::Orthonormal, 0.0)
+            ..InitSpec::uninformed(TeacherInit::Orthonormal, 0.0)
         };
         warm.initialise(&mut rng, &chi, &spec);
         let mm = DMatrix::from_fn(2, 3, |i, k| mix[i][k]);

@@ -93,12 +93,7 @@ impl ChainSimulator {
     /// (teacher as `teacher`, student rows iid N(0, σ₀²)); initial condition and SGD samples come
     /// from separate streams of `seed`.
     pub fn new(spec: RunSpec, teacher: TeacherInit, sigma0: f64, seed: u64) -> Self {
-        let init = InitSpec {
-            teacher,
-            sigma0,
-            student_mix: None,
-        };
-        Self::with_init(spec, &init, seed)
+        Self::with_init(spec, &InitSpec::uninformed(teacher, sigma0), seed)
     }
 
     /// A run whose initial Gram matrix has the law of [`crate::init::initial_weights`] for `init`

@@ -153,12 +153,7 @@ impl DirectSimulator {
     /// A run with random initial weights: teacher as `teacher`, student rows iid N(0, σ₀²).
     /// Initial weights and SGD samples come from separate streams of `seed`.
     pub fn new(spec: RunSpec, teacher: TeacherInit, sigma0: f64, seed: u64) -> Self {
-        let init = InitSpec {
-            teacher,
-            sigma0,
-            student_mix: None,
-        };
-        Self::with_init(spec, &init, seed)
+        Self::with_init(spec, &InitSpec::uninformed(teacher, sigma0), seed)
     }
 
     /// A run with random initial weights drawn as `init` describes (see [`initial_weights`]).
