@@ -20,6 +20,11 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod kernel;
+#[cfg(target_arch = "x86_64")]
+mod split;
+
+#[cfg(target_arch = "x86_64")]
+pub use split::SPLIT_MIN_N;
 
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{initial_weights, InitSpec, TeacherInit};
@@ -142,6 +147,9 @@ pub struct DirectSimulator {
     gauss: FastNormal,
     isa: Isa,
     scratch: Scratch,
+    /// The split step over several threads, if set ([`DirectSimulator::with_split`]).
+    #[cfg(target_arch = "x86_64")]
+    split: Option<split::Split>,
 }
 
 /// Stream numbers of a run's generators (see [`crate::rng::stream`]).
@@ -192,7 +200,39 @@ impl DirectSimulator {
             rng: stream(seed, SGD_STREAM),
             gauss: FastNormal::new(stream(seed, INPUT_STREAM).next_u64()),
             isa: Isa::detect(),
+            #[cfg(target_arch = "x86_64")]
+            split: None,
         }
+    }
+
+    /// The same run with each step's N columns split over up to `threads` threads of the current
+    /// rayon pool, for when seeds alone cannot fill the cores (one run at large N). Bit-identical
+    /// to the unsplit run: the split step generates the same inputs (with a jump-ahead of the
+    /// stream) and sums the same products in the same order (see the `split` module). It applies
+    /// to the AVX-512 fused pass (B = 1, p + p* ≤ 8) from N = [`SPLIT_MIN_N`] on; elsewhere, or
+    /// with `threads` ≤ 1, steps run on one thread as before.
+    pub fn with_split(mut self, threads: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (p, k) = (self.spec.model.p(), self.spec.model.p_star());
+            self.split = (self.spec.training.batch == 1 && p + k <= avx512::MAX_ROWS)
+                .then(|| split::Split::new(self.spec.n, p + k, threads))
+                .flatten();
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = threads;
+        self
+    }
+
+    /// Threads a step uses (1 unless [`Self::with_split`] applies).
+    pub fn step_threads(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel_name() == "avx512f fused pass" {
+            if let Some(sp) = &self.split {
+                return sp.threads();
+            }
+        }
+        1
     }
 
     /// The same run on another instruction set for its kernels (tests and benchmarks; the input
@@ -313,21 +353,31 @@ impl DirectSimulator {
                     (true, true) => avx512::Update::Plain,
                     (true, false) => avx512::Update::Decay,
                 };
-                // SAFETY: the generator runs AVX-512F only on CPUs that have it (avx512_state).
-                unsafe {
-                    avx512::step_pass(
-                        state,
-                        w,
-                        w_star,
-                        n,
-                        update,
-                        s.decay,
-                        &s.coef,
-                        &s.x_prev,
-                        &mut s.x_new,
-                        &mut s.acc,
-                    )
+                assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
+                assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
+                let pass = avx512::Pass {
+                    w: w.as_mut_ptr(),
+                    p,
+                    ws: w_star.as_ptr(),
+                    k,
+                    n,
+                    begin: 0,
+                    end: n,
+                    update,
+                    decay: s.decay,
+                    c: s.coef.as_ptr(),
+                    xp: s.x_prev.as_ptr(),
+                    xn: s.x_new.as_mut_ptr(),
+                    acc: s.acc.as_mut_ptr(),
                 };
+                // SAFETY: the generator runs AVX-512F only on CPUs that have it (avx512_state);
+                // the extents are checked above; a split was built for these p + p* rows.
+                unsafe {
+                    match &mut self.split {
+                        Some(sp) => sp.step(&pass, state),
+                        None => avx512::run(&pass, state),
+                    }
+                }
                 j0 = n;
             }
         }
@@ -688,6 +738,49 @@ mod tests {
                         assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} l2={l2}");
                         assert!(a.scratch.x_prev == b.scratch.x_prev);
                     }
+                }
+            }
+        }
+    }
+
+    /// A split step (columns on several threads, inputs from jumped generators, chunk partial sums
+    /// added in order after the join) is bit-identical to the single-thread step: for several
+    /// thread counts, row counts, N with and without a partial last chunk and block, with and
+    /// without weight decay; through pending updates and flushes.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn split_steps_are_bit_identical() {
+        if Isa::detect() != Isa::Avx2Fma || FastNormal::new(0).simd_name() != "avx512f" {
+            eprintln!("no AVX-512F here (or disabled): no split step");
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for (p, k) in [(1, 1), (4, 4), (3, 2)] {
+            for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
+                for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
+                    let model = Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01);
+                    let sp = RunSpec {
+                        model,
+                        training: Training {
+                            eta: 0.3,
+                            weight_decay: l2,
+                            batch: 1,
+                        },
+                        n,
+                        divergence_bound: 1e6,
+                    };
+                    let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 5 + n as u64);
+                    let mut b = a.clone().with_split(threads);
+                    assert!(b.step_threads() >= 2, "n = {n}: not split");
+                    let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    pool.install(|| {
+                        for _ in 0..2 {
+                            assert_eq!(a.step().to_bits(), b.step().to_bits());
+                            assert_eq!(a.advance(3).to_bits(), b.advance(3).to_bits(), "p={p} k={k} n={n}");
+                            assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} threads={threads}");
+                            assert!(a.scratch.x_prev == b.scratch.x_prev);
+                        }
+                    });
                 }
             }
         }

@@ -113,6 +113,8 @@ const ONE_BITS: u64 = 0x3FF0_0000_0000_0000;
 const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
 
 #[allow(clippy::excessive_precision)] // fdlibm's published digits, kept as printed.
+pub mod jump;
+
 mod fdlibm {
     // fdlibm e_log.c (Sun Microsystems 1993): log(1+f) = f − f²/2 + s(f²/2 + R(s²)), s = f/(2+f).
     pub(super) const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
@@ -339,6 +341,19 @@ impl FastNormal {
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn avx512_state(&mut self) -> Option<&mut [[u64; NORMAL_LANES]; 4]> {
         (self.isa == Isa::Avx2Fma && self.wide).then_some(&mut self.s)
+    }
+
+    /// The jump that skips `blocks` blocks of the stream (each block advances every lane by two
+    /// xoshiro steps), for [`Self::jump`].
+    pub fn block_jump(blocks: u64) -> jump::Jump {
+        jump::Jump::new(2 * blocks as u128)
+    }
+
+    /// Skips ahead in the stream as `j` says (256 steps of every lane, whatever the distance):
+    /// after `jump(&FastNormal::block_jump(b))` the generator produces what it would have produced
+    /// after b more blocks.
+    pub fn jump(&mut self, j: &jump::Jump) {
+        j.apply_lanes(&mut self.s);
     }
 
     /// Fills `out` with iid N(0, 1) numbers; `out.len()` must be a multiple of [`NORMAL_BLOCK`]
@@ -860,6 +875,22 @@ mod tests {
     }
 
     /// Block layout: lane ℓ's pair lands at (8g + j, 8g + 4 + j), ℓ = 4g + j; lanes are jumps apart.
+    /// A jumped generator continues the stream exactly where the unjumped one would be.
+    #[test]
+    fn jump_skips_whole_blocks() {
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut a = FastNormal::with_isa(11, isa);
+            let mut b = a.clone();
+            let mut x = vec![0.0; 37 * NORMAL_BLOCK];
+            a.fill(&mut x);
+            b.jump(&FastNormal::block_jump(37));
+            let (mut ya, mut yb) = (vec![0.0; 5 * NORMAL_BLOCK], vec![0.0; 5 * NORMAL_BLOCK]);
+            a.fill(&mut ya);
+            b.fill(&mut yb);
+            assert_eq!(ya, yb);
+        }
+    }
+
     #[test]
     fn block_layout_and_lanes() {
         let g = FastNormal::with_isa(3, Isa::Portable);
