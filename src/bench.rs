@@ -101,6 +101,11 @@ pub struct BenchCell {
     pub par_cpu_samples_per_s: Option<f64>,
     pub par_cpu_speedup: Option<f64>,
     pub par_cpu_efficiency: Option<f64>,
+    /// One run with each step split over `par_threads` threads
+    /// ([`crate::simulators::direct::DirectSimulator::with_split`]): its step's wall-clock speed-up
+    /// over the same run on one thread (`None` where no split applies: one thread, N below
+    /// `SPLIT_MIN_N`, no AVX-512 pass).
+    pub split_speedup: Option<f64>,
 }
 
 /// The whole bench, as written by `--json`.
@@ -336,6 +341,17 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             black_box(sim.advance(1));
             1
         });
+        // One run on all threads (split step), against the same run's one-thread wall-clock step.
+        let split = (threads > 1)
+            .then(|| simulator(act, n, p, 7, isa).with_split(threads))
+            .filter(|s| s.step_threads() > 1)
+            .map(|mut s| {
+                let t = time_per_unit(budget, || {
+                    black_box(s.advance(STEPS_PER_CALL));
+                    STEPS_PER_CALL
+                });
+                timing.wall / t.wall
+            });
         let step = timing.cpu;
         let finite = sim.weights().iter().all(|v| v.is_finite());
         if !finite {
@@ -371,6 +387,7 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
             par_cpu_samples_per_s: par.map(|r| r.1),
             par_cpu_speedup: par.zip(one).map(|(r, o)| r.1 / o.1),
             par_cpu_efficiency: par.zip(one).map(|(r, o)| r.1 / o.1 / threads as f64),
+            split_speedup: split,
         });
     }
     cells
@@ -390,11 +407,11 @@ fn fmt_us(ns: f64) -> String {
 /// The table printed by `hdsgd bench` (times per sample in µs).
 pub fn table(cells: &[BenchCell]) -> String {
     let mut s = String::from(
-        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x\n",
+        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x  split_x\n",
     );
     for c in cells {
         s += &format!(
-            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9}\n",
+            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9} {:>8}\n",
             c.activation,
             c.n,
             c.p,
@@ -411,6 +428,7 @@ pub fn table(cells: &[BenchCell]) -> String {
             c.par_speedup.map_or("-".into(), |v| format!("{v:.2}")),
             c.par_efficiency.map_or("-".into(), |v| format!("{:.0}%", 100.0 * v)),
             c.par_cpu_speedup.map_or("-".into(), |v| format!("{v:.2}")),
+            c.split_speedup.map_or("-".into(), |v| format!("{v:.2}")),
         );
     }
     s

@@ -51,11 +51,28 @@ pub fn run_spec(exp: &Experiment, n: usize) -> RunSpec {
 
 /// Builds the configured simulator for a task, at its initial condition.
 pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
+    build_simulator_split(exp, task, 1)
+}
+
+/// [`build_simulator`] with each step of a direct run split over `split` threads where that
+/// applies ([`DirectSimulator::with_split`]; the numbers are the same).
+pub fn build_simulator_split(exp: &Experiment, task: &RunTask, split: usize) -> Box<dyn Simulator + Send> {
     let spec = run_spec(exp, task.n);
     match exp.simulator {
-        SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed)),
+        SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed).with_split(split)),
         SimulatorKind::Chain => crate::simulators::chain::build(exp, task),
     }
+}
+
+/// Threads per run when a study has fewer runs than threads (`threads` = 0: all cores): each run
+/// gets threads / runs of them for its split step, so that one large-N run still uses the machine.
+pub fn split_threads(threads: usize, runs: usize) -> usize {
+    let t = if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    };
+    (t / runs.max(1)).max(1)
 }
 
 /// The exact initial overlaps of a task, without building a whole simulator when avoidable
@@ -132,8 +149,9 @@ pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow:
     let done = std::sync::atomic::AtomicUsize::new(0);
     let n_tasks = ts.len();
     bar.set_message(format!("runs 0/{n_tasks}"));
+    let split = split_threads(threads, ts.len());
     let results = par_map_tasks(&ts, threads, &bar, |task, bar| -> Result<RunResult, PopulationError> {
-        let mut sim = build_simulator(exp, task);
+        let mut sim = build_simulator_split(exp, task, split);
         let n = task.n as f64;
         let start = Instant::now();
         let mut last_t = 0.0;

@@ -206,7 +206,12 @@ mod tests {
         assert_eq!(q[4], 0);
         assert_eq!(
             [q[0], q[1], q[2], q[3]],
-            [0x180e_c6d3_3cfd_0aba, 0xd5a6_1266_f0c9_392c, 0xa958_2618_e03f_c9aa, 0x39ab_dc45_29b1_661c]
+            [
+                0x180e_c6d3_3cfd_0aba,
+                0xd5a6_1266_f0c9_392c,
+                0xa958_2618_e03f_c9aa,
+                0x39ab_dc45_29b1_661c
+            ]
         );
     }
 

@@ -112,9 +112,9 @@ pub const NORMAL_BLOCK: usize = 2 * NORMAL_LANES;
 const ONE_BITS: u64 = 0x3FF0_0000_0000_0000;
 const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
 
-#[allow(clippy::excessive_precision)] // fdlibm's published digits, kept as printed.
 pub mod jump;
 
+#[allow(clippy::excessive_precision)] // fdlibm's published digits, kept as printed.
 mod fdlibm {
     // fdlibm e_log.c (Sun Microsystems 1993): log(1+f) = f − f²/2 + s(f²/2 + R(s²)), s = f/(2+f).
     pub(super) const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;

@@ -22,6 +22,8 @@ mod avx512;
 pub mod kernel;
 #[cfg(target_arch = "x86_64")]
 mod split;
+#[cfg(target_arch = "x86_64")]
+mod team;
 
 #[cfg(target_arch = "x86_64")]
 pub use split::SPLIT_MIN_N;
@@ -205,8 +207,8 @@ impl DirectSimulator {
         }
     }
 
-    /// The same run with each step's N columns split over up to `threads` threads of the current
-    /// rayon pool, for when seeds alone cannot fill the cores (one run at large N). Bit-identical
+    /// The same run with each step's N columns split over up to `threads` threads (the calling
+    /// one and `threads − 1` of the simulator's own, which busy-wait between steps), for when seeds alone cannot fill the cores (one run at large N). Bit-identical
     /// to the unsplit run: the split step generates the same inputs (with a jump-ahead of the
     /// stream) and sums the same products in the same order (see the `split` module). It applies
     /// to the AVX-512 fused pass (B = 1, p + p* ≤ 8) from N = [`SPLIT_MIN_N`] on; elsewhere, or
@@ -754,7 +756,6 @@ mod tests {
             eprintln!("no AVX-512F here (or disabled): no split step");
             return;
         }
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         for (p, k) in [(1, 1), (4, 4), (3, 2)] {
             for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
                 for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
@@ -773,14 +774,12 @@ mod tests {
                     let mut b = a.clone().with_split(threads);
                     assert!(b.step_threads() >= 2, "n = {n}: not split");
                     let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    pool.install(|| {
-                        for _ in 0..2 {
-                            assert_eq!(a.step().to_bits(), b.step().to_bits());
-                            assert_eq!(a.advance(3).to_bits(), b.advance(3).to_bits(), "p={p} k={k} n={n}");
-                            assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} threads={threads}");
-                            assert!(a.scratch.x_prev == b.scratch.x_prev);
-                        }
-                    });
+                    for _ in 0..2 {
+                        assert_eq!(a.step().to_bits(), b.step().to_bits());
+                        assert_eq!(a.advance(3).to_bits(), b.advance(3).to_bits(), "p={p} k={k} n={n}");
+                        assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} threads={threads}");
+                        assert!(a.scratch.x_prev == b.scratch.x_prev);
+                    }
                 }
             }
         }

@@ -16,13 +16,14 @@
 //!
 //! So a split run is bit-identical to the unsplit one (tested), and results do not depend on the
 //! number of threads. The pending update touches only each segment's own columns, so segments
-//! share nothing they write. Threads come from the current rayon pool (`rayon::join`, no
-//! allocation per step); the cost of a split is two jumps' worth of generator steps (~1 µs) and the
-//! join per step, so it is used from [`SPLIT_MIN_N`] on.
+//! share nothing they write. The threads are the simulator's own [`Team`] (busy-waiting between
+//! steps; see there why not rayon); the cost of a split is a jump (256 generator steps, ~1 µs)
+//! and the hand-over per step, so it is used from [`SPLIT_MIN_N`] on.
 #![cfg(target_arch = "x86_64")]
 
 use super::avx512::{self, Pass, CHUNK};
 use super::kernel::Acc;
+use super::team::Team;
 use super::Padded;
 use crate::rng::{jump::Jump, FastNormal, NORMAL_BLOCK, NORMAL_LANES};
 
@@ -44,9 +45,11 @@ struct Segment {
 }
 
 /// A split of the fused pass into segments (see the module documentation).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Split {
     segments: Vec<Segment>,
+    /// One member per segment.
+    team: Team,
     /// Per-chunk partial sums of segments 1.. (p + p* accumulators per chunk, chunk order).
     parts: Padded<Acc>,
     /// The first column of the final chunk.
@@ -55,11 +58,35 @@ pub(crate) struct Split {
 
 /// A raw pointer that may cross threads (each thread writes only its own part of what it points
 /// to, see [`Split::step`]).
-#[derive(Clone, Copy)]
 struct Shared<T>(*mut T);
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Shared<T> {}
 // SAFETY: see the type's documentation.
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The pointer (a method, so that closures capture the `Shared`, not its raw field).
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+
+impl Clone for Split {
+    /// The same split with a team of its own.
+    fn clone(&self) -> Self {
+        Split {
+            segments: self.segments.clone(),
+            team: Team::new(self.team.size()),
+            parts: self.parts.clone(),
+            last: self.last,
+        }
+    }
+}
 
 impl Split {
     /// A split of N columns with `rows` = p + p* accumulators into at most `threads` segments, or
@@ -85,6 +112,7 @@ impl Split {
             .collect();
         let split_chunks = (body * CHUNK - segments[0].end) / CHUNK;
         Some(Split {
+            team: Team::new(segments.len()),
             segments,
             parts: Padded::new([0.0; 8], split_chunks * rows),
             last: body * CHUNK,
@@ -106,7 +134,11 @@ impl Split {
         let start = *state;
         let first_split = self.segments[0].end;
         let parts = Shared(self.parts.as_mut_ptr());
-        run_segments(a, &start, &mut self.segments, 0, first_split, parts, rows);
+        let segs = Shared(self.segments.as_mut_ptr());
+        // Member i runs segment i and touches only its columns, its chunks' partial sums and its
+        // own `Segment`.
+        self.team
+            .run(&|i| run_segment(a, &start, &mut *segs.ptr().add(i), i, first_split, parts, rows));
         // The split chunks' partial sums, in chunk order, lane by lane: as `add_partials`.
         let acc = std::slice::from_raw_parts_mut(a.acc, rows);
         for part in self.parts.chunks_exact(rows) {
@@ -129,27 +161,17 @@ impl Split {
     }
 }
 
-/// Runs `segs` (whose first is segment number `index`) in parallel by halving (`rayon::join`).
-unsafe fn run_segments(
+/// Runs segment `index` (see [`Split::step`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_segment(
     a: &Pass,
     start: &State,
-    segs: &mut [Segment],
+    seg: &mut Segment,
     index: usize,
     first_split: usize,
     parts: Shared<Acc>,
     rows: usize,
 ) {
-    if segs.len() > 1 {
-        let (left, right) = segs.split_at_mut(segs.len() / 2);
-        let mid = index + left.len();
-        let a2 = *a;
-        rayon::join(
-            || run_segments(&a2, start, left, index, first_split, parts, rows),
-            || run_segments(&a2, start, right, mid, first_split, parts, rows),
-        );
-        return;
-    }
-    let seg = &mut segs[0];
     let mut st = *start;
     if index == 0 {
         // Segment 0 accumulates straight into the step's accumulators, as the unsplit pass.
@@ -164,7 +186,7 @@ unsafe fn run_segments(
     } else {
         seg.jump.apply_lanes(&mut st);
         for c in (seg.begin..seg.end).step_by(CHUNK) {
-            let slot = parts.0.add((c - first_split) / CHUNK * rows);
+            let slot = parts.ptr().add((c - first_split) / CHUNK * rows);
             for r in 0..rows {
                 *slot.add(r) = [0.0; 8];
             }
