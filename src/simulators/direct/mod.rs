@@ -705,6 +705,33 @@ mod tests {
         }
     }
 
+    /// B = 1 erf runs with label noise and weight decay `l2` (the bit-identity tests).
+    fn erf_spec(p: usize, k: usize, n: usize, l2: f64) -> RunSpec {
+        RunSpec {
+            model: Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01),
+            training: Training {
+                eta: 0.3,
+                weight_decay: l2,
+                batch: 1,
+            },
+            n,
+            divergence_bound: 1e6,
+        }
+    }
+
+    /// Steps two simulators of the same run side by side (`rounds` × a flushed step and 3–4
+    /// pending ones) and asserts bit-identical losses, weights and inputs after each round.
+    fn assert_lockstep(a: &mut DirectSimulator, b: &mut DirectSimulator, rounds: usize, what: &str) {
+        let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for r in 0..rounds {
+            assert_eq!(a.step().to_bits(), b.step().to_bits(), "{what}");
+            let k = 3 + r as u64 % 2;
+            assert_eq!(a.advance(k).to_bits(), b.advance(k).to_bits(), "{what}");
+            assert_eq!(bits(a), bits(b), "{what}");
+            assert!(a.scratch.x_prev == b.scratch.x_prev, "{what}");
+        }
+    }
+
     /// The AVX-512F fused pass (B = 1, p + p* ≤ 8) is bit-identical to the AVX2 chunk loop, for
     /// every row-count specialisation, with and without weight decay, for N with partial blocks,
     /// partial groups of 8 and 4, and several chunks; through pending updates (`advance`) and
@@ -718,28 +745,11 @@ mod tests {
         for (p, k) in [(1, 1), (2, 1), (2, 2), (4, 4), (3, 2), (1, 7), (5, 3)] {
             for n in [5, 13, 16, 37, 512, 1037, 1100, 2051] {
                 for l2 in [0.0, 0.5] {
-                    let model = Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01);
-                    let sp = RunSpec {
-                        model,
-                        training: Training {
-                            eta: 0.3,
-                            weight_decay: l2,
-                            batch: 1,
-                        },
-                        n,
-                        divergence_bound: 1e6,
-                    };
-                    let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 21 + n as u64);
+                    let mut a = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 21 + n as u64);
                     let mut b = a.clone().without_avx512();
                     assert_eq!(a.kernel_name(), "avx512f fused pass");
                     assert_eq!(b.kernel_name(), "avx2+fma");
-                    let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    for _ in 0..3 {
-                        assert_eq!(a.step().to_bits(), b.step().to_bits());
-                        assert_eq!(a.advance(4).to_bits(), b.advance(4).to_bits(), "p={p} k={k} n={n}");
-                        assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} l2={l2}");
-                        assert!(a.scratch.x_prev == b.scratch.x_prev);
-                    }
+                    assert_lockstep(&mut a, &mut b, 3, &format!("p={p} k={k} n={n} l2={l2}"));
                 }
             }
         }
@@ -759,27 +769,10 @@ mod tests {
         for (p, k) in [(1, 1), (4, 4), (3, 2)] {
             for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
                 for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
-                    let model = Model::new(Activation::Erf, vec![0.5; p], vec![0.7; k], 0.01);
-                    let sp = RunSpec {
-                        model,
-                        training: Training {
-                            eta: 0.3,
-                            weight_decay: l2,
-                            batch: 1,
-                        },
-                        n,
-                        divergence_bound: 1e6,
-                    };
-                    let mut a = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 5 + n as u64);
+                    let mut a = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 5 + n as u64);
                     let mut b = a.clone().with_split(threads);
                     assert!(b.step_threads() >= 2, "n = {n}: not split");
-                    let bits = |s: &DirectSimulator| s.w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    for _ in 0..2 {
-                        assert_eq!(a.step().to_bits(), b.step().to_bits());
-                        assert_eq!(a.advance(3).to_bits(), b.advance(3).to_bits(), "p={p} k={k} n={n}");
-                        assert_eq!(bits(&a), bits(&b), "p={p} k={k} n={n} threads={threads}");
-                        assert!(a.scratch.x_prev == b.scratch.x_prev);
-                    }
+                    assert_lockstep(&mut a, &mut b, 2, &format!("p={p} k={k} n={n} threads={threads}"));
                 }
             }
         }
