@@ -92,11 +92,13 @@ impl Split {
     /// A split of N columns with `rows` = p + p* accumulators into at most `threads` segments, or
     /// `None` if there is nothing to split (one thread, or N below [`SPLIT_MIN_N`]).
     pub(crate) fn new(n: usize, rows: usize, threads: usize) -> Option<Split> {
-        let chunks = n.div_ceil(CHUNK);
+        if n < SPLIT_MIN_N {
+            return None;
+        }
         // All chunks but the final one are split.
-        let body = chunks - 1;
+        let body = n.div_ceil(CHUNK) - 1;
         let t = threads.min(body);
-        if t < 2 || n < SPLIT_MIN_N {
+        if t < 2 {
             return None;
         }
         let segments: Vec<Segment> = (0..t)
