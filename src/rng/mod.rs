@@ -336,6 +336,12 @@ impl FastNormal {
         self.wide = on && wide_available();
     }
 
+    /// The state of the eight lanes (word w of lane ℓ at `[w][ℓ]`), for code that splits the
+    /// stream (the split step sets a copy's state to a jumped one).
+    pub(crate) fn state_mut(&mut self) -> &mut [[u64; NORMAL_LANES]; 4] {
+        &mut self.s
+    }
+
     /// The state of the eight lanes, if this generator runs the AVX-512F path (for kernels that
     /// generate the stream themselves with [`avx512::next_block`], bit-identical to [`Self::fill`]).
     #[cfg(target_arch = "x86_64")]

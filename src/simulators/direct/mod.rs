@@ -211,8 +211,9 @@ impl DirectSimulator {
     /// one and `threads − 1` of the simulator's own, which busy-wait between steps), for when seeds alone cannot fill the cores (one run at large N). Bit-identical
     /// to the unsplit run: the split step generates the same inputs (with a jump-ahead of the
     /// stream) and sums the same products in the same order (see the `split` module). It applies
-    /// to the AVX-512 fused pass (B = 1, p + p* ≤ 8) from N = [`SPLIT_MIN_N`] on; elsewhere, or
-    /// with `threads` ≤ 1, steps run on one thread as before.
+    /// to B = 1 steps with p + p* ≤ 8 on the AVX-512F and AVX2 kernels, from N = [`SPLIT_MIN_N`]
+    /// on; elsewhere (portable kernels, mini-batches, more rows), or with `threads` ≤ 1, steps run
+    /// on one thread as before.
     pub fn with_split(mut self, threads: usize) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -229,7 +230,7 @@ impl DirectSimulator {
     /// Threads a step uses (1 unless [`Self::with_split`] applies).
     pub fn step_threads(&self) -> usize {
         #[cfg(target_arch = "x86_64")]
-        if self.kernel_name() == "avx512f fused pass" {
+        if self.isa == Isa::Avx2Fma {
             if let Some(sp) = &self.split {
                 return sp.threads();
             }
@@ -376,10 +377,32 @@ impl DirectSimulator {
                 // the extents are checked above; a split was built for these p + p* rows.
                 unsafe {
                     match &mut self.split {
-                        Some(sp) => sp.step(&pass, state),
+                        Some(sp) => sp.step_avx512(&pass, state),
                         None => avx512::run(&pass, state),
                     }
                 }
+                j0 = n;
+            } else if let Some(sp) = &mut self.split {
+                // The chunk loop below, split over threads (bit-identical, see `split`).
+                assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
+                assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
+                debug_assert_eq!(ch, avx512::CHUNK);
+                let chunks = split::ChunkLoop {
+                    w: w.as_mut_ptr(),
+                    p,
+                    ws: w_star.as_ptr(),
+                    k,
+                    n,
+                    pending: s.pending,
+                    decay: s.decay,
+                    c: s.coef.as_ptr(),
+                    xp: s.x_prev.as_ptr(),
+                    xn: s.x_new.as_mut_ptr(),
+                    acc: s.acc.as_mut_ptr(),
+                    gauss: self.gauss.clone(),
+                };
+                // SAFETY: isa is Avx2Fma only on CPUs with AVX2 and FMA; extents checked above.
+                unsafe { sp.step_avx2(&chunks, &mut self.gauss) };
                 j0 = n;
             }
         }
@@ -756,23 +779,33 @@ mod tests {
     }
 
     /// A split step (columns on several threads, inputs from jumped generators, chunk partial sums
-    /// added in order after the join) is bit-identical to the single-thread step: for several
-    /// thread counts, row counts, N with and without a partial last chunk and block, with and
-    /// without weight decay; through pending updates and flushes.
+    /// added in order after the join) is bit-identical to the single-thread step, on the AVX-512F
+    /// pass and on the AVX2 chunk loop: for several thread counts, row counts, N with and without
+    /// a partial last chunk and block, with and without weight decay; through pending updates and
+    /// flushes.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn split_steps_are_bit_identical() {
-        if Isa::detect() != Isa::Avx2Fma || FastNormal::new(0).simd_name() != "avx512f" {
-            eprintln!("no AVX-512F here (or disabled): no split step");
+        if Isa::detect() != Isa::Avx2Fma {
+            eprintln!("no AVX2 here: no split step");
             return;
         }
+        let wide = FastNormal::new(0).simd_name() == "avx512f";
         for (p, k) in [(1, 1), (4, 4), (3, 2)] {
             for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
                 for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
-                    let mut a = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 5 + n as u64);
-                    let mut b = a.clone().with_split(threads);
-                    assert!(b.step_threads() >= 2, "n = {n}: not split");
-                    assert_lockstep(&mut a, &mut b, 2, &format!("p={p} k={k} n={n} threads={threads}"));
+                    let one = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 5 + n as u64);
+                    let what = format!("p={p} k={k} n={n} threads={threads}");
+                    let avx2 = one.clone().without_avx512();
+                    let mut pairs = vec![(avx2.clone(), avx2.with_split(threads))];
+                    if wide {
+                        pairs.push((one.clone(), one.with_split(threads)));
+                    }
+                    for (mut a, mut b) in pairs {
+                        assert!(b.step_threads() >= 2, "{what}: not split");
+                        let what = format!("{what} ({})", a.kernel_name());
+                        assert_lockstep(&mut a, &mut b, 2, &what);
+                    }
                 }
             }
         }
