@@ -78,13 +78,13 @@ fn bad_inputs_give_errors_naming_the_field_and_no_output() {
     }
 }
 
-#[test]
-fn results_are_identical_with_one_and_two_threads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "small.toml", SMALL);
+/// Runs `hdsgd run` on `toml` with 1 and 2 threads and asserts byte-identical outputs; returns
+/// the output folder of the 1-thread run.
+fn run_with_one_and_two_threads(dir: &Path, toml: &str) -> PathBuf {
+    let file = write(dir, "exp.toml", toml);
     let mut outputs = vec![];
     for threads in ["1", "2"] {
-        let out = tmp.path().join(format!("out{threads}"));
+        let out = dir.join(format!("out{threads}"));
         let o = hdsgd(&[
             "run",
             file.to_str().unwrap(),
@@ -102,14 +102,35 @@ fn results_are_identical_with_one_and_two_threads() {
         assert!(!a.is_empty());
         assert!(a == b, "{f} differs between 1 and 2 threads");
     }
+    outputs.swap_remove(0)
+}
+
+#[test]
+fn results_are_identical_with_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_with_one_and_two_threads(tmp.path(), SMALL);
     // 2 N × 3 seeds × 9 records + header.
-    let rows = std::fs::read_to_string(outputs[0].join("trajectories.csv")).unwrap();
+    let rows = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
     assert_eq!(rows.lines().count(), 1 + 2 * 3 * 9);
     assert!(rows.starts_with("n,seed,t,eg,train_loss,q_0_0,q_0_1,q_1_1,m_0_0,m_1_0\n"));
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(outputs[0].join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["runs"].as_array().unwrap().len(), 6);
     assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// One run at large N on 2 threads takes the split step (each step's columns on both threads,
+/// where the CPU has AVX2): its output must be that of the 1-thread run, byte for byte.
+#[test]
+fn a_single_large_run_split_over_threads_is_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = SMALL
+        .replace("n = [60, 120]", "n = [40003]")
+        .replace("seeds = 3", "seeds = 1")
+        .replace("t_max = 3.0", "t_max = 0.4");
+    let out = run_with_one_and_two_threads(tmp.path(), &toml);
+    let rows = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 9);
 }
 
 #[test]
