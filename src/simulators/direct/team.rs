@@ -26,6 +26,9 @@ struct Shared {
     /// The current job (a `*const Job` behind a thin pointer, valid while `run` waits).
     job: AtomicPtr<&'static Job>,
     stop: AtomicBool,
+    /// Set by a worker whose job panicked (it still counts itself done, so the leader never
+    /// waits forever; the leader then panics too).
+    panicked: AtomicBool,
 }
 
 /// A leader (the calling thread) and `size − 1` worker threads.
@@ -48,6 +51,7 @@ impl Team {
             done: AtomicUsize::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             stop: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
         });
         let workers = (1..size.max(1))
             .map(|index| {
@@ -67,8 +71,11 @@ impl Team {
     }
 
     /// Runs `job(i)` for every member i (0 here, the others on the workers) and returns when all
-    /// are done.
-    pub(crate) fn run<'a>(&self, job: &'a (dyn Fn(usize) + Sync + 'a)) {
+    /// are done. (`&mut self`: one job at a time.)
+    ///
+    /// # Panics
+    /// If the job panicked on a worker.
+    pub(crate) fn run<'a>(&mut self, job: &'a (dyn Fn(usize) + Sync + 'a)) {
         let sh = &*self.shared;
         // SAFETY: the workers dereference the job only between the epoch bump below and their
         // `done` increment, and this function does not return before every worker has done so:
@@ -76,6 +83,7 @@ impl Team {
         let erased: &'static Job = unsafe { std::mem::transmute::<&'a (dyn Fn(usize) + Sync + 'a), &'static Job>(job) };
         let slot = &erased as *const &'static Job as *mut &'static Job;
         sh.done.store(0, Ordering::Relaxed);
+        sh.panicked.store(false, Ordering::Relaxed);
         sh.job.store(slot, Ordering::Relaxed);
         sh.epoch.fetch_add(1, Ordering::Release);
         for w in &self.workers {
@@ -86,6 +94,7 @@ impl Team {
         while sh.done.load(Ordering::Acquire) < want {
             std::hint::spin_loop();
         }
+        assert!(!sh.panicked.load(Ordering::Acquire), "a split-step thread panicked");
     }
 }
 
@@ -121,7 +130,9 @@ fn worker(sh: &Shared, index: usize) {
         }
         // SAFETY: see `Team::run`: the job slot is valid until `done` reaches the team size.
         let job = unsafe { *sh.job.load(Ordering::Relaxed) };
-        job(index);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(index))).is_err() {
+            sh.panicked.store(true, Ordering::Release);
+        }
         sh.done.fetch_add(1, Ordering::Release);
     }
 }
@@ -134,7 +145,7 @@ mod tests {
     /// time to park.
     #[test]
     fn runs_each_member_once_per_job() {
-        let team = Team::new(3);
+        let mut team = Team::new(3);
         let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
         for round in 1..=200 {
             team.run(&|i| {
@@ -147,5 +158,15 @@ mod tests {
                 assert_eq!(h.load(Ordering::Relaxed), round);
             }
         }
+    }
+
+    /// A job that panics on a worker makes `run` panic instead of waiting forever.
+    #[test]
+    fn a_panicking_worker_is_reported() {
+        let mut team = Team::new(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            team.run(&|i| assert!(i != 1, "member 1 fails (expected in this test)"))
+        }));
+        assert!(r.is_err());
     }
 }
