@@ -1,8 +1,8 @@
 //! The split step: one run's N columns on several threads, with the numbers of a single thread.
 //!
 //! When a study has fewer runs than cores (one run at large N, say), seeds alone cannot fill the
-//! machine. The AVX-512 fused pass of a B = 1 step is then cut into column segments, each a whole
-//! number of [`CHUNK`]s, run in parallel:
+//! machine. A B = 1 step with p + p* ≤ 8 (the AVX-512F fused pass, or the AVX2 chunk loop) is then
+//! cut into column segments, each a whole number of [`CHUNK`]s, run in parallel:
 //! * the input stream is sequential, so segment s starts from the step's generator state advanced
 //!   by the blocks before it, with a jump-ahead ([`crate::rng::jump`]: 256 generator steps,
 //!   whatever the distance) instead of generating them;
@@ -11,7 +11,7 @@
 //!   partial sums apart, and after the join they are added in chunk order, the same additions in
 //!   the same order (0 + part = part exactly: the accumulators never hold −0, since they start at
 //!   +0, so adding a partial sum that is −0 or its +0 image gives the same result);
-//! * the final chunk, whose tail (N not a multiple of 16) adds scalar products straight into the
+//! * the final chunk, whose tail (N not a multiple of 8) adds scalar products straight into the
 //!   accumulators, runs after the join on the calling thread, from the last segment's end state.
 //!
 //! So a split run is bit-identical to the unsplit one (tested), and results do not depend on the
