@@ -208,8 +208,8 @@ impl DirectSimulator {
     }
 
     /// The same run with each step's N columns split over up to `threads` threads (the calling
-    /// one and `threads − 1` of the simulator's own, which busy-wait between steps), for when seeds alone cannot fill the cores (one run at large N). Bit-identical
-    /// to the unsplit run: the split step generates the same inputs (with a jump-ahead of the
+    /// one and `threads − 1` of the simulator's own, which busy-wait between steps), for when
+    /// seeds alone cannot fill the cores (one run at large N). Bit-identical to the unsplit run: the split step generates the same inputs (with a jump-ahead of the
     /// stream) and sums the same products in the same order (see the `split` module). It applies
     /// to B = 1 steps with p + p* ≤ 8 on the AVX-512F and AVX2 kernels, from N = [`SPLIT_MIN_N`]
     /// on; elsewhere (portable kernels, mini-batches, more rows), or with `threads` ≤ 1, steps run
@@ -348,6 +348,9 @@ impl DirectSimulator {
         let mut j0 = 0;
         #[cfg(target_arch = "x86_64")]
         if batch == 1 && isa == Isa::Avx2Fma && p + k <= avx512::MAX_ROWS {
+            // The extents the raw-pointer passes below rely on.
+            assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
+            assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
             if let Some(state) = self.gauss.avx512_state() {
                 // The whole pass in one AVX-512 kernel, bit-identical to the chunk loop below.
                 debug_assert_eq!(ch, avx512::CHUNK);
@@ -356,8 +359,6 @@ impl DirectSimulator {
                     (true, true) => avx512::Update::Plain,
                     (true, false) => avx512::Update::Decay,
                 };
-                assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
-                assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
                 let pass = avx512::Pass {
                     w: w.as_mut_ptr(),
                     p,
@@ -384,8 +385,6 @@ impl DirectSimulator {
                 j0 = n;
             } else if let Some(sp) = &mut self.split {
                 // The chunk loop below, split over threads (bit-identical, see `split`).
-                assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
-                assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
                 debug_assert_eq!(ch, avx512::CHUNK);
                 let chunks = split::ChunkLoop {
                     w: w.as_mut_ptr(),
@@ -399,7 +398,6 @@ impl DirectSimulator {
                     xp: s.x_prev.as_ptr(),
                     xn: s.x_new.as_mut_ptr(),
                     acc: s.acc.as_mut_ptr(),
-                    gauss: self.gauss.clone(),
                 };
                 // SAFETY: isa is Avx2Fma only on CPUs with AVX2 and FMA; extents checked above.
                 unsafe { sp.step_avx2(&chunks, &mut self.gauss) };

@@ -145,8 +145,11 @@ impl Split {
     /// The CPU must support AVX2 and FMA; the pointers of `l` must be valid for the extents of a
     /// step (see [`ChunkLoop`]), and `l.p + l.k` must be the `rows` of [`Split::new`].
     pub(crate) unsafe fn step_avx2(&mut self, l: &ChunkLoop, gauss: &mut FastNormal) {
+        // Each segment generates with a copy of the step's generator set to its own state.
+        let template = gauss.clone();
         let run = |begin: usize, end: usize, st: &mut State, acc: *mut Acc| {
-            let mut g = gauss_template(l, st);
+            let mut g = template.clone();
+            *g.state_mut() = *st;
             l.run(begin, end, &mut g, acc);
             *st = *g.state_mut();
         };
@@ -204,13 +207,6 @@ impl Split {
 /// The work of a split step on a column range (see `Split::step`).
 type SegmentWork<'a> = dyn Fn(usize, usize, &mut State, *mut Acc) + Sync + 'a;
 
-/// A generator like the step's, at state `st`.
-fn gauss_template(l: &ChunkLoop, st: &State) -> FastNormal {
-    let mut g = l.gauss.clone();
-    *g.state_mut() = *st;
-    g
-}
-
 /// The operands of the AVX2 chunk loop of a B = 1 step (raw pointers, as [`Pass`]): for each
 /// 512-number chunk, generate x_{t+1} there, apply the pending update to the student rows and
 /// accumulate their projections, then the teacher rows' (the unsplit loop of `step_fused`).
@@ -230,8 +226,6 @@ pub(crate) struct ChunkLoop {
     pub xn: *mut f64,
     /// p + k accumulators of the step.
     pub acc: *mut Acc,
-    /// The step's generator (its instruction set; its state is set per segment).
-    pub gauss: FastNormal,
 }
 
 // SAFETY: as for `Pass`: the split step gives threads disjoint column ranges and accumulators.
