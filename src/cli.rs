@@ -1,7 +1,7 @@
 //! The `hdsgd` command line.
 
 use crate::config::Experiment;
-use crate::experiments::{self, DivergedRuns, OutputOptions};
+use crate::studies::{self, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ pub enum Command {
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
     Hessian(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
-    Bench(crate::bench::BenchArgs),
+    Bench(studies::bench::BenchArgs),
 }
 
 /// Entry point of the binary: parse, dispatch, report errors without panicking.
@@ -95,23 +95,23 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => {
             let exp = load(&a.experiment)?;
-            let dir = experiments::run(&exp, &a.output_options())?;
+            let dir = studies::run(&exp, &a.output_options())?;
             eprintln!("wrote {}", dir.display());
         }
         Command::Ode(a) => {
             let exp = load(&a.experiment)?;
-            let dir = experiments::ode(&exp, &a.output_options())?;
+            let dir = studies::ode(&exp, &a.output_options())?;
             eprintln!("wrote {}", dir.display());
         }
         Command::Check { experiment } => {
             let exp = load(&experiment)?;
             println!("{}", serde_json::to_string_pretty(&exp)?);
         }
-        Command::Plateau(a) => crate::analysis::stability::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Escape(a) => crate::analysis::escape::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Scaling(a) => crate::analysis::scaling::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Hessian(a) => crate::geometry::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Bench(a) => crate::bench::command(&a)?,
+        Command::Plateau(a) => studies::plateau::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Escape(a) => studies::escape::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Scaling(a) => studies::scaling::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Hessian(a) => studies::hessian::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Bench(a) => studies::bench::command(&a)?,
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Experiment files (TOML): schema, validation with errors that name the field, and the resolved
 //! [`Experiment`] every command works from. Every key is documented in README.md.
 
+use crate::analysis::escape::EscapeConfig;
+use crate::analysis::geometry::GeometryConfig;
+use crate::analysis::scaling::ScalingConfig;
 use crate::grid::{time_grid, GridKind};
 use crate::init::{InitSpec, TeacherInit};
 use crate::model::{Activation, Model, SecondLayer, SecondLayerKind, Training};
@@ -243,12 +246,12 @@ pub struct ExperimentConfig {
     pub ode: OdeConfig,
     #[serde(default)]
     pub output: OutputConfig,
-    /// `[escape]`: plateau-escape measurement (see `analysis::escape`).
-    pub escape: Option<crate::analysis::escape::EscapeConfig>,
-    /// `[scaling]`: finite-size scaling study (see `analysis::scaling`).
-    pub scaling: Option<crate::analysis::scaling::ScalingConfig>,
-    /// `[geometry]`: quadratic-network geometry observables (see `geometry`).
-    pub geometry: Option<crate::geometry::GeometryConfig>,
+    /// `[escape]`: plateau-escape measurement (see [`crate::analysis::escape`]).
+    pub escape: Option<EscapeConfig>,
+    /// `[scaling]`: finite-size scaling study (see [`crate::analysis::scaling`]).
+    pub scaling: Option<ScalingConfig>,
+    /// `[geometry]`: quadratic-network geometry observables (see [`crate::analysis::geometry`]).
+    pub geometry: Option<GeometryConfig>,
 }
 
 /// A validated experiment, ready to run.
@@ -525,6 +528,18 @@ impl Experiment {
     }
 }
 
+impl Experiment {
+    /// The teacher overlap P of the ODE analyses: `[init] p` when given, else the identity (the
+    /// orthonormal teacher's P).
+    pub fn teacher_overlap(&self) -> DMatrix<f64> {
+        let k = self.model.p_star();
+        self.explicit_initial
+            .as_ref()
+            .map(|o| o.p.clone())
+            .unwrap_or_else(|| DMatrix::identity(k, k))
+    }
+}
+
 fn positive(x: i64, field: &str) -> Result<usize, ConfigError> {
     if x < 1 {
         Err(field_err(field, format!("must be ≥ 1 (got {x})")))
@@ -621,5 +636,36 @@ t_max = 1.0
         assert!(err(&MINIMAL.replace("seeds = 2", "seeds = 2\nbogus = 1")).contains("bogus"));
         assert!(err(&MINIMAL.replace("t_max = 1.0", "t_max = 1.0\ntimes = [0.5, 2.0]")).contains("time.times"));
         assert!(err("[model\n").contains("malformed"));
+    }
+
+    const GEOMETRY: &str = r#"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+[training]
+eta = 0.5
+[simulation]
+n = [100]
+seeds = 2
+[time]
+t_max = 1.0
+[geometry]
+observables = ["conserved", "selection"]
+"#;
+
+    #[test]
+    fn geometry_section_validates_with_field_names() {
+        let e = Experiment::from_toml(GEOMETRY, "t").unwrap();
+        assert_eq!(e.config.geometry.unwrap().observables.len(), 2);
+        let err = |t: &str| Experiment::from_toml(t, "t").unwrap_err().to_string();
+        assert!(
+            err(&GEOMETRY.replace("\"selection\"]", "\"selection\"]\nzero_tol = 2.0")).contains("geometry.zero_tol")
+        );
+        assert!(err(&GEOMETRY.replace("\"selection\"]", "\"conserved\"]")).contains("geometry.observables"));
+        assert!(err(&GEOMETRY.replace("\"selection\"]", "\"bogus\"]")).contains("bogus"));
+        assert!(err(&GEOMETRY.replace("p = 2", "p = 2\na = [0.3, 0.7]")).contains("model.a"));
+        assert!(err(&GEOMETRY.replace("\"quadratic\"", "\"erf\"")).contains("model.activation"));
+        assert!(err(&GEOMETRY.replace("p_star = 1", "p_star = 3")).contains("model.p"));
     }
 }

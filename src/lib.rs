@@ -8,10 +8,17 @@
 //! * SGD: w_i ← w_i (1 − ηℓ₂/N) + (η/(B√N)) Σ_b δ_i^b x^b, δ_i = a_i g'(λ_i)(y − ŷ);
 //! * time t = samples/N; overlaps Q = WWᵀ/N, M = WW*ᵀ/N, P = W*W*ᵀ/N.
 //!
-//! Modules, one job each: [`model`] (activations, second layers), [`overlaps`], [`population`]
-//! (closed-form averages), [`ode`] (right-hand sides, integrator), [`simulators`] (direct, chain),
-//! [`experiments`] (runner, outputs, figures), [`analysis`] (stability, escape, scaling),
-//! [`geometry`] (the quadratic network's symmetry), [`config`] (experiment files).
+//! Modules in layers, each importing only from the layers below it (docs/architecture.md; enforced
+//! by `tests/architecture.rs`):
+//!
+//! 1. core: [`rng`], [`model`] (activations, second layers), [`overlaps`], [`init`], [`grid`];
+//! 2. [`population`] (closed-form averages over the overlaps);
+//! 3. [`ode`] (right-hand sides, integrator) and [`simulators`] (direct, chain);
+//! 4. [`analysis`]: pure functions of model, training and overlaps (stability, escape, scaling,
+//!    fits, the quadratic network's geometry);
+//! 5. [`config`] (experiment files, validated into an [`config::Experiment`]);
+//! 6. [`studies`]: one module per command, with the runner, output files and figures they share;
+//! 7. [`cli`].
 
 // Docs write expectations as E[δλᵀ] and blocks as [X]_λν: math, not intra-doc links.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -19,11 +26,8 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod analysis;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod experiments;
-pub mod geometry;
 pub mod grid;
 pub mod init;
 pub mod model;
@@ -32,3 +36,4 @@ pub mod overlaps;
 pub mod population;
 pub mod rng;
 pub mod simulators;
+pub mod studies;

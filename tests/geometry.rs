@@ -1,9 +1,11 @@
 //! Integration tests of the quadratic network's geometry (theory.md §5, src/geometry/).
 
-use hdsgd::geometry::conserved::{conserved_quantity, polar_factor, relative_drift};
-use hdsgd::geometry::hessian::{counts, expected_plateau_counts, expected_solution_counts, hessian, realise, spectrum};
-use hdsgd::geometry::selection::selected_solution;
-use hdsgd::geometry::spectra::plateau;
+use hdsgd::analysis::geometry::conserved::{conserved_quantity, polar_factor, relative_drift};
+use hdsgd::analysis::geometry::hessian::{
+    counts, expected_plateau_counts, expected_solution_counts, hessian, realise, spectrum,
+};
+use hdsgd::analysis::geometry::selection::selected_solution;
+use hdsgd::analysis::geometry::spectra::plateau;
 use hdsgd::model::{Activation, Model, Training};
 use hdsgd::ode::{integrate, OdeOptions, OdeVariant};
 use hdsgd::overlaps::Overlaps;
@@ -296,7 +298,7 @@ fn hessian_counts_at_plateau_and_solution() {
 /// ratio (chance failure ≈ 1%, for fixed seeds a one-off check).
 #[test]
 fn sgd_selects_the_procrustes_solution_from_an_isotropic_start() {
-    use hdsgd::geometry::selection::{distance2, procrustes_minimum};
+    use hdsgd::analysis::geometry::selection::{distance2, procrustes_minimum};
     let model = Model::new(Activation::Quadratic, vec![0.5; 2], vec![1.0], 0.0);
     let start = Overlaps::new(
         DMatrix::identity(2, 2),
@@ -372,13 +374,13 @@ observables = ["conserved"]
 "#;
     let exp = hdsgd::config::Experiment::from_toml(text, "scaling_conserved").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let opts = hdsgd::experiments::OutputOptions {
+    let opts = hdsgd::studies::OutputOptions {
         out: Some(tmp.path().join("s")),
         threads: 1,
         force: false,
         progress: false,
     };
-    hdsgd::analysis::scaling::command(&exp, &opts).unwrap();
+    hdsgd::studies::scaling::command(&exp, &opts).unwrap();
     let csv = std::fs::read_to_string(tmp.path().join("s/scaling.csv")).unwrap();
     // 2 N × 5 times × (e_g + 5 overlaps + tr_q + norm_m + cons_0_0 + cons_drift) rows.
     assert_eq!(csv.lines().count(), 1 + 2 * 5 * 10);
@@ -414,11 +416,11 @@ observables = ["conserved"]
     // The conserved quantity needs p + p* ≤ N: the error names the field.
     let small = text.replace("n = [60, 120]", "n = [2, 120]");
     let exp = hdsgd::config::Experiment::from_toml(&small, "scaling_conserved").unwrap();
-    let opts = hdsgd::experiments::OutputOptions {
+    let opts = hdsgd::studies::OutputOptions {
         out: Some(tmp.path().join("small")),
         ..opts
     };
-    let err = hdsgd::analysis::scaling::command(&exp, &opts).unwrap_err().to_string();
+    let err = hdsgd::studies::scaling::command(&exp, &opts).unwrap_err().to_string();
     assert!(err.contains("simulation.n"), "{err}");
 }
 
@@ -453,13 +455,13 @@ fraction = 0.5
     let tmp = tempfile::tempdir().unwrap();
     let run = |toml: &str, dir: &str| {
         let exp = hdsgd::config::Experiment::from_toml(toml, "escape_conserved").unwrap();
-        let opts = hdsgd::experiments::OutputOptions {
+        let opts = hdsgd::studies::OutputOptions {
             out: Some(tmp.path().join(dir)),
             threads: 1,
             force: false,
             progress: false,
         };
-        hdsgd::analysis::escape::command(&exp, &opts).unwrap();
+        hdsgd::studies::escape::command(&exp, &opts).unwrap();
         (
             exp,
             std::fs::read_to_string(tmp.path().join(dir).join("escape_times.csv")).unwrap(),
@@ -470,12 +472,12 @@ fraction = 0.5
     let (exp, times) = run(&with, "cons");
     assert!(plain.starts_with("n,seed,t_escape,censored,status\n"));
     assert!(times.starts_with("n,seed,t_escape,censored,status,conserved_drift\n"));
-    let tasks = hdsgd::experiments::runner::tasks(&exp);
+    let tasks = hdsgd::studies::runner::tasks(&exp);
     for ((line, pline), task) in times.lines().skip(1).zip(plain.lines().skip(1)).zip(&tasks) {
         assert!(line.starts_with(pline), "{line} vs {pline}");
         let f: Vec<&str> = line.split(',').collect();
         let (t_esc, drift) = (f[2].parse::<f64>().unwrap(), f[5].parse::<f64>().unwrap());
-        let mut sim = hdsgd::experiments::runner::build_simulator(&exp, task);
+        let mut sim = hdsgd::studies::runner::build_simulator(&exp, task);
         let mut at = None;
         let traj = sim.run(&exp.grid, &mut |rec| {
             if rec.t >= t_esc {

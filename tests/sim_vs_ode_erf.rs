@@ -27,10 +27,10 @@
 //! overlaps (0 → 0.41 here), so a wrong drift is caught: the η-doubled ODE must leave it.
 
 use hdsgd::config::Experiment;
-use hdsgd::experiments::runner::simulate_all;
 use hdsgd::model::Training;
 use hdsgd::ode::integrate;
 use hdsgd::overlaps::Overlaps;
+use hdsgd::studies::runner::simulate_all;
 
 const K: f64 = 2.0;
 const N: usize = 4000;

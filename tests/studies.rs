@@ -1,14 +1,16 @@
 //! Integration tests of the escape-time and finite-size-scaling studies (issue 3).
 //! Fixed seeds; tolerances are stated multiples of predicted standard errors.
 
-use hdsgd::analysis::escape::{self, escape_run, EscapeDetector, EscapeRule, EscapeStatus};
+use hdsgd::analysis::escape::{self, EscapeDetector, EscapeRule, EscapeStatus};
 use hdsgd::analysis::fits::power_law_fit;
 use hdsgd::analysis::scaling::{fit_window, window_stats, ObservableRuns};
-use hdsgd::analysis::stability::{analyse, PlateauOptions};
+use hdsgd::analysis::stability::PlateauOptions;
 use hdsgd::config::Experiment;
-use hdsgd::experiments::runner::tasks;
-use hdsgd::experiments::OutputOptions;
 use hdsgd::rng::{standard_normal, stream};
+use hdsgd::studies::escape::escape_run;
+use hdsgd::studies::plateau::stability;
+use hdsgd::studies::runner::tasks;
+use hdsgd::studies::OutputOptions;
 
 /// Quadratic p = p* = 1, a = v = 1, σ₀ = 0.1, η = 0.15 (the escape_quadratic_p1 experiment).
 fn escape_config(ns: &str, seeds: usize, t_max: f64) -> Experiment {
@@ -94,7 +96,7 @@ fn escape_extraction_on_synthetic_trajectories() {
 fn a_run_that_cannot_escape_is_censored() {
     // t_max = 1 is far below the escape time (≈ 6 at N = 100): censored at t_max, not dropped.
     let exp = escape_config("[100]", 2, 1.0);
-    let st = analyse(&exp, &PlateauOptions::default()).unwrap();
+    let st = stability(&exp, &PlateauOptions::default()).unwrap();
     let rule = EscapeRule::EgFraction {
         eg_plateau: st.plateau.eg,
         fraction: 0.5,
@@ -116,7 +118,7 @@ fn a_run_that_cannot_escape_is_censored() {
 #[test]
 fn mean_escape_time_grows_with_n() {
     let exp = escape_config("[100, 1600]", 24, 40.0);
-    let st = analyse(&exp, &PlateauOptions::default()).unwrap();
+    let st = stability(&exp, &PlateauOptions::default()).unwrap();
     let mu = st.mu.unwrap();
     assert!((mu - 0.4139).abs() < 1e-3);
     let rule = EscapeRule::EgFraction {
@@ -166,8 +168,8 @@ fn escape_command_resumes_and_is_thread_independent() {
         progress: false,
     };
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    escape::command(&exp, &opts(&a, 1, false)).unwrap();
-    escape::command(&exp, &opts(&b, 2, false)).unwrap();
+    hdsgd::studies::escape::command(&exp, &opts(&a, 1, false)).unwrap();
+    hdsgd::studies::escape::command(&exp, &opts(&b, 2, false)).unwrap();
     let times = |d: &std::path::Path| std::fs::read_to_string(d.join("escape_times.csv")).unwrap();
     let reference = times(&a);
     assert_eq!(reference, times(&b));
@@ -182,11 +184,11 @@ fn escape_command_resumes_and_is_thread_independent() {
     new.push('\n');
     new.push_str(&cut[..cut.len() / 2]);
     std::fs::write(&runs_path, new).unwrap();
-    escape::command(&exp, &opts(&b, 2, false)).unwrap();
+    hdsgd::studies::escape::command(&exp, &opts(&b, 2, false)).unwrap();
     assert_eq!(reference, times(&b));
     // Another configuration refuses the folder unless --force.
     let other = escape_config("[100, 200]", 4, 31.0);
-    assert!(escape::command(&other, &opts(&b, 1, false)).is_err());
+    assert!(hdsgd::studies::escape::command(&other, &opts(&b, 1, false)).is_err());
 }
 
 /// Synthetic runs x_r(t) = 1 + β/N + N^{-1/2} σ ξ_r(t) (ξ iid N(0,1) over runs and times) against a
@@ -266,7 +268,7 @@ windows = [[0.5, 1.0], [1.5, 2.0]]
         force: false,
         progress: false,
     };
-    hdsgd::analysis::scaling::command(&exp, &opts).unwrap();
+    hdsgd::studies::scaling::command(&exp, &opts).unwrap();
     let csv = std::fs::read_to_string(tmp.path().join("s/scaling.csv")).unwrap();
     // 2 N × 5 times × (e_g + 5 overlaps + tr_q + norm_m) rows.
     assert_eq!(csv.lines().count(), 1 + 2 * 5 * 8);

@@ -198,6 +198,28 @@ pub fn power_law_fit(n: &[f64], y: &[f64], se_y: &[f64]) -> Option<PowerLawFit> 
     })
 }
 
+/// Mean and standard deviation over runs, per record index, of one observable (runs that stopped
+/// early contribute to the times they reached).
+pub fn mean_std<'a>(curves: impl Iterator<Item = &'a [f64]>) -> (Vec<f64>, Vec<f64>) {
+    let curves: Vec<&[f64]> = curves.collect();
+    let len = curves.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut mean = vec![];
+    let mut std = vec![];
+    for i in 0..len {
+        let vals: Vec<f64> = curves.iter().filter_map(|c| c.get(i).copied()).collect();
+        let n = vals.len() as f64;
+        let m = vals.iter().sum::<f64>() / n;
+        let v = if vals.len() > 1 {
+            vals.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        mean.push(m);
+        std.push(v.sqrt());
+    }
+    (mean, std)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,6 @@
 //! τ = −apq + vp*, [CKC]_λν = (v − aq)M), and in the η → 0 limit q = q* = vp*/(a(p + 2)) so that
 //! μ → 4ηav (checked in the tests).
 
-use crate::config::Experiment;
-use crate::experiments::output::write_atomic;
-use crate::experiments::OutputOptions;
 use crate::model::{Model, Training};
 use crate::ode::{derivatives, integrate, OdeOptions, OdeStop, OdeVariant};
 use crate::overlaps::Overlaps;
@@ -282,30 +279,32 @@ pub fn linearise(
     })
 }
 
-/// Plateau and linear stability of an experiment's model, from the symmetric start
-/// Q₀ = σ₀² I, M₀ = 0 (P from `[init] p`, else the identity).
-pub fn analyse(exp: &Experiment, opts: &PlateauOptions) -> Result<Stability> {
-    let p_teacher = exp
-        .explicit_initial
-        .as_ref()
-        .map(|o| o.p.clone())
-        .unwrap_or_else(|| DMatrix::identity(exp.model.p_star(), exp.model.p_star()));
-    if exp.sigma0 <= 0.0 {
+/// Plateau and linear stability of a model from the symmetric start Q₀ = σ₀² I, M₀ = 0 with
+/// teacher overlap `p_teacher`.
+pub fn analyse(
+    model: &Model,
+    training: &Training,
+    variant: OdeVariant,
+    sigma0: f64,
+    p_teacher: &DMatrix<f64>,
+    opts: &PlateauOptions,
+) -> Result<Stability> {
+    if sigma0 <= 0.0 {
         bail!("the plateau search starts from Q0 = σ0² I: `init.sigma0` must be > 0");
     }
-    let start = symmetric_start(exp.model.p(), exp.sigma0, &p_teacher);
-    let variant = exp.ode_options.variant;
-    let plateau = find_plateau(&exp.model, &exp.training, variant, &start, opts)?;
-    linearise(&exp.model, &exp.training, variant, plateau, opts.fd_step)
+    let start = symmetric_start(model.p(), sigma0, p_teacher);
+    let plateau = find_plateau(model, training, variant, &start, opts)?;
+    linearise(model, training, variant, plateau, opts.fd_step)
 }
 
-/// A JSON description of a stability analysis (used by `hdsgd plateau` and the escape summary).
-pub fn to_json(exp: &Experiment, s: &Stability, opts: &PlateauOptions) -> serde_json::Value {
-    let (p, k) = (exp.model.p(), exp.model.p_star());
+/// A JSON description of a stability analysis started from Q₀ = σ₀² I (used by `hdsgd plateau`
+/// and the escape summary).
+pub fn to_json(sigma0: f64, s: &Stability, opts: &PlateauOptions) -> serde_json::Value {
+    let (p, k) = (s.plateau.overlaps.q.nrows(), s.plateau.overlaps.m.ncols());
     let names = Overlaps::column_names(p, k);
     let state = s.plateau.overlaps.to_state();
     json!({
-        "start": {"q0": format!("{}·I", exp.sigma0 * exp.sigma0), "m0": 0.0},
+        "start": {"q0": format!("{}·I", sigma0 * sigma0), "m0": 0.0},
         "plateau": names.iter().zip(state.iter()).map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "eg_plateau": s.plateau.eg,
         "t_stationary": s.plateau.t_stationary,
@@ -320,69 +319,6 @@ pub fn to_json(exp: &Experiment, s: &Stability, opts: &PlateauOptions) -> serde_
         "unstable_vector": s.unstable_vector.as_ref().map(|v| v.iter().copied().collect::<Vec<_>>()),
         "escape_slope": s.escape_slope(),
     })
-}
-
-/// `hdsgd plateau`: prints the plateau, e_g there, the Jacobian's eigenvalues, μ and 1/(2μ);
-/// with `--out` also writes `plateau.json` there.
-pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
-    let popts = PlateauOptions::default();
-    let s = analyse(exp, &popts)?;
-    let names = Overlaps::column_names(exp.model.p(), exp.model.p_star());
-    println!(
-        "experiment {}: plateau of the {:?} ODE from Q0 = σ0² I = {}·I, M0 = 0",
-        exp.name,
-        exp.ode_options.variant,
-        exp.sigma0 * exp.sigma0
-    );
-    println!(
-        "  stationary at t = {:.3}, Newton polish: {} iteration(s), residual max|dstate/dt| = {:.2e}",
-        s.plateau.t_stationary, s.plateau.newton_iterations, s.plateau.residual
-    );
-    for (n, v) in names.iter().zip(s.plateau.overlaps.to_state().iter()) {
-        println!("  {n} = {v:.12}");
-    }
-    println!("  e_g = {:.12}", s.plateau.eg);
-    println!(
-        "  Jacobian eigenvalues (central differences, relative step {:e}):",
-        popts.fd_step
-    );
-    for l in &s.eigenvalues {
-        if l.im == 0.0 {
-            println!("    {:+.10}", l.re);
-        } else {
-            println!("    {:+.10} {:+.10}i", l.re, l.im);
-        }
-    }
-    match (s.mu, s.escape_slope()) {
-        (Some(mu), Some(slope)) => {
-            println!(
-                "  unstable directions: {}; growth rate μ = {mu:.10}; predicted escape slope 1/(2μ) = {slope:.10} per unit ln N",
-                s.unstable_count
-            );
-            if let Some(v) = &s.unstable_vector {
-                let parts: Vec<String> = names
-                    .iter()
-                    .zip(v.iter())
-                    .filter(|(_, x)| x.abs() > 1e-8)
-                    .map(|(n, x)| format!("{n}: {x:+.4}"))
-                    .collect();
-                println!("  an unstable eigenvector: {}", parts.join(", "));
-            }
-        }
-        _ => println!("  the fixed point is linearly stable: no escape"),
-    }
-    if let Some(dir) = &opts.out {
-        let path = dir.join("plateau.json");
-        if path.exists() && !opts.force {
-            bail!("{} exists: pass --force to overwrite it", path.display());
-        }
-        write_atomic(
-            &path,
-            serde_json::to_string_pretty(&to_json(exp, &s, &popts))?.as_bytes(),
-        )?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

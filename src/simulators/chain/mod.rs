@@ -15,8 +15,6 @@ pub mod factor;
 
 use self::factor::{bartlett, compress_rows, ChiTable, GramFactor};
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
-use crate::config::Experiment;
-use crate::experiments::runner::{run_spec, RunTask};
 use crate::init::{InitSpec, TeacherInit};
 use crate::model::Activation;
 use crate::overlaps::Overlaps;
@@ -436,11 +434,6 @@ impl SampleStepper for ChainSimulator {
     fn current_overlaps(&mut self) -> Overlaps {
         self.overlaps()
     }
-}
-
-/// Builds a chain simulator for a task (called by `experiments::runner::build_simulator`).
-pub fn build(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + Send> {
-    Box::new(ChainSimulator::with_init(run_spec(exp, task.n), &exp.init, task.seed))
 }
 
 /// Throughput of the chain in samples per second on the calling thread: `samples` samples of one

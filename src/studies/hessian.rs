@@ -6,76 +6,34 @@
 //!   from (Q₀, M = 0) (M = 0 is invariant) until max|dQ/dt| < 1e-13 (reported with |∇_W e_g|; for
 //!   uniform layers also compared with q* = v p*/(a(p + 2)) of theory.md §5).
 //! * Solution: the point of the zero-loss manifold closest to the start (Procrustes,
-//!   [`super::selection::selected_solution`]), the end point of the ODE from an isotropic start; e_g
+//!   [`selected_solution`]), the end point of the ODE from an isotropic start; e_g
 //!   there is zero up to rounding.
 //!
-//! Both are realised as weights at N = `hessian_n` ([`super::hessian::realise`]); the full pN × pN
+//! Both are realised as weights at N = `hessian_n` ([`realise`]); the full pN × pN
 //! Hessian is diagonalised and its eigenvalues counted with the tolerance zero_tol·max|λ|.
 //! Outputs: `hessian.json` (counts, expected counts, min/max, bulk prediction) and
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
-use super::conserved::check_model;
-use super::hessian::{
+use super::output::{check_output_dir, write_atomic};
+use super::runner::{initial_overlaps, RunTask};
+use super::{output_dir, OutputOptions};
+use crate::analysis::geometry::conserved::check_model;
+use crate::analysis::geometry::hessian::{
     bulk_eigenvalues, counts, expected_plateau_counts, expected_solution_counts, gradient, hessian,
     population_error_at, realise, spectrum, SpectrumCounts,
 };
-use super::selection::selected_solution;
-use super::{GeometryConfig, MAX_HESSIAN_DIM};
+use crate::analysis::geometry::selection::selected_solution;
+use crate::analysis::geometry::spectra::{plateau, uniform_layers};
+use crate::analysis::geometry::{GeometryConfig, MAX_HESSIAN_DIM};
 use crate::config::Experiment;
-use crate::experiments::output::{check_output_dir, write_atomic};
-use crate::experiments::runner::{initial_overlaps, RunTask};
-use crate::experiments::{output_dir, OutputOptions};
-use crate::model::{Model, Training};
-use crate::ode::{derivatives, integrate, OdeOptions, OdeVariant};
+use crate::model::Model;
+use crate::ode::OdeVariant;
 use crate::overlaps::Overlaps;
 use crate::rng::run_seed;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 use serde_json::json;
 use std::fmt::Write as _;
-
-/// The plateau of the ODE `variant` from (Q₀, M = 0) (M = 0 is invariant): integrates until
-/// max|dQ/dt| < `tol` (or t = 1e7). Returns the overlaps and the final max|dQ/dt|. With
-/// [`OdeVariant::GradientFlow`] this is the stationary point of e_g restricted to M = 0.
-pub fn plateau(
-    model: &Model,
-    training: &Training,
-    q0: &DMatrix<f64>,
-    p: &DMatrix<f64>,
-    variant: OdeVariant,
-    tol: f64,
-) -> Result<(Overlaps, f64)> {
-    let start = Overlaps::new(q0.clone(), DMatrix::zeros(q0.nrows(), p.nrows()), p.clone());
-    let opts = OdeOptions {
-        rtol: 1e-12,
-        atol: 1e-14,
-        variant,
-        ..OdeOptions::default()
-    };
-    let rate = |ov: &Overlaps| {
-        derivatives(model, training, ov, variant)
-            .map(|(dq, _)| dq.amax())
-            .unwrap_or(f64::NAN)
-    };
-    let mut last: Option<Overlaps> = None;
-    let sol = integrate(model, training, &start, &[0.0, 1e7], &opts, |_, ov: &Overlaps| {
-        let stop = rate(ov) < tol;
-        if stop {
-            last = Some(ov.clone());
-        }
-        stop
-    })?;
-    let ov = match last {
-        Some(ov) => ov,
-        None => sol
-            .overlaps
-            .last()
-            .cloned()
-            .context("plateau integration produced nothing")?,
-    };
-    let r = rate(&ov);
-    Ok((ov, r))
-}
 
 /// The spectrum of one point, its counts and the expected ones.
 struct PointReport {
@@ -123,12 +81,6 @@ fn analyse(
         counts: c,
         expected,
     })
-}
-
-/// True for A = aI, V = vI, P = I (the case of the plateau count formula and of q*).
-fn uniform_layers(model: &Model, p: &DMatrix<f64>) -> bool {
-    let v = model.v[0];
-    model.v.iter().all(|&x| x == v) && (p - DMatrix::identity(p.nrows(), p.ncols())).amax() < 1e-12
 }
 
 /// `hdsgd hessian` (module docs).

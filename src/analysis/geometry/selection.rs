@@ -55,7 +55,7 @@ fn scale(model: &Model) -> Result<DMatrix<f64>, GeometryError> {
 /// manifold (module docs).
 ///
 /// ```
-/// use hdsgd::{geometry::selection::procrustes_minimum, model::{Activation, Model}, overlaps::Overlaps};
+/// use hdsgd::{analysis::geometry::selection::procrustes_minimum, model::{Activation, Model}, overlaps::Overlaps};
 /// use nalgebra::DMatrix;
 /// // p = p* = 1, a = v = 1, P = 1: the manifold is w = ±w*, and from Q₀ = 1, M₀ = 0.6 the closest
 /// // point is w*: ‖w₀ − w*‖²/N = 1 + 1 − 2·0.6.

@@ -66,7 +66,7 @@ fn tau(model: &Model, ov: &Overlaps) -> f64 {
 /// ∇_W e_g = −(2/N) A (τW + 2MVW* − 2QAW) (p × N), module docs; quadratic activation, any A, V.
 ///
 /// ```
-/// use hdsgd::{geometry::hessian::{gradient, population_error_at}, model::{Activation, Model}};
+/// use hdsgd::{analysis::geometry::hessian::{gradient, population_error_at}, model::{Activation, Model}};
 /// use nalgebra::DMatrix;
 /// let model = Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0);
 /// let w = DMatrix::from_row_slice(2, 3, &[1.0, 0.2, -0.3, 0.1, 0.9, 0.4]);

@@ -7,6 +7,7 @@ use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use crate::population::PopulationError;
 use crate::rng::{run_seed, stream};
+use crate::simulators::chain::ChainSimulator;
 use crate::simulators::direct::DirectSimulator;
 use crate::simulators::{grid_steps, RunSpec, Simulator, Trajectory};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,7 +61,7 @@ pub fn build_simulator_split(exp: &Experiment, task: &RunTask, split: usize) -> 
     let spec = run_spec(exp, task.n);
     match exp.simulator {
         SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed).with_split(split)),
-        SimulatorKind::Chain => crate::simulators::chain::build(exp, task),
+        SimulatorKind::Chain => Box::new(ChainSimulator::with_init(spec, &exp.init, task.seed)),
     }
 }
 

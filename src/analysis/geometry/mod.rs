@@ -9,20 +9,20 @@
 //! * [`hessian`]: the closed-form Hessian of the population loss in W and its spectrum at the
 //!   plateau and on the solution manifold ([`spectra`], the `hdsgd hessian` command).
 //!
-//! [`observe`] holds the `hdsgd run` hook that writes the observables.
+//! * [`overparam`]: the plateau growth rate μ of the over-parameterised quadratic network and the
+//!   escape-time crossing rule of the "escape" observable.
+//!
+//! The `hdsgd run` hook that writes the observables and the `hdsgd hessian` command are in the
+//! studies layer; this module also holds the `[geometry]` section ([`GeometryConfig`]).
 
 pub mod conserved;
 pub mod hessian;
-pub mod observe;
 pub mod overparam;
 pub mod selection;
 pub mod spectra;
 
 use crate::model::Model;
 use serde::{Deserialize, Serialize};
-
-pub use observe::observe_run;
-pub use spectra::command;
 
 /// Errors of the geometry computations.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -179,39 +179,5 @@ impl GeometryConfig {
             .map_err(to_pair)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::Experiment;
-
-    const BASE: &str = r#"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-[training]
-eta = 0.5
-[simulation]
-n = [100]
-seeds = 2
-[time]
-t_max = 1.0
-[geometry]
-observables = ["conserved", "selection"]
-"#;
-
-    #[test]
-    fn geometry_section_validates_with_field_names() {
-        let e = Experiment::from_toml(BASE, "t").unwrap();
-        assert_eq!(e.config.geometry.unwrap().observables.len(), 2);
-        let err = |t: &str| Experiment::from_toml(t, "t").unwrap_err().to_string();
-        assert!(err(&BASE.replace("\"selection\"]", "\"selection\"]\nzero_tol = 2.0")).contains("geometry.zero_tol"));
-        assert!(err(&BASE.replace("\"selection\"]", "\"conserved\"]")).contains("geometry.observables"));
-        assert!(err(&BASE.replace("\"selection\"]", "\"bogus\"]")).contains("bogus"));
-        assert!(err(&BASE.replace("p = 2", "p = 2\na = [0.3, 0.7]")).contains("model.a"));
-        assert!(err(&BASE.replace("\"quadratic\"", "\"erf\"")).contains("model.activation"));
-        assert!(err(&BASE.replace("p_star = 1", "p_star = 3")).contains("model.p"));
     }
 }

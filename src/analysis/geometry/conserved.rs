@@ -84,7 +84,7 @@ pub fn orthogonal_part(ov: &Overlaps) -> Result<DMatrix<f64>, GeometryError> {
 /// (degenerate Gram matrix).
 ///
 /// ```
-/// use hdsgd::{geometry::conserved::conserved_quantity, model::{Activation, Model, Training}, overlaps::Overlaps};
+/// use hdsgd::{analysis::geometry::conserved::conserved_quantity, model::{Activation, Model, Training}, overlaps::Overlaps};
 /// use nalgebra::DMatrix;
 /// let model = Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0);
 /// let tr = Training { eta: 0.1, weight_decay: 0.0, batch: 1 };
@@ -142,7 +142,7 @@ pub fn observable_names(p_star: usize) -> Vec<String> {
 /// drift) and for an unknown name.
 ///
 /// ```
-/// use hdsgd::{geometry::conserved::observable_series, model::{Activation, Model, Training}, overlaps::Overlaps};
+/// use hdsgd::{analysis::geometry::conserved::observable_series, model::{Activation, Model, Training}, overlaps::Overlaps};
 /// use nalgebra::DMatrix;
 /// let model = Model::new(Activation::Quadratic, vec![0.5, 0.5], vec![1.0], 0.0);
 /// let tr = Training { eta: 0.1, weight_decay: 0.0, batch: 1 };

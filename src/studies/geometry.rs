@@ -1,5 +1,5 @@
-//! The `hdsgd run` hook of the geometry observables (`[geometry] observables`), called once after
-//! the run's own outputs are written:
+//! The `hdsgd run` hook of the geometry observables (`[geometry] observables`, the physics in
+//! [`crate::analysis::geometry`]), called once after the run's own outputs are written:
 //!
 //! * "conserved": `geometry.csv` with columns `n,seed,source,t,eg,qperp_min,drift,i_k_l…` (source `sgd` for the
 //!   simulation, `ode` for the matched ODE; i_k_l the entries k ≤ l of I(t) = M̃ᵀQ⊥⁻¹M̃, 0-based;
@@ -13,15 +13,19 @@
 //!   converged runs per N) and `selection.svg` (dist vs dist_min). The weights are not part of the
 //!   run results, so each run is simulated again from its seed (bit-identical: checked against the
 //!   run's recorded final overlaps), which doubles the simulation cost.
+//! * "escape": `escape.csv`, `escape.json`, `escape.svg`: the escape times of the run's width and
+//!   of every `[geometry] widths` (re-simulated), with the fit against ln N and the prediction
+//!   1/(2μ) ([`crate::analysis::geometry::overparam`]).
 
-use super::conserved::{conserved_quantity, orthogonal_part, relative_drift};
-use super::selection::{distance2, procrustes_minimum, selected_weights};
-use super::GeometryObservable;
-use crate::config::{Experiment, SimulatorKind};
-use crate::experiments::mean_std;
-use crate::experiments::output::write_atomic;
-use crate::experiments::plots::{self, Panel, Series};
-use crate::experiments::runner::{par_map_tasks, run_spec, tasks, RunResult};
+use super::output::write_atomic;
+use super::plots::{self, Panel, Series};
+use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
+use crate::analysis::fits::mean_std;
+use crate::analysis::geometry::conserved::{conserved_quantity, orthogonal_part, relative_drift};
+use crate::analysis::geometry::overparam::{crossing_time, fit_line, plateau_rate, trigamma};
+use crate::analysis::geometry::selection::{distance2, procrustes_minimum, selected_weights};
+use crate::analysis::geometry::GeometryObservable;
+use crate::config::{Experiment, OdeInitial, SimulatorKind};
 use crate::overlaps::Overlaps;
 use crate::simulators::direct::DirectSimulator;
 use crate::simulators::Simulator;
@@ -49,7 +53,7 @@ pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads:
             Some(w) => w.iter().map(|&p| p as usize).collect(),
             None => vec![exp.model.p()],
         };
-        super::overparam::escape_outputs(exp, results, dir, threads, &widths, cfg.escape_fraction)?;
+        escape_outputs(exp, results, dir, threads, &widths, cfg.escape_fraction)?;
     }
     Ok(())
 }
@@ -391,6 +395,153 @@ fn selection_outputs(
     )?;
     if exp.figures {
         plots::draw(&dir.join("selection.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
+
+/// The experiment with student width `p` (second layer re-resolved from the file's `model.a`).
+fn with_width(exp: &Experiment, p: usize) -> Result<Experiment> {
+    let mut e = exp.clone();
+    e.model.a = exp
+        .config
+        .model
+        .a
+        .resolve(p)
+        .map_err(|m| anyhow::anyhow!("invalid value for `geometry.widths`: model.a {m} for p = {p}"))?;
+    e.config.model.p = p as i64;
+    // Escape times need no matched ODE.
+    e.ode_initial = OdeInitial::Explicit;
+    e.explicit_initial = None;
+    Ok(e)
+}
+
+/// Escape-time study over `widths` (module docs): writes `escape.csv`
+/// (`p,n,seed,t_esc,eg_plateau,diverged_at`; empty t_esc when a run did not escape, empty
+/// diverged_at when it did not diverge; a run that diverged before escaping has no t_esc),
+/// `escape.json` (per p: μ, predicted slope 1/(2μ) and spread √ψ′(pp*/2)/(2μ), fitted intercept and slope of mean t_esc vs ln N, per-N mean ± s.e.) and
+/// `escape.svg`. `results` are the runs of the experiment's own width.
+pub fn escape_outputs(
+    exp: &Experiment,
+    results: &[RunResult],
+    dir: &Path,
+    threads: usize,
+    widths: &[usize],
+    fraction: f64,
+) -> Result<()> {
+    let mut csv = String::from("p,n,seed,t_esc,eg_plateau,diverged_at\n");
+    let mut per_p = vec![];
+    let mut panel = Panel {
+        title: format!("{}: plateau escape (e_g < {fraction}·plateau)", exp.name),
+        x_label: "N".into(),
+        y_label: "mean escape time".into(),
+        log_x: true,
+        log_y: false,
+        series: vec![],
+    };
+    for (ci, &p) in widths.iter().enumerate() {
+        let own = p == exp.model.p();
+        let e = with_width(exp, p)?;
+        let owned;
+        let runs: &[RunResult] = if own {
+            results
+        } else {
+            owned = simulate_all(&e, threads, false)?;
+            &owned
+        };
+        let p_teacher = &runs.first().context("no runs")?.trajectory.initial.p;
+        // The plateau and μ depend on P, which is exactly I for an orthonormal teacher; for a
+        // Gaussian teacher the first run's P is used for the prediction.
+        let (_, eg_plat, mu) = plateau_rate(&e.model, &e.training, e.sigma0, p_teacher)?;
+        let mut by_n = vec![];
+        let (mut xs, mut ys, mut ses) = (vec![], vec![], vec![]);
+        for &n in &e.ns {
+            let mut times = vec![];
+            let mut total = 0;
+            let mut diverged = 0;
+            for r in runs.iter().filter(|r| r.task.n == n) {
+                total += 1;
+                diverged += usize::from(r.trajectory.diverged_at.is_some());
+                let series: Vec<(f64, f64)> = r.trajectory.records.iter().map(|x| (x.t, x.eg)).collect();
+                let t = crossing_time(&series, fraction * eg_plat);
+                let _ = writeln!(
+                    csv,
+                    "{p},{n},{},{},{eg_plat},{}",
+                    r.task.seed_index,
+                    t.map(|x| x.to_string()).unwrap_or_default(),
+                    r.trajectory.diverged_at.map(|x| x.to_string()).unwrap_or_default()
+                );
+                times.extend(t);
+            }
+            let k = times.len() as f64;
+            let mean = times.iter().sum::<f64>() / k;
+            let sd = (times.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+            if !times.is_empty() {
+                xs.push((n as f64).ln());
+                ys.push(mean);
+                ses.push(if times.len() > 1 { sd / k.sqrt() } else { f64::NAN });
+            }
+            by_n.push(
+                json!({"n": n, "escaped": times.len(), "runs": total, "diverged": diverged,
+                "mean_t_esc": (!times.is_empty()).then_some(mean),
+                "se_t_esc": (times.len() > 1).then_some(sd / k.sqrt()),
+                "sd_t_esc": (times.len() > 1).then_some(sd)}),
+            );
+        }
+        let fit = fit_line(&xs, &ys);
+        // Standard error of the fitted slope from the standard errors of the means (independent
+        // seeds per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx².
+        let slope_se = {
+            let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+            let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+            let v: f64 = xs.iter().zip(&ses).map(|(x, se)| (x - mx).powi(2) * se * se).sum();
+            (sxx > 0.0 && v.is_finite()).then(|| v.sqrt() / sxx)
+        };
+        let slope_theory = 1.0 / (2.0 * mu);
+        // theory.md §6: the spread over seeds √ψ′(pp*/2)/(2μ), independent of N.
+        let sd_theory = trigamma((p * e.model.p_star()) as f64 / 2.0).sqrt() / (2.0 * mu);
+        per_p.push(json!({
+            "p": p, "a": e.model.a[0], "eg_plateau": eg_plat, "mu": mu, "slope_theory": slope_theory,
+            "sd_theory": sd_theory,
+            "fit_intercept": fit.map(|f| f.0), "fit_slope": fit.map(|f| f.1), "fit_slope_se": slope_se, "per_n": by_n,
+        }));
+        let nx: Vec<f64> = xs.iter().map(|x| x.exp()).collect();
+        let mut s = Series::line(format!("p = {p}"), nx.clone(), ys.clone(), ci);
+        s.markers = true;
+        panel.series.push(s);
+        if let Some((a, b)) = fit {
+            panel.series.push(Series::line(
+                format!("p = {p} fit, slope {b:.2}"),
+                nx.clone(),
+                xs.iter().map(|x| a + b * x).collect(),
+                ci,
+            ));
+            // Theory slope through the data's centre of mass.
+            let (mx, my) = (
+                xs.iter().sum::<f64>() / xs.len() as f64,
+                ys.iter().sum::<f64>() / ys.len() as f64,
+            );
+            let mut th = Series::line(
+                format!("p = {p} 1/(2μ) = {slope_theory:.2}"),
+                nx,
+                xs.iter().map(|x| my + slope_theory * (x - mx)).collect(),
+                ci,
+            );
+            th.dashed = true;
+            panel.series.push(th);
+        }
+    }
+    write_atomic(&dir.join("escape.csv"), csv.as_bytes())?;
+    let summary = json!({
+        "definition": "t_esc = first t with e_g < fraction · e_g(plateau of the full ODE from (σ0² I, M = 0)), ln e_g interpolated between records; fit: mean t_esc = A + B ln N; slope_theory = 1/(2μ)",
+        "fraction": fraction,
+        "per_p": per_p,
+    });
+    write_atomic(
+        &dir.join("escape.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    if exp.figures {
+        plots::draw(&dir.join("escape.svg"), &[panel], 1)?;
     }
     Ok(())
 }

@@ -1,0 +1,569 @@
+//! `hdsgd escape`: plateau-escape times per (N, seed) (theory.md §6, the measurement in
+//! [`crate::analysis::escape`]). Each run is simulated on the experiment's record grid until it
+//! escapes; the per-N statistics, the fit of mean t_esc = c·ln N + b and the predicted slope 1/(2μ)
+//! are written and printed.
+//!
+//! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (first line:
+//! the configuration hash); re-running the same command skips the (N, seed) already there.
+
+use super::output::{check_output_dir, write_atomic};
+use super::plateau::stability;
+use super::plots::{self, Panel, Series};
+use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
+use super::{output_dir, OutputOptions};
+use crate::analysis::escape::{
+    fit_log_n, ode_escape_time, summarize_runs, trigamma, usable_for_fit, EscapeConfig, EscapeDetector, EscapeRule,
+    EscapeRun, EscapeStatus, EscapeSummary,
+};
+use crate::analysis::fits::{linear_fit, LinearFit};
+use crate::analysis::geometry::{conserved, GeometryObservable};
+use crate::analysis::stability::{to_json, PlateauOptions, Stability};
+use crate::config::Experiment;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Simulates one run on the experiment's record grid until it escapes or reaches t_max.
+pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeRun {
+    let start = Instant::now();
+    let mut sim = build_simulator(exp, task);
+    let mut det = EscapeDetector::new(rule);
+    let mut last_t = 0.0;
+    let conserved = conserved_requested(exp);
+    let mut last_overlaps = None;
+    let traj = sim.run(&exp.grid, &mut |rec| {
+        last_t = rec.t;
+        if conserved {
+            last_overlaps = Some(rec.overlaps.clone());
+        }
+        match det.observe(rec.t, &rec.overlaps, rec.eg) {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    let (t_escape, status) = match (det.escaped(), traj.diverged_at) {
+        (Some(t), _) => (t, EscapeStatus::Escaped),
+        (None, Some(t)) => (t, EscapeStatus::Diverged),
+        (None, None) if det.reached_plateau() => (last_t, EscapeStatus::Censored),
+        (None, None) => (last_t, EscapeStatus::NoPlateau),
+    };
+    EscapeRun {
+        n: task.n,
+        seed_index: task.seed_index,
+        run_seed: task.seed,
+        t_escape,
+        status,
+        samples: traj.samples,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        // Undefined (singular Q⊥, non-finite overlaps) is None, an empty cell: files never hold NaN.
+        conserved_drift: last_overlaps
+            .map(|ov| {
+                let pts = [(0.0, &traj.initial), (last_t, &ov)];
+                conserved::observable_series(&pts, &exp.model, &exp.training, "cons_drift")[1]
+            })
+            .filter(|d| d.is_finite()),
+    }
+}
+
+/// Whether `[geometry] observables` lists "conserved".
+fn conserved_requested(exp: &Experiment) -> bool {
+    exp.config
+        .geometry
+        .as_ref()
+        .is_some_and(|g| g.requests(GeometryObservable::Conserved))
+}
+
+const RUNS_FILE: &str = "escape_runs.csv";
+const RUNS_HEADER: &str = "n,seed,run_seed,t_escape,censored,status,samples,wall_seconds";
+
+/// FNV-1a 64-bit hash (stable across platforms and versions, unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Hash of everything a run's escape time depends on (model, training, initialisation, simulator,
+/// seeds, grid, escape rule and crate version): resumed runs must match it.
+pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
+    let mut v = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": exp.model,
+        "training": exp.training,
+        "teacher": exp.teacher_init,
+        "sigma0": exp.sigma0,
+        "simulator": exp.simulator,
+        "base_seed": exp.base_seed,
+        "divergence_bound": exp.divergence_bound,
+        "grid": exp.grid,
+        "rule": format!("{rule:?}"),
+    });
+    // Added only when present, so that the hash of the default (uninformed) start is unchanged.
+    if let Some(mix) = &exp.init.student_mix {
+        v["student_mix"] = json!(mix);
+    }
+    if conserved_requested(exp) {
+        v["conserved_drift"] = json!(true);
+    }
+    format!("{:016x}", fnv1a(v.to_string().as_bytes()))
+}
+
+/// One line of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
+fn run_line(r: &EscapeRun) -> String {
+    let extra = r.conserved_drift.map(|d| format!(",{d}")).unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{},{}{extra}\n",
+        r.n,
+        r.seed_index,
+        r.run_seed,
+        r.t_escape,
+        r.censored() as u8,
+        r.status.as_str(),
+        r.samples,
+        r.wall_seconds
+    )
+}
+
+fn parse_line(line: &str) -> Option<EscapeRun> {
+    let f: Vec<&str> = line.split(',').collect();
+    if f.len() != 8 && f.len() != 9 {
+        return None;
+    }
+    Some(EscapeRun {
+        n: f[0].parse().ok()?,
+        seed_index: f[1].parse().ok()?,
+        run_seed: f[2].parse().ok()?,
+        t_escape: f[3].parse().ok()?,
+        status: EscapeStatus::parse(f[5])?,
+        samples: f[6].parse().ok()?,
+        wall_seconds: f[7].parse().ok()?,
+        conserved_drift: match f.get(8) {
+            Some(d) => Some(d.parse().ok()?),
+            None => None,
+        },
+    })
+}
+
+/// Reads the completed runs of a previous invocation: Ok(None) when there is no runs file,
+/// an error when it was written for another configuration (unless `force`, which discards it).
+fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<EscapeRun>>> {
+    let path = dir.join(RUNS_FILE);
+    if !path.exists() {
+        check_output_dir(dir, force)?;
+        return Ok(None);
+    }
+    if force {
+        std::fs::remove_file(&path)?;
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let found = first.strip_prefix("# config_hash=").unwrap_or("");
+    if found != hash {
+        bail!(
+            "{} was written for another configuration (hash {found:?}, now {hash}): pass --force to start afresh, or --out to choose another folder",
+            path.display()
+        );
+    }
+    // A line cut by an interruption fails to parse and is dropped (its run is simply redone).
+    Ok(Some(lines.skip(1).filter_map(parse_line).collect()))
+}
+
+/// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
+pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
+    if exp.ns.is_empty() {
+        bail!("`hdsgd escape` needs a [simulation] section");
+    }
+    let cfg = exp.config.escape.clone().unwrap_or_default();
+    let dir = output_dir(exp, opts);
+    let popts = PlateauOptions::default();
+    let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
+    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
+    let hash = config_hash(exp, &rule);
+    let previous = load_previous(&dir, &hash, opts.force)?.unwrap_or_default();
+    let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
+    let all = tasks(exp);
+    let todo: Vec<RunTask> = all
+        .iter()
+        .filter(|t| !done.contains(&(t.n, t.seed_index)))
+        .copied()
+        .collect();
+    std::fs::create_dir_all(&dir)?;
+    let runs_path = dir.join(RUNS_FILE);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&runs_path)?;
+    if previous.is_empty() && file.metadata()?.len() == 0 {
+        writeln!(file, "# config_hash={hash}\n{RUNS_HEADER}")?;
+    }
+    if opts.progress {
+        eprintln!(
+            "{}: μ = {:?}, e_g(plateau) = {:.6}; {} run(s) done before, {} to do",
+            exp.name,
+            stability.mu,
+            stability.plateau.eg,
+            previous.len(),
+            todo.len()
+        );
+    }
+    let file = Mutex::new(file);
+    let bar = if opts.progress {
+        let b = ProgressBar::new(todo.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
+                .expect("valid template"),
+        );
+        b.set_prefix(exp.name.clone());
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
+        let r = escape_run(exp, rule, task);
+        // One write per finished run, so an interruption loses only unfinished runs.
+        let mut f = file.lock().map_err(|_| anyhow::anyhow!("runs file lock poisoned"))?;
+        f.write_all(run_line(&r).as_bytes())?;
+        f.flush()?;
+        bar.inc(1);
+        Ok(r)
+    })?;
+    bar.finish_and_clear();
+    let mut runs = previous;
+    for r in new_runs {
+        runs.push(r?);
+    }
+    // Keep only this configuration's tasks, in task order.
+    let index: BTreeMap<(usize, u64), usize> = all.iter().enumerate().map(|(i, t)| ((t.n, t.seed_index), i)).collect();
+    runs.retain(|r| index.contains_key(&(r.n, r.seed_index)));
+    runs.sort_by_key(|r| index[&(r.n, r.seed_index)]);
+    runs.dedup_by_key(|r| (r.n, r.seed_index));
+    write_outputs(
+        exp,
+        &cfg,
+        &dir,
+        &runs,
+        &stability,
+        &popts,
+        start.elapsed().as_secs_f64(),
+        opts,
+    )?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    exp: &Experiment,
+    cfg: &EscapeConfig,
+    dir: &Path,
+    runs: &[EscapeRun],
+    stability: &Stability,
+    popts: &PlateauOptions,
+    wall: f64,
+    opts: &OutputOptions,
+) -> Result<()> {
+    let conserved = conserved_requested(exp);
+    let mut times = String::from("n,seed,t_escape,censored,status");
+    times.push_str(if conserved { ",conserved_drift\n" } else { "\n" });
+    for r in runs {
+        let _ = write!(
+            times,
+            "{},{},{},{},{}",
+            r.n,
+            r.seed_index,
+            r.t_escape,
+            r.censored() as u8,
+            r.status.as_str()
+        );
+        if conserved {
+            let _ = write!(
+                times,
+                ",{}",
+                r.conserved_drift.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        times.push('\n');
+    }
+    write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
+    let summaries = summarize_runs(runs);
+    let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
+    for s in &summaries {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            s.n,
+            (s.n as f64).ln(),
+            s.count,
+            s.censored,
+            s.diverged,
+            s.mean,
+            s.std,
+            s.se,
+            s.q25,
+            s.median,
+            s.q75
+        );
+    }
+    write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;
+    let fit = fit_log_n(&summaries);
+    let slope_theory = stability.escape_slope();
+    // The deterministic reference: the ODE's escape time from the typical initial size, at the
+    // experiment's N and far beyond (where its slope must tend to 1/(2μ)).
+    let rule = EscapeRule::new(cfg, stability.plateau.eg);
+    let t_long = 50.0 * exp.grid.last().copied().unwrap_or(1.0);
+    let p_teacher = exp.teacher_overlap();
+    let ode_at = |n: f64| {
+        ode_escape_time(
+            &exp.model,
+            &exp.training,
+            &exp.ode_options,
+            exp.sigma0,
+            &p_teacher,
+            rule,
+            n,
+            t_long,
+        )
+        .ok()
+        .flatten()
+    };
+    let ode_times: Vec<(usize, Option<f64>)> = summaries.iter().map(|s| (s.n, ode_at(s.n as f64))).collect();
+    let ode_fit = {
+        let (x, y): (Vec<f64>, Vec<f64>) = ode_times
+            .iter()
+            .filter_map(|(n, t)| t.map(|t| ((*n as f64).ln(), t)))
+            .unzip();
+        linear_fit(&x, &y, None)
+    };
+    let ode_large: Vec<(f64, Option<f64>)> = [1e4, 1e6, 1e8, 1e10, 1e12].iter().map(|&n| (n, ode_at(n))).collect();
+    let ode_local_slopes: Vec<serde_json::Value> = ode_large
+        .windows(2)
+        .map(|w| {
+            let slope = match (w[0].1, w[1].1) {
+                (Some(a), Some(b)) => Some((b - a) / (w[1].0 / w[0].0).ln()),
+                _ => None,
+            };
+            json!({"n_from": w[0].0, "n_to": w[1].0, "slope": slope})
+        })
+        .collect();
+    let pp = (exp.model.p() * exp.model.p_star()) as f64;
+    let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
+    let censored: usize = summaries.iter().map(|s| s.censored).sum();
+    let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
+    let fit_json = json!({
+        "model": "mean t_escape = slope·ln N + intercept, weighted least squares (weights 1/se², se of the parameters from the per-N se), over the N without censored runs",
+        "slope": fit.map(|f| f.slope),
+        "se_slope": fit.map(|f| f.se_slope),
+        "intercept": fit.map(|f| f.intercept),
+        "se_intercept": fit.map(|f| f.se_intercept),
+        "chi2": fit.map(|f| f.chi2),
+        "dof": fit.map(|f| f.dof),
+        "n_used": summaries.iter().filter(|s| usable_for_fit(s)).map(|s| s.n).collect::<Vec<_>>(),
+        "theory_slope": slope_theory,
+        "theory_std": std_theory,
+        "theory_std_formula": "√ψ′(p p*/2)/(2μ) (initial-overlap fluctuations only, theory.md §6)",
+        "slope_minus_theory_in_se": match (fit, slope_theory) { (Some(f), Some(s)) => Some((f.slope - s) / f.se_slope), _ => None },
+        "ode_typical_start": "ODE from Q0 = σ0² I, M0 = σ0/√N (all entries), same escape rule",
+        "ode_escape_times": ode_times.iter().map(|(n, t)| json!({"n": n, "t_escape": t})).collect::<Vec<_>>(),
+        "ode_slope_at_experiment_n": ode_fit.map(|f| f.slope),
+        "ode_local_slopes_large_n": ode_local_slopes,
+        "censored_runs": censored,
+        "diverged_runs": diverged,
+        "criterion": cfg,
+        "stability": to_json(exp.sigma0, stability, popts),
+    });
+    write_atomic(
+        &dir.join("escape_fit.json"),
+        serde_json::to_string_pretty(&fit_json)?.as_bytes(),
+    )?;
+    let summary = json!({
+        "crate": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "experiment": exp,
+        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
+        "wall_seconds_this_invocation": wall,
+        "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+        "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    {
+        println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
+        println!("  N      count censored diverged   mean      s.e.     std     median");
+        for s in &summaries {
+            println!(
+                "  {:<6} {:>5} {:>8} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+                s.n, s.count, s.censored, s.diverged, s.mean, s.se, s.std, s.median
+            );
+        }
+        if let Some(f) = fit {
+            println!(
+                "  fit: mean t_esc = ({:.4} ± {:.4})·ln N + ({:.4} ± {:.4}), χ²/dof = {:.3}/{}",
+                f.slope, f.se_slope, f.intercept, f.se_intercept, f.chi2, f.dof
+            );
+        }
+        if let (Some(s), Some(mu)) = (slope_theory, stability.mu) {
+            println!(
+                "  theory: μ = {mu:.6}, slope 1/(2μ) = {s:.4}; spread √ψ′(pp*/2)/(2μ) = {:.4}",
+                std_theory.unwrap_or(f64::NAN)
+            );
+        }
+        if let Some(f) = ode_fit {
+            let last = ode_local_slopes.last().and_then(|v| v["slope"].as_f64());
+            println!(
+                "  ODE from the typical start (M0 = σ0/√N): slope {:.4} over the experiment's N; local slope {:.4} at N = 1e10…1e12",
+                f.slope,
+                last.unwrap_or(f64::NAN)
+            );
+        }
+        if censored > diverged {
+            println!(
+                "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
+                censored - diverged
+            );
+        }
+        if diverged > 0 {
+            println!("  warning: {diverged} run(s) diverged (listed in escape_times.csv, left out of the means)");
+        }
+    }
+    if exp.figures {
+        figures(exp, dir, runs, &summaries, fit, slope_theory, &ode_times)?;
+    }
+    Ok(())
+}
+
+fn figures(
+    exp: &Experiment,
+    dir: &Path,
+    runs: &[EscapeRun],
+    summaries: &[EscapeSummary],
+    fit: Option<LinearFit>,
+    slope_theory: Option<f64>,
+    ode_times: &[(usize, Option<f64>)],
+) -> Result<()> {
+    // Empirical CDF per N (censored runs never reach the top).
+    let mut series = vec![];
+    for (ci, s) in summaries.iter().enumerate() {
+        let mut t: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.n == s.n && !r.censored())
+            .map(|r| r.t_escape)
+            .collect();
+        t.sort_by(f64::total_cmp);
+        let (mut x, mut y) = (vec![], vec![]);
+        for (i, &ti) in t.iter().enumerate() {
+            x.push(ti);
+            y.push(i as f64 / s.count as f64);
+            x.push(ti);
+            y.push((i + 1) as f64 / s.count as f64);
+        }
+        series.push(Series::line(format!("N = {}", s.n), x, y, ci));
+    }
+    plots::draw(
+        &dir.join("escape_ecdf.svg"),
+        &[Panel {
+            title: format!("{}: escape-time ECDF", exp.name),
+            x_label: "t_escape".into(),
+            y_label: "fraction escaped".into(),
+            log_x: false,
+            log_y: false,
+            series,
+        }],
+        1,
+    )?;
+    // Mean ± s.e. vs ln N, the fitted line and the predicted slope (through the weighted centroid
+    // of the points: the theory fixes the slope, not the intercept).
+    let pts: Vec<&EscapeSummary> = summaries.iter().filter(|s| s.mean.is_finite()).collect();
+    let x: Vec<f64> = pts.iter().map(|s| (s.n as f64).ln()).collect();
+    let y: Vec<f64> = pts.iter().map(|s| s.mean).collect();
+    let mut series = vec![];
+    let mut m = Series::line("mean ± s.e.", x.clone(), y.clone(), 0);
+    m.markers = true;
+    series.push(m);
+    for (xi, s) in x.iter().zip(&pts) {
+        series.push(Series::line("", vec![*xi, *xi], vec![s.mean - s.se, s.mean + s.se], 0));
+    }
+    if let (Some(lo), Some(hi)) = (x.first(), x.last()) {
+        let xs = vec![lo - 0.2, hi + 0.2];
+        if let Some(f) = fit {
+            series.push(Series::line(
+                format!("fit: slope {:.3} ± {:.3}", f.slope, f.se_slope),
+                xs.clone(),
+                xs.iter().map(|x| f.slope * x + f.intercept).collect(),
+                1,
+            ));
+        }
+        if let Some(c) = slope_theory {
+            let w: Vec<f64> = pts.iter().map(|s| 1.0 / (s.se * s.se).max(1e-300)).collect();
+            let sw: f64 = w.iter().sum();
+            let xm = w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>() / sw;
+            let ym = w.iter().zip(&y).map(|(w, y)| w * y).sum::<f64>() / sw;
+            let mut t = Series::line(
+                format!("theory: slope 1/(2μ) = {c:.3}"),
+                xs.clone(),
+                xs.iter().map(|x| ym + c * (x - xm)).collect(),
+                2,
+            );
+            t.dashed = true;
+            series.push(t);
+        }
+    }
+    let (ox, oy): (Vec<f64>, Vec<f64>) = ode_times
+        .iter()
+        .filter_map(|(n, t)| t.map(|t| ((*n as f64).ln(), t)))
+        .unzip();
+    if !ox.is_empty() {
+        let mut o = Series::line("ODE from M0 = σ0/√N", ox, oy, 3);
+        o.dashed = true;
+        series.push(o);
+    }
+    plots::draw(
+        &dir.join("escape_vs_logn.svg"),
+        &[Panel {
+            title: format!("{}: mean escape time vs ln N", exp.name),
+            x_label: "ln N".into(),
+            y_label: "mean t_escape".into(),
+            log_x: false,
+            log_y: false,
+            series,
+        }],
+        1,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_lines_round_trip() {
+        let r = EscapeRun {
+            n: 1000,
+            seed_index: 7,
+            run_seed: u64::MAX - 3,
+            t_escape: 0.1 + 0.2,
+            status: EscapeStatus::Censored,
+            samples: 123,
+            wall_seconds: 1.5,
+            conserved_drift: None,
+        };
+        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        let r = EscapeRun {
+            conserved_drift: Some(0.25),
+            ..r
+        };
+        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        assert_eq!(parse_line("1000,7,3,0.5,0,esc"), None);
+    }
+}

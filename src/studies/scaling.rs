@@ -1,0 +1,369 @@
+//! `hdsgd scaling`: finite-size scaling of the fluctuations around the overlap ODEs (theory.md §6;
+//! the estimators and the method are documented in [`crate::analysis::scaling`]). Simulates every
+//! (N, seed), compares with the matched and typical ODEs, writes `scaling.csv`, `scaling_fits.csv`,
+//! `summary.json` and figures.
+
+use super::output::{check_output_dir, write_atomic};
+use super::plots::{self, Panel, Series};
+use super::runner::{record_times, simulate_all, RunResult};
+use super::{output_dir, OutputOptions};
+use crate::analysis::fits::{summarize, PowerLawFit};
+use crate::analysis::geometry::{conserved, GeometryObservable};
+use crate::analysis::scaling::{fit_window, observable_value, window_stats, ObservableRuns, WindowStats, QUANTITIES};
+use crate::analysis::stability::symmetric_start;
+use crate::config::Experiment;
+use crate::ode::{integrate, OdeSolution};
+use crate::overlaps::Overlaps;
+use anyhow::{bail, Result};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// The series of observable `name` along a trajectory of (t, overlaps, e_g) points: [`observable_value`](crate::analysis::scaling::observable_value)
+/// pointwise, or for the conserved-quantity observables (`cons_k_l`, `cons_drift`, requested by
+/// `[geometry] observables = ["conserved"]`) [`conserved::observable_series`].
+fn observable_series(exp: &Experiment, name: &str, pts: &[(f64, &Overlaps, f64)]) -> Vec<f64> {
+    if name.starts_with("cons_") {
+        let tv: Vec<(f64, &Overlaps)> = pts.iter().map(|(t, ov, _)| (*t, *ov)).collect();
+        conserved::observable_series(&tv, &exp.model, &exp.training, name)
+    } else {
+        pts.iter().map(|(_, ov, eg)| observable_value(ov, *eg, name)).collect()
+    }
+}
+
+/// [`observable_series`] along an ODE solution.
+fn ode_series(exp: &Experiment, name: &str, o: &OdeSolution) -> Vec<f64> {
+    let pts: Vec<_> =
+        o.t.iter()
+            .zip(&o.overlaps)
+            .zip(&o.eg)
+            .map(|((t, ov), eg)| (*t, ov, *eg))
+            .collect();
+    observable_series(exp, name, &pts)
+}
+
+/// `hdsgd scaling`: simulate, compare with the matched and typical ODEs, write `scaling.csv`,
+/// `scaling_fits.csv`, `summary.json` and figures.
+pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
+    if exp.ns.len() < 2 {
+        bail!("`hdsgd scaling` needs a [simulation] section with at least two N");
+    }
+    if exp.seeds < 3 {
+        bail!("`hdsgd scaling` needs at least 3 seeds per N (simulation.seeds)");
+    }
+    let cfg = exp.config.scaling.clone().unwrap_or_default();
+    let dir = output_dir(exp, opts);
+    check_output_dir(&dir, opts.force)?;
+    let start = Instant::now();
+    let mut results = simulate_all(exp, opts.threads, opts.progress)?;
+    let diverged = results.iter().filter(|r| r.trajectory.diverged_at.is_some()).count();
+    // Matched ODEs (computed here when the experiment asked for an explicit one).
+    for r in results.iter_mut() {
+        if r.ode.is_none() {
+            let times: Vec<f64> = record_times(exp, r.task.n);
+            r.ode = Some(integrate(
+                &exp.model,
+                &exp.training,
+                &r.trajectory.initial,
+                &times,
+                &exp.ode_options,
+                |_, _: &_| false,
+            )?);
+        }
+    }
+    let (p, k) = (exp.model.p(), exp.model.p_star());
+    let typical_start = symmetric_start(p, exp.sigma0, &exp.teacher_overlap());
+    let mut names = vec!["eg".to_string()];
+    names.extend(Overlaps::column_names(p, k));
+    // The rotation-invariant observables: self-averaging even after the escape (module doc).
+    names.extend(["tr_q".to_string(), "norm_m".to_string()]);
+    let conserved = exp
+        .config
+        .geometry
+        .as_ref()
+        .is_some_and(|g| g.requests(GeometryObservable::Conserved));
+    if conserved {
+        // I(t) needs Q⊥ invertible, i.e. the p + p* rows of W, W* independent: p + p* ≤ N.
+        if let Some(&n) = exp.ns.iter().find(|&&n| n < p + k) {
+            bail!(
+                "simulation.n: N = {n} < p + p* = {}: the conserved quantity requested by geometry.observables needs p + p* ≤ N",
+                p + k
+            );
+        }
+        names.extend(conserved::observable_names(k));
+    }
+    let windows: Vec<[f64; 2]> = if cfg.windows.is_empty() {
+        vec![[
+            exp.grid.get(1).copied().unwrap_or(0.0),
+            *exp.grid.last().unwrap_or(&0.0),
+        ]]
+    } else {
+        cfg.windows.clone()
+    };
+
+    let mut csv = String::from("n,t,observable,mean,variance,mean_dev_matched,mean_dev_typical,ode_typical,n_seeds\n");
+    let mut fits_csv = String::from(
+        "observable,window_start,window_end,quantity,exponent,se_exponent,theory,log_prefactor,chi2,dof,n_points\n",
+    );
+    // per observable, per window: the per-N stats (for the figures)
+    let mut all_stats: Vec<Vec<Vec<WindowStats>>> = vec![vec![vec![]; windows.len()]; names.len()];
+    let mut all_fits: Vec<Vec<Vec<Option<PowerLawFit>>>> = vec![vec![]; names.len()];
+    let mut collapse: Collapse = vec![vec![]; names.len()];
+    for &n in &exp.ns {
+        let times = record_times(exp, n);
+        let typical = integrate(
+            &exp.model,
+            &exp.training,
+            &typical_start,
+            &times,
+            &exp.ode_options,
+            |_, _: &_| false,
+        )?;
+        // Runs that diverged do not have every record: only complete runs enter the statistics.
+        let runs: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.task.n == n && r.trajectory.records.len() == times.len())
+            .filter(|r| r.ode.as_ref().is_some_and(|o| o.t.len() == times.len()))
+            .collect();
+        if runs.len() < 3 {
+            bail!("N = {n}: fewer than 3 complete runs (divergences?)");
+        }
+        let typical_ok = typical.t.len() == times.len();
+        for (j, name) in names.iter().enumerate() {
+            let obs = ObservableRuns {
+                sim: runs
+                    .iter()
+                    .map(|r| {
+                        let pts: Vec<_> = r
+                            .trajectory
+                            .records
+                            .iter()
+                            .map(|rec| (rec.t, &rec.overlaps, rec.eg))
+                            .collect();
+                        observable_series(exp, name, &pts)
+                    })
+                    .collect(),
+                matched: runs
+                    .iter()
+                    .map(|r| {
+                        let o: &OdeSolution = r.ode.as_ref().expect("set above");
+                        ode_series(exp, name, o)
+                    })
+                    .collect(),
+                typical: if typical_ok {
+                    ode_series(exp, name, &typical)
+                } else {
+                    vec![f64::NAN; times.len()]
+                },
+            };
+            let (mut nvar, mut tt) = (vec![], vec![]);
+            for (kk, &t) in times.iter().enumerate() {
+                let vals: Vec<f64> = obs.sim.iter().map(|c| c[kk]).collect();
+                let s = summarize(&vals);
+                let dm: f64 = obs
+                    .sim
+                    .iter()
+                    .zip(&obs.matched)
+                    .map(|(a, b)| a[kk] - b[kk])
+                    .sum::<f64>()
+                    / vals.len() as f64;
+                let dt = s.mean - obs.typical[kk];
+                let _ = writeln!(
+                    csv,
+                    "{n},{t},{name},{},{},{},{},{},{}",
+                    cell(s.mean),
+                    cell(s.std * s.std),
+                    cell(dm),
+                    cell(dt),
+                    cell(obs.typical[kk]),
+                    vals.len()
+                );
+                if t > 0.0 {
+                    tt.push(t);
+                    nvar.push(n as f64 * s.std * s.std);
+                }
+            }
+            collapse[j].push((n, tt, nvar));
+            for (w, win) in windows.iter().enumerate() {
+                let idx: Vec<usize> = (0..times.len())
+                    .filter(|&kk| times[kk] >= win[0] && times[kk] <= win[1])
+                    .collect();
+                all_stats[j][w].push(window_stats(n, &obs, &idx));
+            }
+        }
+    }
+    let mut fit_summary = vec![];
+    for (j, name) in names.iter().enumerate() {
+        for (w, win) in windows.iter().enumerate() {
+            let fits = fit_window(&all_stats[j][w]);
+            for ((q, theory), f) in QUANTITIES.iter().zip(&fits) {
+                match f {
+                    Some(f) => {
+                        let _ = writeln!(
+                            fits_csv,
+                            "{name},{},{},{q},{},{},{theory},{},{},{},{}",
+                            win[0],
+                            win[1],
+                            f.exponent,
+                            f.se_exponent,
+                            f.log_prefactor,
+                            f.line.chi2,
+                            f.line.dof,
+                            f.line.dof + 2
+                        );
+                        fit_summary.push(json!({"observable": name, "window": win, "quantity": q, "exponent": f.exponent, "se": f.se_exponent, "theory": theory}));
+                    }
+                    None => {
+                        let _ = writeln!(fits_csv, "{name},{},{},{q},,,{theory},,,,0", win[0], win[1]);
+                    }
+                }
+            }
+            all_fits[j].push(fits);
+        }
+    }
+    write_atomic(&dir.join("scaling.csv"), csv.as_bytes())?;
+    write_atomic(&dir.join("scaling_fits.csv"), fits_csv.as_bytes())?;
+    let summary = json!({
+        "crate": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "experiment": exp,
+        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
+        "wall_seconds": start.elapsed().as_secs_f64(),
+        "diverged_runs": diverged,
+        "windows": windows,
+        "fits": fit_summary,
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!(
+        "{}: fitted exponents (std ∝ N^-b, theory 1/2; |mean dev| ∝ N^-a, theory 1)",
+        exp.name
+    );
+    for (j, name) in names.iter().enumerate() {
+        for (w, win) in windows.iter().enumerate() {
+            let f = &all_fits[j][w];
+            let show = |x: &Option<PowerLawFit>| match x {
+                Some(f) => format!("{:+.3} ± {:.3}", f.exponent, f.se_exponent),
+                None => "—".into(),
+            };
+            println!(
+                "  {name:<8} t∈[{}, {}]: b = {}, b(dev matched) = {}, a(matched) = {}, a(typical) = {}",
+                win[0],
+                win[1],
+                show(&f[0]),
+                show(&f[1]),
+                show(&f[2]),
+                show(&f[3])
+            );
+        }
+    }
+    if diverged > 0 {
+        println!("  warning: {diverged} run(s) diverged and were left out");
+    }
+    if exp.figures {
+        figures(exp, &dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
+    }
+    Ok(())
+}
+
+/// Per observable, per N: (N, times, N·variance).
+type Collapse = Vec<Vec<(usize, Vec<f64>, Vec<f64>)>>;
+type Picker = Box<dyn Fn(&WindowStats) -> f64>;
+
+fn figures(
+    exp: &Experiment,
+    dir: &Path,
+    names: &[String],
+    windows: &[[f64; 2]],
+    collapse: &Collapse,
+    stats: &[Vec<Vec<WindowStats>>],
+    fits: &[Vec<Vec<Option<PowerLawFit>>>],
+) -> Result<()> {
+    // Observables shown: e_g and the experiment's plot columns.
+    let shown: Vec<usize> = (0..names.len())
+        .filter(|&j| j == 0 || exp.plot_columns.contains(&names[j]))
+        .collect();
+    let mut panels = vec![];
+    for &j in &shown {
+        let series = collapse[j]
+            .iter()
+            .enumerate()
+            .map(|(ci, (n, t, y))| Series::line(format!("N = {n}"), t.clone(), y.clone(), ci))
+            .collect();
+        panels.push(Panel {
+            title: format!("{}: N·Var[{}]", exp.name, names[j]),
+            x_label: "t".into(),
+            y_label: "N × variance over seeds".into(),
+            log_x: exp.log_time,
+            log_y: true,
+            series,
+        });
+    }
+    plots::draw(&dir.join("scaling_collapse.svg"), &panels, 2)?;
+    // Std and |mean deviation| vs N (log–log) per window, with the fitted power laws.
+    let mut panels = vec![];
+    for &j in &shown {
+        for (w, win) in windows.iter().enumerate() {
+            let st = &stats[j][w];
+            let n: Vec<f64> = st.iter().map(|s| s.n as f64).collect();
+            let mut series = vec![];
+            let cols: [(&str, Picker); 3] = [
+                ("std", Box::new(|s: &WindowStats| s.std)),
+                (
+                    "|mean dev| matched",
+                    Box::new(|s: &WindowStats| s.mean_dev_matched.abs()),
+                ),
+                (
+                    "|mean dev| typical",
+                    Box::new(|s: &WindowStats| s.mean_dev_typical.abs()),
+                ),
+            ];
+            for (ci, ((label, f), fit)) in cols
+                .iter()
+                .zip([&fits[j][w][0], &fits[j][w][2], &fits[j][w][3]])
+                .enumerate()
+            {
+                let y: Vec<f64> = st.iter().map(f).collect();
+                let mut m = Series::line("", n.clone(), y, ci);
+                m.markers = true;
+                series.push(m);
+                if let (Some(fit), Some(lo), Some(hi)) = (fit, n.first(), n.last()) {
+                    let xs = vec![*lo, *hi];
+                    let ys = xs
+                        .iter()
+                        .map(|x: &f64| (fit.log_prefactor - fit.exponent * x.ln()).exp())
+                        .collect();
+                    series.push(Series::line(
+                        format!("{label}: N^-({:.2} ± {:.2})", fit.exponent, fit.se_exponent),
+                        xs,
+                        ys,
+                        ci,
+                    ));
+                }
+            }
+            panels.push(Panel {
+                title: format!("{} t∈[{}, {}]", names[j], win[0], win[1]),
+                x_label: "N".into(),
+                y_label: "window average".into(),
+                log_x: true,
+                log_y: true,
+                series,
+            });
+        }
+    }
+    plots::draw(&dir.join("scaling_fits.svg"), &panels, windows.len().max(1))?;
+    Ok(())
+}
+
+/// A CSV cell: the number, or an empty field when it is undefined (e.g. the conserved quantity along
+/// the typical ODE, which starts at M = 0 where I = 0): files never hold NaN.
+fn cell(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
+}
