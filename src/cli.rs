@@ -1,15 +1,23 @@
 //! The `hdsgd` command line.
 
 use crate::config::Experiment;
+use crate::studies::preflight::{self, Command as Cmd};
 use crate::studies::{self, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The exit codes, listed under every `--help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  invalid input (experiment file, pre-flight) or I/O error: nothing written, a previous output folder left as it was
+  2  usage error (unknown command or option, missing argument)
+  3  outputs written, but some runs diverged (each named on stderr with its time of divergence)";
+
 /// Online SGD in two-layer teacher–student networks: finite-N simulations against the overlap ODEs.
 #[derive(Debug, Parser)]
-#[command(name = "hdsgd", version, about, long_about = None)]
+#[command(name = "hdsgd", version, about, long_about = None, after_help = EXIT_CODES, subcommand_help_heading = "Commands")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +40,9 @@ pub struct ExperimentArgs {
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Lift the size limits of the pre-flight (memory, samples, widths; see README).
+    #[arg(long)]
+    pub allow_large: bool,
 }
 
 impl ExperimentArgs {
@@ -47,29 +58,65 @@ impl ExperimentArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(after_help = EXIT_CODES)]
 pub enum Command {
     /// Simulate every (N, seed), integrate the ODE, write trajectories.csv, ode.csv, summary.json, figures.
+    #[command(after_help = EXIT_CODES)]
     Run(ExperimentArgs),
     /// Integrate the overlap ODE only; write ode.csv, summary.json and a figure.
+    #[command(after_help = EXIT_CODES)]
     Ode(ExperimentArgs),
-    /// Validate an experiment file and print the resolved configuration.
-    Check {
-        /// Experiment file.
-        experiment: PathBuf,
-    },
+    /// Validate an experiment file, run the pre-flight (memory, samples, output folder, degenerate
+    /// designs) and print the resolved configuration (JSON, stdout) and the pre-flight (stderr).
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
     /// Plateau fixed point of the ODE and its linear stability (growth rate μ, escape slope 1/(2μ)).
+    #[command(after_help = EXIT_CODES)]
     Plateau(ExperimentArgs),
-    /// Plateau-escape times over seeds and N, with a fit of mean escape time vs log N.
+    /// Plateau-escape times over seeds and N, with a fit of mean escape time vs log N (resumable).
+    #[command(after_help = EXIT_CODES)]
     Escape(ExperimentArgs),
     /// Finite-size scaling of fluctuations and deviations from the ODE.
+    #[command(after_help = EXIT_CODES)]
     Scaling(ExperimentArgs),
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
+    #[command(after_help = EXIT_CODES)]
     Hessian(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
+    #[command(after_help = EXIT_CODES)]
     Bench(studies::bench::BenchArgs),
 }
 
-/// Entry point of the binary: parse, dispatch, report errors without panicking.
+/// `hdsgd check`.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Experiment file.
+    pub experiment: PathBuf,
+    /// The command to check for (default: `escape` for a file with an [escape] section, `scaling`
+    /// with [scaling], else `run`, or `ode` without [simulation]).
+    #[arg(long, value_enum)]
+    pub command: Option<Cmd>,
+    /// Output folder to check (default: the experiment's).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads to check for (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// As with --force: an existing output folder would be replaced.
+    #[arg(long)]
+    pub force: bool,
+    /// Lift the size limits of the pre-flight.
+    #[arg(long)]
+    pub allow_large: bool,
+}
+
+/// Exit code: invalid input or I/O error.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: outputs written, some runs diverged.
+pub const EXIT_DIVERGED: u8 = 3;
+
+/// Entry point of the binary: parse (usage errors exit with 2), dispatch, report errors without
+/// panicking (see [`EXIT_CODES`]).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
@@ -77,10 +124,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(d) = e.downcast_ref::<DivergedRuns>() {
                 eprintln!("error: outputs written, but {d}");
-                ExitCode::from(2)
+                ExitCode::from(EXIT_DIVERGED)
             } else {
                 eprintln!("error: {e:#}");
-                ExitCode::from(1)
+                ExitCode::from(EXIT_INVALID)
             }
         }
     }
@@ -92,6 +139,17 @@ fn load(path: &std::path::Path) -> anyhow::Result<Experiment> {
 
 /// Runs one command.
 pub fn dispatch(command: Command) -> anyhow::Result<()> {
+    let allow_large = match &command {
+        Command::Run(a)
+        | Command::Ode(a)
+        | Command::Plateau(a)
+        | Command::Escape(a)
+        | Command::Scaling(a)
+        | Command::Hessian(a) => a.allow_large,
+        Command::Check(c) => c.allow_large,
+        Command::Bench(_) => false,
+    };
+    preflight::set_allow_large(allow_large);
     match command {
         Command::Run(a) => {
             let exp = load(&a.experiment)?;
@@ -103,8 +161,20 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             let dir = studies::ode(&exp, &a.output_options())?;
             eprintln!("wrote {}", dir.display());
         }
-        Command::Check { experiment } => {
-            let exp = load(&experiment)?;
+        Command::Check(c) => {
+            let exp = load(&c.experiment)?;
+            let cmd = c.command.unwrap_or_else(|| Cmd::for_experiment(&exp));
+            let opts = OutputOptions {
+                out: c.out.clone(),
+                threads: c.threads,
+                force: c.force,
+                progress: false,
+            };
+            let plan = preflight::plan(&exp, cmd, &opts)?;
+            for w in &plan.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!("{}", plan.report());
             println!("{}", serde_json::to_string_pretty(&exp)?);
         }
         Command::Plateau(a) => studies::plateau::command(&load(&a.experiment)?, &a.output_options())?,

@@ -24,6 +24,12 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
+/// Largest student or teacher width an experiment file may ask for (the pre-flight of the
+/// commands has a lower limit, lifted by `--allow-large`).
+pub const MAX_WIDTH_HARD: usize = 1024;
+/// Largest number of record times (`time.points`, the length of `time.times`).
+pub const MAX_POINTS: usize = 1_000_000;
+
 fn field_err(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
@@ -322,6 +328,14 @@ impl Experiment {
         }
         let p = positive(c.model.p, "model.p")?;
         let p_star = positive(c.model.p_star, "model.p_star")?;
+        for (w, f) in [(p, "model.p"), (p_star, "model.p_star")] {
+            if w > MAX_WIDTH_HARD {
+                return Err(field_err(
+                    f,
+                    format!("{w} exceeds {MAX_WIDTH_HARD}, the largest width hdsgd handles"),
+                ));
+            }
+        }
         let a = c.model.a.resolve(p).map_err(|m| field_err("model.a", m))?;
         let v = c.model.v.resolve(p_star).map_err(|m| field_err("model.v", m))?;
         non_negative(c.model.noise, "model.noise")?;
@@ -386,6 +400,12 @@ impl Experiment {
                 if times.is_empty() {
                     return Err(field_err("time.times", "must not be empty"));
                 }
+                if times.len() > MAX_POINTS {
+                    return Err(field_err(
+                        "time.times",
+                        format!("{} record times exceed the limit of {MAX_POINTS}", times.len()),
+                    ));
+                }
                 for &x in times {
                     if !(x.is_finite() && (0.0..=t.t_max).contains(&x)) {
                         return Err(field_err(
@@ -405,6 +425,12 @@ impl Experiment {
             }
             None => {
                 let points = positive(t.points, "time.points")?;
+                if points > MAX_POINTS {
+                    return Err(field_err(
+                        "time.points",
+                        format!("{points} record times exceed the limit of {MAX_POINTS}"),
+                    ));
+                }
                 let t_min = t.t_min.unwrap_or(t.t_max / 1000.0);
                 if t.grid == GridKind::Log && !(t_min > 0.0 && t_min < t.t_max) {
                     return Err(field_err(

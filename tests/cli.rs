@@ -163,7 +163,7 @@ fn diverging_run_is_reported_with_its_time() {
     let file = write(tmp.path(), "div.toml", &text);
     let out = tmp.path().join("out");
     let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("diverged at t ="), "{err}");
     assert!(err.contains("simulation run N = 60"), "{err}");

@@ -14,11 +14,40 @@ use serde::{Deserialize, Serialize};
 /// * `"uniform"`: every weight equal to 1/width (the averaging committee);
 /// * `"ones"`: every weight 1;
 /// * an explicit list of `width` numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SecondLayer {
     Named(SecondLayerKind),
     Explicit(Vec<f64>),
+}
+
+/// By hand rather than `untagged`, so that a wrong value says what is allowed (an untagged enum
+/// says only that no variant matched).
+impl<'de> Deserialize<'de> for SecondLayer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecondLayer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#""uniform", "ones" or a list of numbers"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecondLayer, E> {
+                match v {
+                    "uniform" => Ok(SecondLayer::Named(SecondLayerKind::Uniform)),
+                    "ones" => Ok(SecondLayer::Named(SecondLayerKind::Ones)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SecondLayer, A::Error> {
+                let mut w = Vec::new();
+                while let Some(x) = seq.next_element::<f64>()? {
+                    w.push(x);
+                }
+                Ok(SecondLayer::Explicit(w))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Named second layers, see [`SecondLayer`].
@@ -136,5 +165,24 @@ mod tests {
             vec![1.0, 1.0]
         );
         assert!(SecondLayer::Explicit(vec![1.0]).resolve(2).is_err());
+    }
+
+    /// A wrong second layer says which values are allowed; lists of integers are numbers.
+    #[test]
+    fn second_layer_from_toml() {
+        #[derive(Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            a: SecondLayer,
+        }
+        let e = toml::from_str::<T>("a = \"twos\"").err().unwrap().to_string();
+        assert!(
+            e.contains("\"uniform\", \"ones\" or a list of numbers") && e.contains("twos"),
+            "{e}"
+        );
+        assert!(toml::from_str::<T>("a = 3").is_err());
+        assert!(toml::from_str::<T>("a = [1, \"x\"]").is_err());
+        let t: T = toml::from_str("a = [1, 0.5]").unwrap();
+        assert_eq!(t.a, SecondLayer::Explicit(vec![1.0, 0.5]));
     }
 }

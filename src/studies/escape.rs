@@ -3,14 +3,18 @@
 //! escapes; the per-N statistics, the fit of mean t_esc = c·ln N + b and the predicted slope 1/(2μ)
 //! are written and printed.
 //!
-//! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (first line:
-//! the configuration hash); re-running the same command skips the (N, seed) already there.
+//! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (its
+//! configuration hash in `escape_runs.json`, [`super::journal`]); re-running the same command skips
+//! the (N, seed) already there.
 
-use super::output::{check_output_dir, write_atomic};
+use super::journal::Journal;
+use super::outdir::Staging;
+use super::output::write_atomic;
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
+use super::preflight::{preflight, Command};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
-use super::{output_dir, OutputOptions};
+use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::escape::{
     fit_log_n, ode_escape_time, summarize_runs, trigamma, usable_for_fit, EscapeConfig, EscapeDetector, EscapeRule,
     EscapeRun, EscapeStatus, EscapeSummary,
@@ -24,10 +28,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Simulates one run on the experiment's record grid until it escapes or reaches t_max.
@@ -80,8 +82,19 @@ fn conserved_requested(exp: &Experiment) -> bool {
         .is_some_and(|g| g.requests(GeometryObservable::Conserved))
 }
 
-const RUNS_FILE: &str = "escape_runs.csv";
+/// The resume journal (`escape_runs.csv`, its hash in `escape_runs.json`).
+pub const RUNS_FILE: &str = "escape_runs.csv";
+const RUNS_NAME: &str = "escape_runs";
 const RUNS_HEADER: &str = "n,seed,run_seed,t_escape,censored,status,samples,wall_seconds";
+
+/// The journal's header: [`RUNS_HEADER`], plus `conserved_drift` when measured.
+fn runs_header(exp: &Experiment) -> String {
+    if conserved_requested(exp) {
+        format!("{RUNS_HEADER},conserved_drift")
+    } else {
+        RUNS_HEADER.to_string()
+    }
+}
 
 /// FNV-1a 64-bit hash (stable across platforms and versions, unlike std's hasher).
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -118,11 +131,12 @@ pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
     format!("{:016x}", fnv1a(v.to_string().as_bytes()))
 }
 
-/// One line of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
+/// One line of the runs file (without newline): the RUNS_HEADER columns, plus `conserved_drift`
+/// when measured.
 fn run_line(r: &EscapeRun) -> String {
     let extra = r.conserved_drift.map(|d| format!(",{d}")).unwrap_or_default();
     format!(
-        "{},{},{},{},{},{},{},{}{extra}\n",
+        "{},{},{},{},{},{},{},{}{extra}",
         r.n,
         r.seed_index,
         r.run_seed,
@@ -154,44 +168,22 @@ fn parse_line(line: &str) -> Option<EscapeRun> {
     })
 }
 
-/// Reads the completed runs of a previous invocation: Ok(None) when there is no runs file,
-/// an error when it was written for another configuration (unless `force`, which discards it).
-fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<EscapeRun>>> {
-    let path = dir.join(RUNS_FILE);
-    if !path.exists() {
-        check_output_dir(dir, force)?;
-        return Ok(None);
-    }
-    if force {
-        std::fs::remove_file(&path)?;
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or("");
-    let found = first.strip_prefix("# config_hash=").unwrap_or("");
-    if found != hash {
-        bail!(
-            "{} was written for another configuration (hash {found:?}, now {hash}): pass --force to start afresh, or --out to choose another folder",
-            path.display()
-        );
-    }
-    // A line cut by an interruption fails to parse and is dropped (its run is simply redone).
-    Ok(Some(lines.skip(1).filter_map(parse_line).collect()))
-}
-
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     if exp.ns.is_empty() {
         bail!("`hdsgd escape` needs a [simulation] section");
     }
+    let opts = &preflight(exp, Command::Escape, opts)?;
     let cfg = exp.config.escape.clone().unwrap_or_default();
     let dir = output_dir(exp, opts);
     let popts = PlateauOptions::default();
     let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
     let rule = EscapeRule::new(&cfg, stability.plateau.eg);
     let hash = config_hash(exp, &rule);
-    let previous = load_previous(&dir, &hash, opts.force)?.unwrap_or_default();
+    let header = runs_header(exp);
+    let opened = Journal::open(&dir, RUNS_NAME, &header, &hash, opts.force, |l| parse_line(l).is_some())?;
+    let journal = opened.journal;
+    let previous: Vec<EscapeRun> = opened.lines.iter().filter_map(|l| parse_line(l)).collect();
     let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
     let all = tasks(exp);
     let todo: Vec<RunTask> = all
@@ -199,23 +191,21 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         .filter(|t| !done.contains(&(t.n, t.seed_index)))
         .copied()
         .collect();
-    std::fs::create_dir_all(&dir)?;
-    let runs_path = dir.join(RUNS_FILE);
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&runs_path)?;
-    if previous.is_empty() && file.metadata()?.len() == 0 {
-        writeln!(file, "# config_hash={hash}\n{RUNS_HEADER}")?;
-    }
-    if opts.progress {
-        eprintln!(
-            "{}: μ = {:?}, e_g(plateau) = {:.6}; {} run(s) done before, {} to do",
-            exp.name,
-            stability.mu,
-            stability.plateau.eg,
-            previous.len(),
-            todo.len()
-        );
-    }
-    let file = Mutex::new(file);
+    eprintln!(
+        "{}: μ = {}, e_g(plateau) = {:.6}; {}: {} run(s) done before, {} to do",
+        exp.name,
+        stability
+            .mu
+            .map_or("none (stable plateau)".to_string(), |m| format!("{m:.6}")),
+        stability.plateau.eg,
+        if opened.resumed {
+            format!("resuming {}", dir.display())
+        } else {
+            format!("new study in {}", dir.display())
+        },
+        previous.len(),
+        todo.len()
+    );
     let bar = if opts.progress {
         let b = ProgressBar::new(todo.len() as u64);
         b.set_style(
@@ -230,10 +220,8 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let start = Instant::now();
     let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
         let r = escape_run(exp, rule, task);
-        // One write per finished run, so an interruption loses only unfinished runs.
-        let mut f = file.lock().map_err(|_| anyhow::anyhow!("runs file lock poisoned"))?;
-        f.write_all(run_line(&r).as_bytes())?;
-        f.flush()?;
+        // One whole line per finished run, so an interruption loses only unfinished runs.
+        journal.append(&run_line(&r))?;
         bar.inc(1);
         Ok(r)
     })?;
@@ -247,16 +235,32 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     runs.retain(|r| index.contains_key(&(r.n, r.seed_index)));
     runs.sort_by_key(|r| index[&(r.n, r.seed_index)]);
     runs.dedup_by_key(|r| (r.n, r.seed_index));
+    let stage = Staging::begin(&dir, true)?;
+    journal.copy_into(stage.path())?;
     write_outputs(
         exp,
         &cfg,
-        &dir,
+        stage.path(),
         &runs,
         &stability,
         &popts,
         start.elapsed().as_secs_f64(),
         opts,
     )?;
+    stage.commit()?;
+    let diverged: Vec<Divergence> = runs
+        .iter()
+        .filter(|r| r.status == EscapeStatus::Diverged)
+        .map(|r| Divergence {
+            n: r.n,
+            seed: r.seed_index as i64,
+            what: "simulation",
+            t: r.t_escape,
+        })
+        .collect();
+    if !diverged.is_empty() {
+        return Err(DivergedRuns(diverged).into());
+    }
     Ok(())
 }
 

@@ -14,7 +14,9 @@
 //! Outputs: `hessian.json` (counts, expected counts, min/max, bulk prediction) and
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
-use super::output::{check_output_dir, write_atomic};
+use super::outdir::Staging;
+use super::output::write_atomic;
+use super::preflight::{preflight, Command};
 use super::runner::{initial_overlaps, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::geometry::conserved::check_model;
@@ -99,8 +101,9 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     if n < p + k {
         bail!("invalid value for `geometry.hessian_n`: N = {n} < p + p* = {}", p + k);
     }
-    let dir = output_dir(exp, opts);
-    check_output_dir(&dir, opts.force)?;
+    let opts = &preflight(exp, Command::Hessian, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let dir = stage.path().to_path_buf();
     let GeometryConfig { zero_tol, .. } = cfg;
     let start = match &exp.explicit_initial {
         Some(ov) => ov.clone(),
@@ -186,6 +189,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     write_atomic(&dir.join("hessian_spectra.csv"), csv.as_bytes())?;
+    let dir = stage.commit()?;
     eprintln!("wrote {}", dir.display());
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `hdsgd ode`: integrate the overlap ODE without simulating (matched: from each run's exact
 //! initial overlaps; explicit: from `[init] q0, m0, p`), write `ode.csv`, `summary.json` and a figure.
 
-use super::output::{check_output_dir, trajectory_header, write_atomic};
+use super::outdir::Staging;
+use super::output::{trajectory_header, write_atomic};
 use super::plots::{self, Panel, Series};
+use super::preflight::{preflight, Command};
 use super::run::{explicit_ode, ode_rows};
 use super::runner::{self, initial_overlaps, tasks};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, OutputOptions};
@@ -22,8 +24,9 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
             exp.model.activation.name()
         );
     }
-    let dir = output_dir(exp, opts);
-    check_output_dir(&dir, opts.force)?;
+    let opts = &preflight(exp, Command::Ode, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let dir = stage.path().to_path_buf();
     let start = Instant::now();
     let (p, k) = (exp.model.p(), exp.model.p_star());
     let mut csv = trajectory_header(p, k) + "\n";
@@ -78,6 +81,7 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         }
         plots::draw(&dir.join("ode.svg"), &panels, 1)?;
     }
+    let dir = stage.commit()?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }

@@ -26,6 +26,7 @@ pub fn check_output_dir(dir: &Path, force: bool) -> Result<()> {
 /// Writes `bytes` to `path` via a temporary file in the same folder and a rename, so that a
 /// reader never sees a half-written file. Creates the folder if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    super::outdir::fault_point(&format!("write {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path

@@ -1,12 +1,14 @@
 //! `hdsgd plateau`: the plateau fixed point of an experiment's ODE and its linear stability
 //! ([`crate::analysis::stability`]), printed, and written as `plateau.json` with `--out`.
 
+use super::outdir::Staging;
 use super::output::write_atomic;
+use super::preflight::{preflight, Command};
 use super::OutputOptions;
 use crate::analysis::stability::{analyse, to_json, PlateauOptions, Stability};
 use crate::config::Experiment;
 use crate::overlaps::Overlaps;
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// The stability analysis of an experiment: its model and training, from Q₀ = σ₀² I, M₀ = 0, P
 /// from `[init] p` (else the identity).
@@ -24,6 +26,8 @@ pub fn stability(exp: &Experiment, opts: &PlateauOptions) -> Result<Stability> {
 /// `hdsgd plateau`: prints the plateau, e_g there, the Jacobian's eigenvalues, μ and 1/(2μ);
 /// with `--out` also writes `plateau.json` there.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
+    let opts = &preflight(exp, Command::Plateau, opts)?;
+    let stage = opts.out.as_ref().map(|d| Staging::begin(d, opts.force)).transpose()?;
     let popts = PlateauOptions::default();
     let s = stability(exp, &popts)?;
     let names = Overlaps::column_names(exp.model.p(), exp.model.p_star());
@@ -70,16 +74,13 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         }
         _ => println!("  the fixed point is linearly stable: no escape"),
     }
-    if let Some(dir) = &opts.out {
-        let path = dir.join("plateau.json");
-        if path.exists() && !opts.force {
-            bail!("{} exists: pass --force to overwrite it", path.display());
-        }
+    if let Some(stage) = stage {
         write_atomic(
-            &path,
+            &stage.path().join("plateau.json"),
             serde_json::to_string_pretty(&to_json(exp.sigma0, &s, &popts))?.as_bytes(),
         )?;
-        println!("wrote {}", path.display());
+        let dir = stage.commit()?;
+        println!("wrote {}", dir.join("plateau.json").display());
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ fn range(series: &[Series], log: bool, pick: impl Fn(&Series) -> Vec<f64>) -> (f
 
 /// Draws `panels` in a grid of `cols` columns into an SVG file.
 pub fn draw(path: &Path, panels: &[Panel], cols: usize) -> Result<()> {
+    super::outdir::fault_point(&format!("draw {}", path.display()))?;
     let cols = cols.max(1).min(panels.len().max(1));
     let rows = panels.len().div_ceil(cols).max(1);
     let root = SVGBackend::new(path, (520 * cols as u32, 400 * rows as u32)).into_drawing_area();

@@ -2,8 +2,10 @@
 //! exact initial overlaps; or explicit), write `trajectories.csv`, `ode.csv`, `summary.json`, the
 //! figures and the requested geometry observables.
 
-use super::output::{check_output_dir, push_row, trajectory_header, write_atomic};
+use super::outdir::Staging;
+use super::output::{push_row, trajectory_header, write_atomic};
 use super::plots::{self, Panel, Series};
+use super::preflight::{preflight, Command};
 use super::runner::{simulate_all, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::fits::mean_std;
@@ -28,8 +30,9 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     if exp.ns.is_empty() {
         bail!("`hdsgd run` needs a [simulation] section (use `hdsgd ode` for ODE-only experiments)");
     }
-    let dir = output_dir(exp, opts);
-    check_output_dir(&dir, opts.force)?;
+    let opts = &preflight(exp, Command::Run, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let dir = stage.path().to_path_buf();
     let start = Instant::now();
     let results = simulate_all(exp, opts.threads, opts.progress)?;
     let (p, k) = (exp.model.p(), exp.model.p_star());
@@ -87,6 +90,7 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         figures(exp, &dir, &results, explicit.as_ref())?;
     }
     super::geometry::observe_run(exp, &results, &dir, opts.threads)?;
+    let dir = stage.commit()?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }

@@ -94,9 +94,13 @@ pub fn progress_bar(total: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} {human_pos}/{human_len} samples, {per_sec}, ETA {eta}",
+            "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} {human_pos}/{human_len} samples, {rate}, ETA {eta}",
         )
-        .expect("valid template"),
+        .expect("valid template")
+        // Whole samples per second ({per_sec} prints four decimals).
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}/s", indicatif::HumanCount(s.per_sec().max(0.0) as u64));
+        }),
     );
     bar.set_prefix(label.to_string());
     bar

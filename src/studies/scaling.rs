@@ -3,8 +3,10 @@
 //! (N, seed), compares with the matched and typical ODEs, writes `scaling.csv`, `scaling_fits.csv`,
 //! `summary.json` and figures.
 
-use super::output::{check_output_dir, write_atomic};
+use super::outdir::Staging;
+use super::output::write_atomic;
 use super::plots::{self, Panel, Series};
+use super::preflight::{preflight, Command};
 use super::runner::{record_times, simulate_all, RunResult};
 use super::{output_dir, OutputOptions};
 use crate::analysis::fits::{summarize, PowerLawFit};
@@ -53,8 +55,9 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         bail!("`hdsgd scaling` needs at least 3 seeds per N (simulation.seeds)");
     }
     let cfg = exp.config.scaling.clone().unwrap_or_default();
-    let dir = output_dir(exp, opts);
-    check_output_dir(&dir, opts.force)?;
+    let opts = &preflight(exp, Command::Scaling, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let dir = stage.path().to_path_buf();
     let start = Instant::now();
     let mut results = simulate_all(exp, opts.threads, opts.progress)?;
     let diverged = results.iter().filter(|r| r.trajectory.diverged_at.is_some()).count();
@@ -266,6 +269,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     if exp.figures {
         figures(exp, &dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
     }
+    stage.commit()?;
     Ok(())
 }
 
