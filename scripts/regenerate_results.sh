@@ -15,10 +15,11 @@ done
 if [[ "${1:-}" == "--all" ]]; then
   for exp in escape_quadratic_p1 escape_quadratic_p2 escape_quadratic_p4 escape_quadratic_p2_chain \
              escape_quadratic_p4_chain escape_quadratic_chain escape_quadratic_chain_full; do
-    "$bin" escape "experiments/$exp.toml" --force --quiet
+    # Exit code 3: outputs written, some runs diverged (a measured outcome of these studies).
+    "$bin" escape "experiments/$exp.toml" --force --quiet || [[ $? -eq 3 ]]
   done
   for exp in scaling_quadratic scaling_erf scaling_quadratic_chain; do
-    "$bin" scaling "experiments/$exp.toml" --force --quiet
+    "$bin" scaling "experiments/$exp.toml" --force --quiet || [[ $? -eq 3 ]]
   done
   for exp in geometry_conserved geometry_conserved_gf geometry_selection overparam_quadratic overparam_quadratic_pstar2; do
     "$bin" run "experiments/$exp.toml" --force --quiet

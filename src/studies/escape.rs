@@ -9,7 +9,7 @@
 
 use super::journal::Journal;
 use super::outdir::Staging;
-use super::output::write_atomic;
+use super::output::{cell, write_atomic};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
@@ -301,6 +301,7 @@ fn write_outputs(
     let summaries = summarize_runs(runs);
     let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
     for s in &summaries {
+        // Undefined statistics (every run censored: no mean, no quantile) are empty cells.
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{},{},{},{},{},{}",
@@ -309,12 +310,12 @@ fn write_outputs(
             s.count,
             s.censored,
             s.diverged,
-            s.mean,
-            s.std,
-            s.se,
-            s.q25,
-            s.median,
-            s.q75
+            cell(s.mean),
+            cell(s.std),
+            cell(s.se),
+            cell(s.q25),
+            cell(s.median),
+            cell(s.q75)
         );
     }
     write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;

@@ -17,7 +17,7 @@
 //!   of every `[geometry] widths` (re-simulated), with the fit against ln N and the prediction
 //!   1/(2μ) ([`crate::analysis::geometry::overparam`]).
 
-use super::output::write_atomic;
+use super::output::{cell, write_atomic};
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
 use crate::analysis::fits::mean_std;
@@ -145,13 +145,13 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
         for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
             let Some(s) = s else { continue };
             for pt in s {
-                let _ = write!(csv, "{n},{seed},{name},{},{},{},", pt.t, pt.eg, pt.qperp_min);
+                let _ = write!(csv, "{n},{seed},{name},{},{},{},", pt.t, pt.eg, cell(pt.qperp_min));
                 match &pt.value {
                     Some((i, d)) => {
-                        let _ = write!(csv, "{d}");
+                        let _ = write!(csv, "{}", cell(*d));
                         for a in 0..k {
                             for b in a..k {
-                                let _ = write!(csv, ",{}", i[(a, b)]);
+                                let _ = write!(csv, ",{}", cell(i[(a, b)]));
                             }
                         }
                     }
@@ -330,12 +330,12 @@ fn selection_outputs(
             "{},{},{},{},{},{},{},{}",
             r.n,
             r.seed,
-            r.eg_final,
+            cell(r.eg_final),
             r.converged,
-            r.dist,
-            r.dist_min,
-            r.dist / r.dist_min,
-            r.dist_to_selected
+            cell(r.dist),
+            cell(r.dist_min),
+            cell(r.dist / r.dist_min),
+            cell(r.dist_to_selected)
         );
     }
     write_atomic(&dir.join("selection.csv"), csv.as_bytes())?;

@@ -39,6 +39,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A CSV cell of a number: its shortest round-trip form, or an empty field when it is undefined
+/// (NaN, ±∞): no CSV of hdsgd holds a NaN or inf literal.
+pub fn cell(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Header of the trajectory tables: `n,seed,t,eg,train_loss,q_i_j…,m_i_k…`.
 pub fn trajectory_header(p: usize, p_star: usize) -> String {
     let mut h = String::from("n,seed,t,eg,train_loss");

@@ -8,7 +8,7 @@ use super::output::write_atomic;
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::runner::{record_times, simulate_all, RunResult};
-use super::{output_dir, OutputOptions};
+use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::fits::{summarize, PowerLawFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
 use crate::analysis::scaling::{fit_window, observable_value, window_stats, ObservableRuns, WindowStats, QUANTITIES};
@@ -208,10 +208,10 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                             "{name},{},{},{q},{},{},{theory},{},{},{},{}",
                             win[0],
                             win[1],
-                            f.exponent,
-                            f.se_exponent,
-                            f.log_prefactor,
-                            f.line.chi2,
+                            cell(f.exponent),
+                            cell(f.se_exponent),
+                            cell(f.log_prefactor),
+                            cell(f.line.chi2),
                             f.line.dof,
                             f.line.dof + 2
                         );
@@ -270,6 +270,20 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         figures(exp, &dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
     }
     stage.commit()?;
+    let diverged: Vec<Divergence> = results
+        .iter()
+        .filter_map(|r| {
+            r.trajectory.diverged_at.map(|t| Divergence {
+                n: r.task.n,
+                seed: r.task.seed_index as i64,
+                what: "simulation",
+                t,
+            })
+        })
+        .collect();
+    if !diverged.is_empty() {
+        return Err(DivergedRuns(diverged).into());
+    }
     Ok(())
 }
 
