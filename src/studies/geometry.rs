@@ -20,9 +20,10 @@
 use super::output::write_atomic;
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
+use crate::analysis::fits::linear_fit;
 use crate::analysis::fits::mean_std;
 use crate::analysis::geometry::conserved::{conserved_quantity, orthogonal_part, relative_drift};
-use crate::analysis::geometry::overparam::{crossing_time, fit_line, plateau_rate, trigamma};
+use crate::analysis::geometry::overparam::{crossing_time, plateau_rate, trigamma};
 use crate::analysis::geometry::selection::{distance2, procrustes_minimum, selected_weights};
 use crate::analysis::geometry::GeometryObservable;
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
@@ -487,7 +488,8 @@ pub fn escape_outputs(
                 "sd_t_esc": (times.len() > 1).then_some(sd)}),
             );
         }
-        let fit = fit_line(&xs, &ys);
+        // Ordinary least squares (unweighted): the slope's error is `slope_se` below.
+        let fit = linear_fit(&xs, &ys, None).map(|f| (f.intercept, f.slope));
         // Standard error of the fitted slope from the standard errors of the means (independent
         // seeds per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx².
         let slope_se = {
