@@ -6,7 +6,7 @@
 //! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (first line:
 //! the configuration hash); re-running the same command skips the (N, seed) already there.
 
-use super::output::{check_output_dir, num, opt, write_atomic, CsvTable};
+use super::output::{check_output_dir, num, opt, summary as output_summary, write_json, CsvTable};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
@@ -403,23 +403,17 @@ fn write_outputs(
         "criterion": cfg,
         "stability": to_json(exp.sigma0, stability, popts),
     });
-    write_atomic(
-        &dir.join("escape_fit.json"),
-        serde_json::to_string_pretty(&fit_json)?.as_bytes(),
-    )?;
-    let summary = json!({
-        "crate": env!("CARGO_PKG_NAME"),
-        "version": env!("CARGO_PKG_VERSION"),
-        "experiment": exp,
-        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
-        "wall_seconds_this_invocation": wall,
-        "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
-        "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("escape_fit.json"), &fit_json)?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds_this_invocation": wall,
+            "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+            "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
     {
         println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
         println!("  N      count censored diverged   mean      s.e.     std     median");

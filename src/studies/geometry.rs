@@ -17,7 +17,7 @@
 //!   of every `[geometry] widths` (re-simulated), with the fit against ln N and the prediction
 //!   1/(2μ) ([`crate::analysis::geometry::overparam`]).
 
-use super::output::{num, opt, write_atomic, CsvTable};
+use super::output::{num, opt, write_json, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
 use crate::analysis::fits::linear_fit;
@@ -240,10 +240,7 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
         "per_n": per_n,
         "runs": runs,
     });
-    write_atomic(
-        &dir.join("geometry.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("geometry.json"), &summary)?;
     if exp.figures {
         plots::draw(&dir.join("geometry_drift.svg"), &[panel], 1)?;
     }
@@ -405,10 +402,7 @@ fn selection_outputs(
         "per_n": per_n,
         "runs": rows,
     });
-    write_atomic(
-        &dir.join("selection.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("selection.json"), &summary)?;
     if exp.figures {
         plots::draw(&dir.join("selection.svg"), &[panel], 1)?;
     }
@@ -554,10 +548,7 @@ pub fn escape_outputs(
         "fraction": fraction,
         "per_p": per_p,
     });
-    write_atomic(
-        &dir.join("escape.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("escape.json"), &summary)?;
     if exp.figures {
         plots::draw(&dir.join("escape.svg"), &[panel], 1)?;
     }

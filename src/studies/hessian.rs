@@ -14,7 +14,7 @@
 //! Outputs: `hessian.json` (counts, expected counts, min/max, bulk prediction) and
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
-use super::output::{check_output_dir, num, write_atomic, CsvTable};
+use super::output::{check_output_dir, num, write_json, CsvTable};
 use super::runner::{initial_overlaps, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::geometry::conserved::check_model;
@@ -180,10 +180,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         "start": {"q": start.q.iter().copied().collect::<Vec<_>>(), "m": start.m.iter().copied().collect::<Vec<_>>(), "p": start.p.iter().copied().collect::<Vec<_>>()},
         "points": reports.iter().map(|r| (r.name.to_string(), r.json.clone())).collect::<serde_json::Map<_, _>>(),
     });
-    write_atomic(
-        &dir.join("hessian.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("hessian.json"), &summary)?;
     csv.write(&dir.join("hessian_spectra.csv"))?;
     eprintln!("wrote {}", dir.display());
     Ok(())
