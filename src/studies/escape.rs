@@ -9,7 +9,7 @@
 
 use super::journal::Journal;
 use super::outdir::Staging;
-use super::output::{cell, write_atomic};
+use super::output::{cell, num, opt, summary as output_summary, write_json, CsvTable};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
@@ -27,7 +27,6 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
@@ -131,41 +130,84 @@ pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
     format!("{:016x}", fnv1a(v.to_string().as_bytes()))
 }
 
-/// One line of the runs file (without newline): the RUNS_HEADER columns, plus `conserved_drift`
-/// when measured.
-fn run_line(r: &EscapeRun) -> String {
-    let extra = r.conserved_drift.map(|d| format!(",{d}")).unwrap_or_default();
-    format!(
-        "{},{},{},{},{},{},{},{}{extra}",
-        r.n,
-        r.seed_index,
-        r.run_seed,
-        r.t_escape,
-        r.censored() as u8,
-        r.status.as_str(),
-        r.samples,
-        r.wall_seconds
-    )
+/// One row of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
+fn run_fields(r: &EscapeRun) -> Vec<String> {
+    let mut f = vec![
+        num(r.n),
+        num(r.seed_index),
+        num(r.run_seed),
+        num(r.t_escape),
+        num(r.censored() as u8),
+        r.status.as_str().to_string(),
+        num(r.samples),
+        num(r.wall_seconds),
+    ];
+    f.extend(r.conserved_drift.map(num));
+    f
 }
 
-fn parse_line(line: &str) -> Option<EscapeRun> {
-    let f: Vec<&str> = line.split(',').collect();
-    if f.len() != 8 && f.len() != 9 {
-        return None;
+/// A row of the runs file as read back (`conserved_drift` absent in files without it).
+#[derive(Debug, serde::Deserialize)]
+struct RunRecord {
+    n: usize,
+    seed: u64,
+    run_seed: u64,
+    t_escape: f64,
+    #[allow(dead_code)]
+    censored: u8,
+    status: String,
+    samples: u64,
+    wall_seconds: f64,
+    #[serde(default)]
+    conserved_drift: Option<f64>,
+}
+
+impl RunRecord {
+    fn run(self) -> Option<EscapeRun> {
+        Some(EscapeRun {
+            n: self.n,
+            seed_index: self.seed,
+            run_seed: self.run_seed,
+            t_escape: self.t_escape,
+            status: EscapeStatus::parse(&self.status)?,
+            samples: self.samples,
+            wall_seconds: self.wall_seconds,
+            conserved_drift: self.conserved_drift,
+        })
     }
-    Some(EscapeRun {
-        n: f[0].parse().ok()?,
-        seed_index: f[1].parse().ok()?,
-        run_seed: f[2].parse().ok()?,
-        t_escape: f[3].parse().ok()?,
-        status: EscapeStatus::parse(f[5])?,
-        samples: f[6].parse().ok()?,
-        wall_seconds: f[7].parse().ok()?,
-        conserved_drift: match f.get(8) {
-            Some(d) => Some(d.parse().ok()?),
-            None => None,
-        },
-    })
+}
+
+/// The runs in the CSV text (a header line, then rows); a row cut by an interruption, or
+/// otherwise malformed, is dropped (its run is simply redone).
+fn parse_runs(text: &str) -> Vec<EscapeRun> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let header = csv::StringRecord::from(RUNS_HEADER.split(',').chain(["conserved_drift"]).collect::<Vec<_>>());
+    reader
+        .records()
+        .filter_map(|r| r.ok())
+        .filter(|r| r.len() == 8 || r.len() == 9)
+        .filter_map(|r| r.deserialize::<RunRecord>(Some(&header)).ok())
+        .filter_map(RunRecord::run)
+        .collect()
+}
+
+/// One journal line (without newline) for a run.
+fn run_line(r: &EscapeRun) -> Result<String> {
+    let mut w = csv::WriterBuilder::new().flexible(true).from_writer(vec![]);
+    w.write_record(run_fields(r))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("CSV buffer: {}", e.error()))?;
+    Ok(String::from_utf8(bytes)?.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A journal line read back (None if it is not one whole, valid run).
+fn parse_line(line: &str) -> Option<EscapeRun> {
+    let mut v = parse_runs(&format!("{RUNS_HEADER}\n{line}\n"));
+    (v.len() == 1).then(|| v.remove(0))
 }
 
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
@@ -221,7 +263,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
         let r = escape_run(exp, rule, task);
         // One whole line per finished run, so an interruption loses only unfinished runs.
-        journal.append(&run_line(&r))?;
+        journal.append(&run_line(&r)?)?;
         bar.inc(1);
         Ok(r)
     })?;
@@ -276,49 +318,42 @@ fn write_outputs(
     opts: &OutputOptions,
 ) -> Result<()> {
     let conserved = conserved_requested(exp);
-    let mut times = String::from("n,seed,t_escape,censored,status");
-    times.push_str(if conserved { ",conserved_drift\n" } else { "\n" });
+    let mut header = vec!["n", "seed", "t_escape", "censored", "status"];
+    header.extend(conserved.then_some("conserved_drift"));
+    let mut times = CsvTable::new(header)?;
     for r in runs {
-        let _ = write!(
-            times,
-            "{},{},{},{},{}",
-            r.n,
-            r.seed_index,
-            r.t_escape,
-            r.censored() as u8,
-            r.status.as_str()
-        );
-        if conserved {
-            let _ = write!(
-                times,
-                ",{}",
-                r.conserved_drift.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        times.push('\n');
+        let mut row = vec![
+            num(r.n),
+            num(r.seed_index),
+            num(r.t_escape),
+            num(r.censored() as u8),
+            r.status.as_str().to_string(),
+        ];
+        row.extend(conserved.then(|| opt(r.conserved_drift)));
+        times.row(row)?;
     }
-    write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
+    times.write(&dir.join("escape_times.csv"))?;
     let summaries = summarize_runs(runs);
-    let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
+    let mut csv = CsvTable::new([
+        "n", "ln_n", "count", "censored", "diverged", "mean", "std", "se", "q25", "median", "q75",
+    ])?;
     for s in &summaries {
-        // Undefined statistics (every run censored: no mean, no quantile) are empty cells.
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{},{}",
-            s.n,
-            (s.n as f64).ln(),
-            s.count,
-            s.censored,
-            s.diverged,
+        csv.row([
+            num(s.n),
+            num((s.n as f64).ln()),
+            num(s.count),
+            num(s.censored),
+            num(s.diverged),
+            // Undefined statistics (every run censored: no mean, no quantile) are empty cells.
             cell(s.mean),
             cell(s.std),
             cell(s.se),
             cell(s.q25),
             cell(s.median),
-            cell(s.q75)
-        );
+            cell(s.q75),
+        ])?;
     }
-    write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("escape_summary.csv"))?;
     let fit = fit_log_n(&summaries);
     let slope_theory = stability.escape_slope();
     // The deterministic reference: the ODE's escape time from the typical initial size, at the
@@ -385,23 +420,17 @@ fn write_outputs(
         "criterion": cfg,
         "stability": to_json(exp.sigma0, stability, popts),
     });
-    write_atomic(
-        &dir.join("escape_fit.json"),
-        serde_json::to_string_pretty(&fit_json)?.as_bytes(),
-    )?;
-    let summary = json!({
-        "crate": env!("CARGO_PKG_NAME"),
-        "version": env!("CARGO_PKG_VERSION"),
-        "experiment": exp,
-        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
-        "wall_seconds_this_invocation": wall,
-        "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
-        "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("escape_fit.json"), &fit_json)?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds_this_invocation": wall,
+            "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+            "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
     {
         println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
         println!("  N      count censored diverged   mean      s.e.     std     median");
@@ -551,6 +580,15 @@ fn figures(
 mod tests {
     use super::*;
 
+    /// The runs file's text (after the hash line) for `runs`.
+    fn text(runs: &[EscapeRun]) -> String {
+        let mut t = CsvTable::flexible(RUNS_HEADER.split(',')).unwrap();
+        for r in runs {
+            t.row(run_fields(r)).unwrap();
+        }
+        String::from_utf8(t.into_bytes().unwrap()).unwrap()
+    }
+
     #[test]
     fn run_lines_round_trip() {
         let r = EscapeRun {
@@ -563,12 +601,19 @@ mod tests {
             wall_seconds: 1.5,
             conserved_drift: None,
         };
-        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        assert_eq!(parse_runs(&text(&[r])), vec![r]);
         let r = EscapeRun {
             conserved_drift: Some(0.25),
             ..r
         };
-        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        assert_eq!(parse_runs(&text(&[r])), vec![r]);
+        // A torn last row (interrupted write) and an unknown status are dropped.
+        let torn = text(&[r]) + "1000,7,3,0.5,0,esc";
+        assert_eq!(parse_runs(&torn), vec![r]);
+        let bad = text(&[r]).replace("censored", "esc");
+        assert_eq!(parse_runs(&bad), vec![]);
+        // One journal line and back.
+        assert_eq!(parse_line(&run_line(&r).unwrap()), Some(r));
         assert_eq!(parse_line("1000,7,3,0.5,0,esc"), None);
     }
 }

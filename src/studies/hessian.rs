@@ -15,7 +15,7 @@
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
 use super::outdir::Staging;
-use super::output::write_atomic;
+use super::output::{num, write_json, CsvTable};
 use super::preflight::{preflight, Command};
 use super::runner::{initial_overlaps, RunTask};
 use super::{output_dir, OutputOptions};
@@ -35,7 +35,6 @@ use crate::rng::run_seed;
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 use serde_json::json;
-use std::fmt::Write as _;
 
 /// The spectrum of one point, its counts and the expected ones.
 struct PointReport {
@@ -156,7 +155,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         )?),
         Err(e) => eprintln!("no solution point: {e}"),
     }
-    let mut csv = String::from("point,index,eigenvalue\n");
+    let mut csv = CsvTable::new(["point", "index", "eigenvalue"])?;
     println!("Hessian of e_g w.r.t. W ({p} × {n}), p = {p}, p* = {k}; zero means |λ| ≤ {zero_tol:e}·max|λ|");
     println!(
         "{:<9} {:>8} {:>8} {:>8}   {:>13} {:>13}   expected (neg, zero, pos)",
@@ -164,7 +163,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     );
     for r in &reports {
         for (i, e) in r.eigenvalues.iter().enumerate() {
-            let _ = writeln!(csv, "{},{i},{e}", r.name);
+            csv.row([r.name.to_string(), num(i), num(e)])?;
         }
         let c = &r.counts;
         let exp_s = r
@@ -184,11 +183,8 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         "start": {"q": start.q.iter().copied().collect::<Vec<_>>(), "m": start.m.iter().copied().collect::<Vec<_>>(), "p": start.p.iter().copied().collect::<Vec<_>>()},
         "points": reports.iter().map(|r| (r.name.to_string(), r.json.clone())).collect::<serde_json::Map<_, _>>(),
     });
-    write_atomic(
-        &dir.join("hessian.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    write_atomic(&dir.join("hessian_spectra.csv"), csv.as_bytes())?;
+    write_json(&dir.join("hessian.json"), &summary)?;
+    csv.write(&dir.join("hessian_spectra.csv"))?;
     let dir = stage.commit()?;
     eprintln!("wrote {}", dir.display());
     Ok(())

@@ -2,7 +2,7 @@
 //! initial overlaps; explicit: from `[init] q0, m0, p`), write `ode.csv`, `summary.json` and a figure.
 
 use super::outdir::Staging;
-use super::output::{trajectory_header, write_atomic};
+use super::output::trajectory_table;
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::run::{explicit_ode, ode_rows};
@@ -29,7 +29,7 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     let dir = stage.path().to_path_buf();
     let start = Instant::now();
     let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut csv = trajectory_header(p, k) + "\n";
+    let mut csv = trajectory_table(p, k)?;
     let mut divergences = vec![];
     let mut sols: Vec<(usize, i64, OdeSolution)> = vec![];
     if let Some(sol) = explicit_ode(exp)? {
@@ -55,10 +55,10 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         }
     }
     for (n, seed, sol) in &sols {
-        ode_rows(exp, &mut csv, *n, *seed, sol);
+        ode_rows(exp, &mut csv, *n, *seed, sol)?;
         divergences.extend(ode_divergence(sol, *n, *seed));
     }
-    write_atomic(&dir.join("ode.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("ode.csv"))?;
     write_summary(exp, &dir, opts, start, json!([]), &divergences)?;
     if exp.figures {
         let mut panels = vec![Panel {

@@ -2,7 +2,7 @@
 //! ([`crate::analysis::stability`]), printed, and written as `plateau.json` with `--out`.
 
 use super::outdir::Staging;
-use super::output::write_atomic;
+use super::output::write_json;
 use super::preflight::{preflight, Command};
 use super::OutputOptions;
 use crate::analysis::stability::{analyse, to_json, PlateauOptions, Stability};
@@ -75,10 +75,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         _ => println!("  the fixed point is linearly stable: no escape"),
     }
     if let Some(stage) = stage {
-        write_atomic(
-            &stage.path().join("plateau.json"),
-            serde_json::to_string_pretty(&to_json(exp.sigma0, &s, &popts))?.as_bytes(),
-        )?;
+        write_json(&stage.path().join("plateau.json"), &to_json(exp.sigma0, &s, &popts))?;
         let dir = stage.commit()?;
         println!("wrote {}", dir.join("plateau.json").display());
     }
