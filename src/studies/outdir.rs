@@ -17,7 +17,8 @@
 //! Fault injection for the tests (`tests/output_faults.rs`): with `HDSGD_FAULT_AT=k` the k-th
 //! output step of the process (1-based: creating the staging folder, writing a file, drawing a
 //! figure, each rename and removal of the commit) fails with an error; with `HDSGD_FAULT_AT=k:abort`
-//! the process aborts there instead, like a `kill -9`.
+//! the process aborts there instead, like a `kill -9`. `HDSGD_NO_RENAME_EXCHANGE=1` takes the
+//! move-aside path of file systems that cannot swap.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -171,20 +172,22 @@ impl Staging {
     /// `--force`, or a resumed escape study), cleans stale staging folders of killed commands and
     /// creates this command's staging folder. Errors name the path.
     pub fn begin(dir: &Path, replace: bool) -> Result<Staging> {
+        let (parent, name) = split(dir)?;
+        if parent.is_dir() {
+            clean_stale(&parent, &name);
+        }
         if non_empty(dir)? && !replace {
             bail!(
                 "output folder {} already exists and is not empty: pass --force to overwrite it, or --out to choose another",
                 dir.display()
             );
         }
-        let (parent, name) = split(dir)?;
         std::fs::create_dir_all(&parent).with_context(|| {
             format!(
                 "cannot create the parent folder {} of the output folder",
                 parent.display()
             )
         })?;
-        clean_stale(&parent, &name);
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
@@ -229,22 +232,25 @@ impl Staging {
             if exchange(&self.tmp, &dir)? {
                 // The old folder is now under the staging name.
                 self.committed = true;
-                fault_point("remove the previous folder")?;
-                std::fs::remove_dir_all(&self.tmp)
-                    .with_context(|| format!("removing the previous output folder (now {})", self.tmp.display()))?;
+                remove_previous(&self.tmp);
                 return Ok(dir);
             }
             let (parent, name) = split(&dir)?;
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(&dir, &old)
                 .with_context(|| format!("moving the previous output folder {} aside", dir.display()))?;
-            fault_point("rename the staging folder into place after moving the old one aside")?;
-            std::fs::rename(&self.tmp, &dir)
-                .with_context(|| format!("renaming {} to {}", self.tmp.display(), dir.display()))?;
+            let moved =
+                fault_point("rename the staging folder into place after moving the old one aside").and_then(|_| {
+                    std::fs::rename(&self.tmp, &dir)
+                        .with_context(|| format!("renaming {} to {}", self.tmp.display(), dir.display()))
+                });
+            if let Err(e) = moved {
+                // Put the previous folder back.
+                let _ = std::fs::rename(&old, &dir);
+                return Err(e);
+            }
             self.committed = true;
-            fault_point("remove the previous folder")?;
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("removing the previous output folder (now {})", old.display()))?;
+            remove_previous(&old);
         } else {
             std::fs::rename(&self.tmp, &dir)
                 .with_context(|| format!("renaming {} to {}", self.tmp.display(), dir.display()))?;
@@ -262,8 +268,23 @@ impl Drop for Staging {
     }
 }
 
+/// Removes the previous output folder once the new one is in place. A failure is only a warning:
+/// the outputs are complete, and the next command on this folder removes the leftover.
+fn remove_previous(old: &Path) {
+    let r = fault_point("remove the previous folder").and_then(|_| {
+        std::fs::remove_dir_all(old)
+            .with_context(|| format!("removing the previous output folder (now {})", old.display()))
+    });
+    if let Err(e) = r {
+        eprintln!("warning: {e:#}; the next command on this output folder removes it");
+    }
+}
+
 /// Swaps two paths in one step; Ok(false) where the system or file system cannot.
 fn exchange(a: &Path, b: &Path) -> Result<bool> {
+    if std::env::var_os("HDSGD_NO_RENAME_EXCHANGE").is_some_and(|v| v != "0") {
+        return Ok(false);
+    }
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;
