@@ -296,9 +296,20 @@ pub struct Experiment {
 impl Experiment {
     /// Reads, parses and validates an experiment file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Where: line and column (in characters) of the first invalid byte.
+            let ok = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
+            let start = ok.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&ok[start..]).chars().count() + 1;
+            ConfigError::Parse {
+                path: path.display().to_string(),
+                message: format!("invalid UTF-8 at line {line}, column {column}"),
+            }
         })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         Self::from_toml(&text, stem.as_deref().unwrap_or("experiment")).map_err(|e| match e {
@@ -504,8 +515,9 @@ impl Experiment {
                         return Err(field_err(
                             "output.plot",
                             format!(
-                                "unknown observable `{col}` (have tr_q, norm_m, {})",
-                                all_columns.join(", ")
+                                "unknown observable `{col}` (have tr_q, norm_m, {}{})",
+                                all_columns.iter().take(12).cloned().collect::<Vec<_>>().join(", "),
+                                if all_columns.len() > 12 { ", …" } else { "" }
                             ),
                         ));
                     }
