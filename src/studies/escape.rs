@@ -485,7 +485,22 @@ fn figures(
     slope_theory: Option<f64>,
     ode_times: &[(usize, Option<f64>)],
 ) -> Result<()> {
-    // Empirical CDF per N (censored runs never reach the top).
+    // Empirical CDF per N (censored runs never reach the top), with the runs that did not escape
+    // counted in the legend and the title.
+    let t_max = exp.grid.last().copied().unwrap_or(0.0);
+    let (all, not_escaped, diverged) = summaries
+        .iter()
+        .fold((0, 0, 0), |(a, c, d), s| (a + s.count, c + s.censored, d + s.diverged));
+    let status = if all > 0 && not_escaped == all {
+        format!(" — no run escaped by t_max = {t_max}: raise time.t_max")
+    } else if not_escaped > 0 {
+        format!(
+            " — {not_escaped} of {all} runs did not escape ({diverged} diverged, {} reached t_max)",
+            not_escaped - diverged
+        )
+    } else {
+        String::new()
+    };
     let mut series = vec![];
     for (ci, s) in summaries.iter().enumerate() {
         let mut t: Vec<f64> = runs
@@ -501,14 +516,25 @@ fn figures(
             x.push(ti);
             y.push((i + 1) as f64 / s.count as f64);
         }
-        series.push(Series::line(format!("N = {}", s.n), x, y, ci));
+        let label = if s.censored == 0 {
+            format!("N = {} ({} runs)", s.n, s.count)
+        } else {
+            format!(
+                "N = {} ({} runs; {} diverged, {} at t_max)",
+                s.n,
+                s.count,
+                s.diverged,
+                s.censored - s.diverged
+            )
+        };
+        series.push(Series::line(label, x, y, ci));
     }
     plots::draw(
         &dir.join("escape_ecdf.svg"),
         &[Panel {
-            title: format!("{}: escape-time ECDF", exp.name),
-            x_label: "t_escape".into(),
-            y_label: "fraction escaped".into(),
+            title: format!("{}: escape times{status}", exp.name),
+            x_label: "t_escape (escape time, samples/N)".into(),
+            y_label: "fraction of runs escaped (empirical CDF)".into(),
             log_x: false,
             log_y: false,
             series,
@@ -564,9 +590,16 @@ fn figures(
     plots::draw(
         &dir.join("escape_vs_logn.svg"),
         &[Panel {
-            title: format!("{}: mean escape time vs ln N", exp.name),
-            x_label: "ln N".into(),
-            y_label: "mean t_escape".into(),
+            title: if not_escaped > 0 {
+                format!(
+                    "{}: mean escape time vs ln N ({not_escaped} of {all} runs left out)",
+                    exp.name
+                )
+            } else {
+                format!("{}: mean escape time vs ln N", exp.name)
+            },
+            x_label: "ln N (N: input dimension)".into(),
+            y_label: "mean escape time t_esc (± s.e.)".into(),
             log_x: false,
             log_y: false,
             series,

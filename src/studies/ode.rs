@@ -63,8 +63,8 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     if exp.figures {
         let mut panels = vec![Panel {
             title: format!("{}: ODE", exp.name),
-            x_label: "t = samples / N".into(),
-            y_label: "e_g".into(),
+            x_label: plots::TIME_LABEL.into(),
+            y_label: plots::observable_label("eg"),
             log_x: exp.log_time,
             log_y: sols.iter().all(|(_, _, s)| s.eg.iter().all(|&e| e > 0.0)),
             series: vec![],

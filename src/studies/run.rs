@@ -8,7 +8,6 @@ use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::runner::{simulate_all, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
-use crate::analysis::fits::mean_std;
 use crate::config::{Experiment, OdeInitial};
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
@@ -112,9 +111,12 @@ pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
     })
 }
 
-/// Figures of `hdsgd run`: e_g(t) (`eg.svg`) and the chosen overlaps (`overlaps.svg`): simulation
-/// mean ± std over seeds per N (solid, shaded) against the ODE (dashed: mean of the matched ODEs,
-/// or the explicit one).
+/// Figures of `hdsgd run`: e_g(t) (`eg.svg`) and the chosen overlaps (`overlaps.svg`). Per N (one
+/// colour each): the simulation's median over seeds (solid) with the band of the 16–84 % quantiles
+/// (shaded: it never crosses zero on a log axis, unlike mean ± s.d.), and the median of the
+/// matched ODEs (dashed), or the explicit ODE (black, dashed). The legend lists the N (with their
+/// diverged runs) and the two line styles; the title counts the diverged runs, whose curves stop at
+/// the divergence (the statistics after it are over the surviving runs).
 fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option<&OdeSolution>) -> Result<()> {
     type Observable = Box<dyn Fn(&Overlaps, f64) -> f64>;
     let mut observables: Vec<(String, Observable)> = vec![("e_g".into(), Box::new(|_: &Overlaps, eg: f64| eg))];
@@ -125,9 +127,33 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
             Box::new(move |ov: &Overlaps, _| ov.observable(&name).expect("validated observable")),
         ));
     }
+    let diverged_at = |n: usize| {
+        results
+            .iter()
+            .filter(|r| r.task.n == n)
+            .filter_map(|r| r.trajectory.diverged_at)
+            .collect::<Vec<_>>()
+    };
+    let total_diverged: usize = exp.ns.iter().map(|&n| diverged_at(n).len()).sum();
+    let status = if total_diverged == 0 {
+        String::new()
+    } else if total_diverged == results.len() {
+        let last = results
+            .iter()
+            .filter_map(|r| r.trajectory.diverged_at)
+            .fold(0.0, f64::max);
+        format!(" — all {total_diverged} runs diverged (by t = {})", plots::tick(last))
+    } else {
+        format!(
+            " — {total_diverged} of {} runs diverged (statistics: the runs still going)",
+            results.len()
+        )
+    };
+    let has_matched = results.iter().any(|r| r.ode.is_some());
     let mut panels = vec![];
     for (oi, (obs_name, f)) in observables.iter().enumerate() {
         let mut series = vec![];
+        let mut keys = vec![];
         let mut log_y = oi == 0;
         for (ci, &n) in exp.ns.iter().enumerate() {
             let runs: Vec<&RunResult> = results.iter().filter(|r| r.task.n == n).collect();
@@ -146,11 +172,20 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
                 .map(|r| r.trajectory.records.iter().map(|rec| rec.t).collect::<Vec<_>>())
                 .max_by_key(|v| v.len())
                 .unwrap_or_default();
-            let (m, s) = mean_std(sim.iter().map(|v| v.as_slice()));
-            log_y &= m.iter().all(|&x| x > 0.0);
-            let mut ser = Series::line(format!("N = {n} (SGD, ±1 s.d.)"), t, m, ci);
-            ser.band = Some(s);
+            let (m, lo, hi) = plots::quantile_band(&sim, 0.16, 0.84);
+            log_y &= sim.iter().flatten().all(|&x| x > 0.0);
+            let mut ser = Series::line("", t, m, ci);
+            ser.band = Some((lo, hi));
             series.push(ser);
+            let d = diverged_at(n).len();
+            keys.push(Series::swatch(
+                if d == 0 {
+                    format!("N = {n}")
+                } else {
+                    format!("N = {n} ({d} of {} diverged)", runs.len())
+                },
+                ci,
+            ));
             let odes: Vec<Vec<f64>> = runs
                 .iter()
                 .filter_map(|r| r.ode.as_ref())
@@ -163,26 +198,38 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
                     .map(|s| s.t.clone())
                     .max_by_key(|v| v.len())
                     .unwrap_or_default();
-                let (m, _) = mean_std(odes.iter().map(|v| v.as_slice()));
-                let mut ser = Series::line(format!("N = {n} ODE (matched)"), t_ode, m, ci);
+                let (m, _, _) = plots::quantile_band(&odes, 0.5, 0.5);
+                let mut ser = Series::line("", t_ode, m, ci);
                 ser.dashed = true;
                 series.push(ser);
             }
         }
+        keys.push(Series::style_key(
+            format!("SGD: median over {} seeds, band 16–84 %", exp.seeds),
+            false,
+        ));
+        if has_matched {
+            keys.push(Series::style_key("ODE from each run's start (median)", true));
+        }
         if let Some(sol) = explicit {
             let y: Vec<f64> = sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect();
-            let mut ser = Series::line("ODE", sol.t.clone(), y, 7);
+            let mut ser = Series::line("ODE (explicit initial condition)", sol.t.clone(), y, plots::INK);
             ser.dashed = true;
             series.push(ser);
         }
+        series.extend(keys);
         panels.push(Panel {
-            title: format!("{}: {obs_name}", exp.name),
-            x_label: "t = samples / N".into(),
-            y_label: obs_name.clone(),
+            title: format!("{}: {}{status}", exp.name, plots::observable_label(obs_name)),
+            x_label: plots::TIME_LABEL.into(),
+            y_label: plots::observable_label(obs_name),
             log_x: exp.log_time,
             log_y,
             series,
         });
+    }
+    // One legend in overlaps.svg (its first panel): the keys are the same in every panel.
+    for p in panels.iter_mut().skip(2) {
+        p.series.retain(|s| s.key.is_none());
     }
     plots::draw(&dir.join("eg.svg"), &panels[..1], 1)?;
     if panels.len() > 1 {

@@ -344,8 +344,8 @@ fn figures(
             .collect();
         panels.push(Panel {
             title: format!("{}: N·Var[{}]", exp.name, names[j]),
-            x_label: "t".into(),
-            y_label: "N × variance over seeds".into(),
+            x_label: plots::TIME_LABEL.into(),
+            y_label: format!("N·Var over seeds of {}", plots::observable_label(&names[j])),
             log_x: exp.log_time,
             log_y: true,
             series,
@@ -394,9 +394,9 @@ fn figures(
                 }
             }
             panels.push(Panel {
-                title: format!("{} t∈[{}, {}]", names[j], win[0], win[1]),
-                x_label: "N".into(),
-                y_label: "window average".into(),
+                title: format!("{} on t ∈ [{}, {}]", plots::observable_label(&names[j]), win[0], win[1]),
+                x_label: "N (input dimension)".into(),
+                y_label: "std and |mean deviation| (window average)".into(),
                 log_x: true,
                 log_y: true,
                 series,
