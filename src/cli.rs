@@ -1,6 +1,7 @@
 //! The `hdsgd` command line.
 
 use crate::config::Experiment;
+use crate::studies::shard::StudyCommand;
 use crate::studies::{self, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -46,10 +47,35 @@ impl ExperimentArgs {
     }
 }
 
+/// [`ExperimentArgs`] of the commands that run as shards on a cluster (`run`, `escape`, `scaling`).
+#[derive(Debug, Args, Clone)]
+pub struct StudyArgs {
+    #[command(flatten)]
+    pub args: ExperimentArgs,
+    /// Run only shard I of K (0-based, 0 ≤ I < K) of the (N, seed) runs, into OUT/shard-IIII-of-KKKK/
+    /// (resumes from its finished runs); `hdsgd merge OUT` then writes the outputs.
+    #[arg(long, value_name = "I/K")]
+    pub shard: Option<String>,
+}
+
+impl StudyArgs {
+    /// Runs shard I/K of `command` when `--shard` is given (true), else nothing (false).
+    fn shard(&self, command: studies::shard::StudyCommand) -> anyhow::Result<bool> {
+        let Some(s) = &self.shard else {
+            return Ok(false);
+        };
+        let spec: studies::shard::ShardSpec = s.parse()?;
+        let exp = load(&self.args.experiment)?;
+        let dir = studies::shard::command(command, &exp, &self.args.experiment, &self.args.output_options(), spec)?;
+        eprintln!("wrote {}", dir.display());
+        Ok(true)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Simulate every (N, seed), integrate the ODE, write trajectories.csv, ode.csv, summary.json, figures.
-    Run(ExperimentArgs),
+    Run(StudyArgs),
     /// Integrate the overlap ODE only; write ode.csv, summary.json and a figure.
     Ode(ExperimentArgs),
     /// Validate an experiment file and print the resolved configuration.
@@ -60,13 +86,17 @@ pub enum Command {
     /// Plateau fixed point of the ODE and its linear stability (growth rate μ, escape slope 1/(2μ)).
     Plateau(ExperimentArgs),
     /// Plateau-escape times over seeds and N, with a fit of mean escape time vs log N.
-    Escape(ExperimentArgs),
+    Escape(StudyArgs),
     /// Finite-size scaling of fluctuations and deviations from the ODE.
-    Scaling(ExperimentArgs),
+    Scaling(StudyArgs),
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
     Hessian(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
     Bench(studies::bench::BenchArgs),
+    /// Merge the shards of a study (`--shard I/K` runs) into the outputs of the one-machine command.
+    Merge(studies::merge::MergeArgs),
+    /// Write (and with --submit, submit) a SLURM job array running a study as shards, and its merge.
+    Slurm(studies::slurm::SlurmArgs),
 }
 
 /// Entry point of the binary: parse, dispatch, report errors without panicking.
@@ -93,7 +123,10 @@ fn load(path: &std::path::Path) -> anyhow::Result<Experiment> {
 /// Runs one command.
 pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(a) => {
+        Command::Run(a) if a.shard(StudyCommand::Run)? => {}
+        Command::Escape(a) if a.shard(StudyCommand::Escape)? => {}
+        Command::Scaling(a) if a.shard(StudyCommand::Scaling)? => {}
+        Command::Run(StudyArgs { args: a, .. }) => {
             let exp = load(&a.experiment)?;
             let dir = studies::run(&exp, &a.output_options())?;
             eprintln!("wrote {}", dir.display());
@@ -108,10 +141,19 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&exp)?);
         }
         Command::Plateau(a) => studies::plateau::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Escape(a) => studies::escape::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Scaling(a) => studies::scaling::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Escape(StudyArgs { args: a, .. }) => {
+            studies::escape::command(&load(&a.experiment)?, &a.output_options())?
+        }
+        Command::Scaling(StudyArgs { args: a, .. }) => {
+            studies::scaling::command(&load(&a.experiment)?, &a.output_options())?
+        }
         Command::Hessian(a) => studies::hessian::command(&load(&a.experiment)?, &a.output_options())?,
         Command::Bench(a) => studies::bench::command(&a)?,
+        Command::Merge(a) => {
+            let dir = studies::merge::command(&a)?;
+            eprintln!("wrote {}", dir.display());
+        }
+        Command::Slurm(a) => studies::slurm::command(&a)?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (first line:
 //! the configuration hash); re-running the same command skips the (N, seed) already there.
 
+use super::hash::fnv1a;
 use super::output::{check_output_dir, write_atomic};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
@@ -82,16 +83,6 @@ fn conserved_requested(exp: &Experiment) -> bool {
 
 const RUNS_FILE: &str = "escape_runs.csv";
 const RUNS_HEADER: &str = "n,seed,run_seed,t_escape,censored,status,samples,wall_seconds";
-
-/// FNV-1a 64-bit hash (stable across platforms and versions, unlike std's hasher).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 /// Hash of everything a run's escape time depends on (model, training, initialisation, simulator,
 /// seeds, grid, escape rule and crate version): resumed runs must match it.
@@ -182,15 +173,15 @@ fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<Escap
 
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
-    if exp.ns.is_empty() {
-        bail!("`hdsgd escape` needs a [simulation] section");
-    }
-    let cfg = exp.config.escape.clone().unwrap_or_default();
+    check(exp)?;
     let dir = output_dir(exp, opts);
-    let popts = PlateauOptions::default();
-    let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
-    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
-    let hash = config_hash(exp, &rule);
+    let Setup {
+        cfg,
+        popts,
+        stability,
+        rule,
+        hash,
+    } = setup(exp)?;
     let previous = load_previous(&dir, &hash, opts.force)?.unwrap_or_default();
     let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
     let all = tasks(exp);
@@ -258,6 +249,59 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         opts,
     )?;
     Ok(())
+}
+
+/// What `hdsgd escape` requires of an experiment (checked before any computation).
+pub(crate) fn check(exp: &Experiment) -> Result<()> {
+    if exp.ns.is_empty() {
+        bail!("`hdsgd escape` needs a [simulation] section");
+    }
+    Ok(())
+}
+
+/// The escape criterion of an experiment and the plateau analysis it comes from.
+pub(crate) struct Setup {
+    pub cfg: EscapeConfig,
+    pub popts: PlateauOptions,
+    pub stability: Stability,
+    pub rule: EscapeRule,
+    /// [`config_hash`], the first line of the runs file.
+    pub hash: String,
+}
+
+pub(crate) fn setup(exp: &Experiment) -> Result<Setup> {
+    let cfg = exp.config.escape.clone().unwrap_or_default();
+    let popts = PlateauOptions::default();
+    let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
+    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
+    let hash = config_hash(exp, &rule);
+    Ok(Setup {
+        cfg,
+        popts,
+        stability,
+        rule,
+        hash,
+    })
+}
+
+/// The outputs of `hdsgd escape` from finished runs in task order, runs file included (as a
+/// one-machine invocation leaves it, so that `hdsgd escape` on the folder finds every run done):
+/// what `hdsgd merge` of escape shards writes.
+pub(crate) fn write_merged(
+    exp: &Experiment,
+    dir: &Path,
+    runs: &[EscapeRun],
+    start: Instant,
+    opts: &OutputOptions,
+) -> Result<()> {
+    let s = setup(exp)?;
+    let mut text = format!("# config_hash={}\n{RUNS_HEADER}\n", s.hash);
+    for r in runs {
+        text.push_str(&run_line(r));
+    }
+    write_atomic(&dir.join(RUNS_FILE), text.as_bytes())?;
+    let wall = start.elapsed().as_secs_f64();
+    write_outputs(exp, &s.cfg, dir, runs, &s.stability, &s.popts, wall, opts)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,7 +1,8 @@
 //! The studies: one module per command ([`run`], [`ode`], [`plateau`], [`escape`], [`scaling`],
 //! [`hessian`], [`geometry`] (the `hdsgd run` hook of the geometry observables), [`bench`]), built
 //! on the shared services [`runner`] (every (N, seed) in parallel), [`output`] (files written
-//! atomically) and [`plots`] (SVG figures). A study reads a validated [`Experiment`] and writes an
+//! atomically) and [`plots`] (SVG figures). [`shard`], [`merge`] and [`slurm`] run `run`, `escape`
+//! and `scaling` as shards on a cluster and merge them into the one-machine outputs. A study reads a validated [`Experiment`] and writes an
 //! output folder; the physics it calls lives below, in `analysis`, `ode` and `simulators`.
 //!
 //! Programmatic use (what the command line does):
@@ -17,7 +18,9 @@
 pub mod bench;
 pub mod escape;
 pub mod geometry;
+pub mod hash;
 pub mod hessian;
+pub mod merge;
 pub mod ode;
 pub mod output;
 pub mod plateau;
@@ -25,6 +28,8 @@ pub mod plots;
 pub mod run;
 pub mod runner;
 pub mod scaling;
+pub mod shard;
+pub mod slurm;
 
 pub use ode::ode;
 pub use run::run;

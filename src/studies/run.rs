@@ -25,18 +25,36 @@ pub(crate) fn ode_rows(exp: &Experiment, out: &mut String, n: usize, seed: i64, 
 /// `hdsgd run`: simulate every (N, seed), integrate the ODE, write `trajectories.csv`, `ode.csv`,
 /// `summary.json` and figures. Returns the output folder, or [`DivergedRuns`] (after writing).
 pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
-    if exp.ns.is_empty() {
-        bail!("`hdsgd run` needs a [simulation] section (use `hdsgd ode` for ODE-only experiments)");
-    }
+    check(exp)?;
     let dir = output_dir(exp, opts);
     check_output_dir(&dir, opts.force)?;
     let start = Instant::now();
     let results = simulate_all(exp, opts.threads, opts.progress)?;
+    write_outputs(exp, &dir, opts, start, &results)
+}
+
+/// What `hdsgd run` requires of an experiment (checked before any computation).
+pub(crate) fn check(exp: &Experiment) -> Result<()> {
+    if exp.ns.is_empty() {
+        bail!("`hdsgd run` needs a [simulation] section (use `hdsgd ode` for ODE-only experiments)");
+    }
+    Ok(())
+}
+
+/// The outputs of `hdsgd run` from its finished runs (in task order): the one-machine command and
+/// `hdsgd merge` of its shards both end here.
+pub(crate) fn write_outputs(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &OutputOptions,
+    start: Instant,
+    results: &[RunResult],
+) -> Result<PathBuf> {
     let (p, k) = (exp.model.p(), exp.model.p_star());
     let mut traj_csv = trajectory_header(p, k) + "\n";
     let mut ode_csv = trajectory_header(p, k) + "\n";
     let mut divergences = vec![];
-    for r in &results {
+    for r in results {
         for rec in &r.trajectory.records {
             push_row(
                 &mut traj_csv,
@@ -82,15 +100,15 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
             })
         })
         .collect();
-    write_summary(exp, &dir, opts, start, json!(runs), &divergences)?;
+    write_summary(exp, dir, opts, start, json!(runs), &divergences)?;
     if exp.figures {
-        figures(exp, &dir, &results, explicit.as_ref())?;
+        figures(exp, dir, results, explicit.as_ref())?;
     }
-    super::geometry::observe_run(exp, &results, &dir, opts.threads)?;
+    super::geometry::observe_run(exp, results, dir, opts.threads)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
