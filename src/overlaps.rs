@@ -40,7 +40,7 @@ impl Overlaps {
     }
 
     /// Teacher width p*.
-    pub fn p_teacher(&self) -> usize {
+    pub fn p_star(&self) -> usize {
         self.p.nrows()
     }
 
@@ -55,7 +55,7 @@ impl Overlaps {
 
     /// C = [[Q, M], [Mᵀ, P]], the covariance of z = (λ, ν).
     pub fn gram(&self) -> DMatrix<f64> {
-        let (p, k) = (self.p_student(), self.p_teacher());
+        let (p, k) = (self.p_student(), self.p_star());
         let mut c = DMatrix::zeros(p + k, p + k);
         c.view_mut((0, 0), (p, p)).copy_from(&self.q);
         c.view_mut((0, p), (p, k)).copy_from(&self.m);
@@ -81,7 +81,7 @@ impl Overlaps {
 
     /// Packs (Q upper triangle row by row, then M row by row) into an ODE state vector.
     pub fn to_state(&self) -> DVector<f64> {
-        let (p, k) = (self.p_student(), self.p_teacher());
+        let (p, k) = (self.p_student(), self.p_star());
         let mut s = Vec::with_capacity(Self::state_len(p, k));
         for i in 0..p {
             for j in i..p {

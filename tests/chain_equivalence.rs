@@ -205,7 +205,7 @@ fn observables(case: &Case, o: &Overlaps, record: usize) -> Vec<(String, f64)> {
     if record == 0 && case.sigma0 == 0.0 {
         return out;
     }
-    let (p, k) = (o.p_student(), o.p_teacher());
+    let (p, k) = (o.p_student(), o.p_star());
     for i in 0..p {
         for j in i..p {
             out.push((format!("Q{i}{j}"), o.q[(i, j)]));

@@ -1,4 +1,4 @@
-//! Integration tests of the quadratic network's geometry (theory.md §5, src/geometry/).
+//! Integration tests of the quadratic network's geometry (theory.md §5, src/analysis/geometry/).
 
 use hdsgd::analysis::geometry::conserved::{conserved_quantity, polar_factor, relative_drift};
 use hdsgd::analysis::geometry::hessian::{

@@ -7,7 +7,7 @@
 //! the configuration hash); re-running the same command skips the (N, seed) already there.
 
 use super::hash::fnv1a;
-use super::output::{check_output_dir, write_atomic};
+use super::output::{check_output_dir, num, opt, write_atomic, CsvTable};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
@@ -24,7 +24,6 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -109,40 +108,68 @@ pub fn config_hash(exp: &Experiment, rule: &EscapeRule) -> String {
     format!("{:016x}", fnv1a(v.to_string().as_bytes()))
 }
 
-/// One line of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
-fn run_line(r: &EscapeRun) -> String {
-    let extra = r.conserved_drift.map(|d| format!(",{d}")).unwrap_or_default();
-    format!(
-        "{},{},{},{},{},{},{},{}{extra}\n",
-        r.n,
-        r.seed_index,
-        r.run_seed,
-        r.t_escape,
-        r.censored() as u8,
-        r.status.as_str(),
-        r.samples,
-        r.wall_seconds
-    )
+/// One row of the runs file: the RUNS_HEADER columns, plus `conserved_drift` when measured.
+fn run_fields(r: &EscapeRun) -> Vec<String> {
+    let mut f = vec![
+        num(r.n),
+        num(r.seed_index),
+        num(r.run_seed),
+        num(r.t_escape),
+        num(r.censored() as u8),
+        r.status.as_str().to_string(),
+        num(r.samples),
+        num(r.wall_seconds),
+    ];
+    f.extend(r.conserved_drift.map(num));
+    f
 }
 
-fn parse_line(line: &str) -> Option<EscapeRun> {
-    let f: Vec<&str> = line.split(',').collect();
-    if f.len() != 8 && f.len() != 9 {
-        return None;
+/// A row of the runs file as read back (`conserved_drift` absent in files without it).
+#[derive(Debug, serde::Deserialize)]
+struct RunRecord {
+    n: usize,
+    seed: u64,
+    run_seed: u64,
+    t_escape: f64,
+    #[allow(dead_code)]
+    censored: u8,
+    status: String,
+    samples: u64,
+    wall_seconds: f64,
+    #[serde(default)]
+    conserved_drift: Option<f64>,
+}
+
+impl RunRecord {
+    fn run(self) -> Option<EscapeRun> {
+        Some(EscapeRun {
+            n: self.n,
+            seed_index: self.seed,
+            run_seed: self.run_seed,
+            t_escape: self.t_escape,
+            status: EscapeStatus::parse(&self.status)?,
+            samples: self.samples,
+            wall_seconds: self.wall_seconds,
+            conserved_drift: self.conserved_drift,
+        })
     }
-    Some(EscapeRun {
-        n: f[0].parse().ok()?,
-        seed_index: f[1].parse().ok()?,
-        run_seed: f[2].parse().ok()?,
-        t_escape: f[3].parse().ok()?,
-        status: EscapeStatus::parse(f[5])?,
-        samples: f[6].parse().ok()?,
-        wall_seconds: f[7].parse().ok()?,
-        conserved_drift: match f.get(8) {
-            Some(d) => Some(d.parse().ok()?),
-            None => None,
-        },
-    })
+}
+
+/// The runs in the CSV text after the hash line; a row cut by an interruption, or otherwise
+/// malformed, is dropped (its run is simply redone).
+fn parse_runs(text: &str) -> Vec<EscapeRun> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let header = csv::StringRecord::from(RUNS_HEADER.split(',').chain(["conserved_drift"]).collect::<Vec<_>>());
+    reader
+        .records()
+        .filter_map(|r| r.ok())
+        .filter(|r| r.len() == 8 || r.len() == 9)
+        .filter_map(|r| r.deserialize::<RunRecord>(Some(&header)).ok())
+        .filter_map(RunRecord::run)
+        .collect()
 }
 
 /// Reads the completed runs of a previous invocation: Ok(None) when there is no runs file,
@@ -158,8 +185,7 @@ fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<Escap
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or("");
+    let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
     let found = first.strip_prefix("# config_hash=").unwrap_or("");
     if found != hash {
         bail!(
@@ -167,8 +193,7 @@ fn load_previous(dir: &Path, hash: &str, force: bool) -> Result<Option<Vec<Escap
             path.display()
         );
     }
-    // A line cut by an interruption fails to parse and is dropped (its run is simply redone).
-    Ok(Some(lines.skip(1).filter_map(parse_line).collect()))
+    Ok(Some(parse_runs(rest)))
 }
 
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
@@ -223,7 +248,12 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         let r = escape_run(exp, rule, task);
         // One write per finished run, so an interruption loses only unfinished runs.
         let mut f = file.lock().map_err(|_| anyhow::anyhow!("runs file lock poisoned"))?;
-        f.write_all(run_line(&r).as_bytes())?;
+        let mut row = csv::WriterBuilder::new().flexible(true).from_writer(vec![]);
+        row.write_record(run_fields(&r))?;
+        f.write_all(
+            &row.into_inner()
+                .map_err(|e| anyhow::anyhow!("CSV buffer: {}", e.error()))?,
+        )?;
         f.flush()?;
         bar.inc(1);
         Ok(r)
@@ -295,11 +325,13 @@ pub(crate) fn write_merged(
     opts: &OutputOptions,
 ) -> Result<()> {
     let s = setup(exp)?;
-    let mut text = format!("# config_hash={}\n{RUNS_HEADER}\n", s.hash);
+    let mut table = CsvTable::flexible(RUNS_HEADER.split(','))?;
     for r in runs {
-        text.push_str(&run_line(r));
+        table.row(run_fields(r))?;
     }
-    write_atomic(&dir.join(RUNS_FILE), text.as_bytes())?;
+    let mut bytes = format!("# config_hash={}\n", s.hash).into_bytes();
+    bytes.extend(table.into_bytes()?);
+    write_atomic(&dir.join(RUNS_FILE), &bytes)?;
     let wall = start.elapsed().as_secs_f64();
     write_outputs(exp, &s.cfg, dir, runs, &s.stability, &s.popts, wall, opts)
 }
@@ -316,48 +348,41 @@ fn write_outputs(
     opts: &OutputOptions,
 ) -> Result<()> {
     let conserved = conserved_requested(exp);
-    let mut times = String::from("n,seed,t_escape,censored,status");
-    times.push_str(if conserved { ",conserved_drift\n" } else { "\n" });
+    let mut header = vec!["n", "seed", "t_escape", "censored", "status"];
+    header.extend(conserved.then_some("conserved_drift"));
+    let mut times = CsvTable::new(header)?;
     for r in runs {
-        let _ = write!(
-            times,
-            "{},{},{},{},{}",
-            r.n,
-            r.seed_index,
-            r.t_escape,
-            r.censored() as u8,
-            r.status.as_str()
-        );
-        if conserved {
-            let _ = write!(
-                times,
-                ",{}",
-                r.conserved_drift.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        times.push('\n');
+        let mut row = vec![
+            num(r.n),
+            num(r.seed_index),
+            num(r.t_escape),
+            num(r.censored() as u8),
+            r.status.as_str().to_string(),
+        ];
+        row.extend(conserved.then(|| opt(r.conserved_drift)));
+        times.row(row)?;
     }
-    write_atomic(&dir.join("escape_times.csv"), times.as_bytes())?;
+    times.write(&dir.join("escape_times.csv"))?;
     let summaries = summarize_runs(runs);
-    let mut csv = String::from("n,ln_n,count,censored,diverged,mean,std,se,q25,median,q75\n");
+    let mut csv = CsvTable::new([
+        "n", "ln_n", "count", "censored", "diverged", "mean", "std", "se", "q25", "median", "q75",
+    ])?;
     for s in &summaries {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{},{}",
-            s.n,
-            (s.n as f64).ln(),
-            s.count,
-            s.censored,
-            s.diverged,
-            s.mean,
-            s.std,
-            s.se,
-            s.q25,
-            s.median,
-            s.q75
-        );
+        csv.row([
+            num(s.n),
+            num((s.n as f64).ln()),
+            num(s.count),
+            num(s.censored),
+            num(s.diverged),
+            num(s.mean),
+            num(s.std),
+            num(s.se),
+            num(s.q25),
+            num(s.median),
+            num(s.q75),
+        ])?;
     }
-    write_atomic(&dir.join("escape_summary.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("escape_summary.csv"))?;
     let fit = fit_log_n(&summaries);
     let slope_theory = stability.escape_slope();
     // The deterministic reference: the ODE's escape time from the typical initial size, at the
@@ -590,6 +615,15 @@ fn figures(
 mod tests {
     use super::*;
 
+    /// The runs file's text (after the hash line) for `runs`.
+    fn text(runs: &[EscapeRun]) -> String {
+        let mut t = CsvTable::flexible(RUNS_HEADER.split(',')).unwrap();
+        for r in runs {
+            t.row(run_fields(r)).unwrap();
+        }
+        String::from_utf8(t.into_bytes().unwrap()).unwrap()
+    }
+
     #[test]
     fn run_lines_round_trip() {
         let r = EscapeRun {
@@ -602,12 +636,16 @@ mod tests {
             wall_seconds: 1.5,
             conserved_drift: None,
         };
-        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
+        assert_eq!(parse_runs(&text(&[r])), vec![r]);
         let r = EscapeRun {
             conserved_drift: Some(0.25),
             ..r
         };
-        assert_eq!(parse_line(run_line(&r).trim_end()), Some(r));
-        assert_eq!(parse_line("1000,7,3,0.5,0,esc"), None);
+        assert_eq!(parse_runs(&text(&[r])), vec![r]);
+        // A torn last row (interrupted write) and an unknown status are dropped.
+        let torn = text(&[r]) + "1000,7,3,0.5,0,esc";
+        assert_eq!(parse_runs(&torn), vec![r]);
+        let bad = text(&[r]).replace("censored", "esc");
+        assert_eq!(parse_runs(&bad), vec![]);
     }
 }

@@ -17,12 +17,13 @@
 //!   of every `[geometry] widths` (re-simulated), with the fit against ln N and the prediction
 //!   1/(2μ) ([`crate::analysis::geometry::overparam`]).
 
-use super::output::write_atomic;
+use super::output::{num, opt, write_atomic, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
+use crate::analysis::fits::linear_fit;
 use crate::analysis::fits::mean_std;
 use crate::analysis::geometry::conserved::{conserved_quantity, orthogonal_part, relative_drift};
-use crate::analysis::geometry::overparam::{crossing_time, fit_line, plateau_rate, trigamma};
+use crate::analysis::geometry::overparam::{crossing_time, plateau_rate, trigamma};
 use crate::analysis::geometry::selection::{distance2, procrustes_minimum, selected_weights};
 use crate::analysis::geometry::GeometryObservable;
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
@@ -32,7 +33,6 @@ use crate::simulators::Simulator;
 use anyhow::{bail, Context, Result};
 use nalgebra::DMatrix;
 use serde_json::json;
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -110,13 +110,15 @@ fn series(exp: &Experiment, pts: impl Iterator<Item = (f64, Overlaps, f64)>) -> 
 
 fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Result<()> {
     let k = exp.model.p_star();
-    let mut csv = String::from("n,seed,source,t,eg,qperp_min,drift");
+    let mut header: Vec<String> = ["n", "seed", "source", "t", "eg", "qperp_min", "drift"]
+        .map(String::from)
+        .to_vec();
     for a in 0..k {
         for b in a..k {
-            let _ = write!(csv, ",i_{a}_{b}");
+            header.push(format!("i_{a}_{b}"));
         }
     }
-    csv.push('\n');
+    let mut csv = CsvTable::new(header)?;
     let mut runs = vec![];
     // Per N: the drift curves of the SGD runs and of the ODEs, for the figure and the summary.
     let mut curves: Vec<DriftCurves> = vec![];
@@ -145,19 +147,26 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
         for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
             let Some(s) = s else { continue };
             for pt in s {
-                let _ = write!(csv, "{n},{seed},{name},{},{},{},", pt.t, pt.eg, pt.qperp_min);
+                let mut row = vec![
+                    num(n),
+                    num(seed),
+                    name.to_string(),
+                    num(pt.t),
+                    num(pt.eg),
+                    num(pt.qperp_min),
+                ];
                 match &pt.value {
                     Some((i, d)) => {
-                        let _ = write!(csv, "{d}");
+                        row.push(num(d));
                         for a in 0..k {
                             for b in a..k {
-                                let _ = write!(csv, ",{}", i[(a, b)]);
+                                row.push(num(i[(a, b)]));
                             }
                         }
                     }
-                    None => csv.push_str(&",".repeat(k * (k + 1) / 2)),
+                    None => row.extend(std::iter::repeat_n(String::new(), 1 + k * (k + 1) / 2)),
                 }
-                csv.push('\n');
+                csv.row(row)?;
             }
             let drifts: Vec<f64> = s.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).collect();
             let floor = WINDOW_FLOOR * s[0].qperp_min;
@@ -224,7 +233,7 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
             panel.series.push(s);
         }
     }
-    write_atomic(&dir.join("geometry.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("geometry.csv"))?;
     let summary = json!({
         "observable": "I(t) = M̃ᵀ Q⊥⁻¹ M̃, M̃ = M exp(−4(η/B) a V P t), Q⊥ = Q − M P⁻¹ Mᵀ; drift = ‖I(t) − I(0)‖_F / ‖I(0)‖_F",
         "ode_variant": format!("{:?}", exp.ode_options.variant),
@@ -323,22 +332,29 @@ fn selection_outputs(
         .collect();
     let check = (finals.len() == results.len()).then_some(finals.as_slice());
     let rows = selection_rows(exp, threads, converged_eg, check)?;
-    let mut csv = String::from("n,seed,eg_final,converged,dist,dist_min,ratio,dist_to_selected\n");
+    let mut csv = CsvTable::new([
+        "n",
+        "seed",
+        "eg_final",
+        "converged",
+        "dist",
+        "dist_min",
+        "ratio",
+        "dist_to_selected",
+    ])?;
     for r in &rows {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{}",
-            r.n,
-            r.seed,
-            r.eg_final,
-            r.converged,
-            r.dist,
-            r.dist_min,
-            r.dist / r.dist_min,
-            r.dist_to_selected
-        );
+        csv.row([
+            num(r.n),
+            num(r.seed),
+            num(r.eg_final),
+            num(r.converged),
+            num(r.dist),
+            num(r.dist_min),
+            num(r.dist / r.dist_min),
+            num(r.dist_to_selected),
+        ])?;
     }
-    write_atomic(&dir.join("selection.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("selection.csv"))?;
     let mut per_n = vec![];
     let mut panel = Panel {
         title: format!("{}: distance travelled vs Procrustes minimum", exp.name),
@@ -428,7 +444,7 @@ pub fn escape_outputs(
     widths: &[usize],
     fraction: f64,
 ) -> Result<()> {
-    let mut csv = String::from("p,n,seed,t_esc,eg_plateau,diverged_at\n");
+    let mut csv = CsvTable::new(["p", "n", "seed", "t_esc", "eg_plateau", "diverged_at"])?;
     let mut per_p = vec![];
     let mut panel = Panel {
         title: format!("{}: plateau escape (e_g < {fraction}·plateau)", exp.name),
@@ -463,13 +479,14 @@ pub fn escape_outputs(
                 diverged += usize::from(r.trajectory.diverged_at.is_some());
                 let series: Vec<(f64, f64)> = r.trajectory.records.iter().map(|x| (x.t, x.eg)).collect();
                 let t = crossing_time(&series, fraction * eg_plat);
-                let _ = writeln!(
-                    csv,
-                    "{p},{n},{},{},{eg_plat},{}",
-                    r.task.seed_index,
-                    t.map(|x| x.to_string()).unwrap_or_default(),
-                    r.trajectory.diverged_at.map(|x| x.to_string()).unwrap_or_default()
-                );
+                csv.row([
+                    num(p),
+                    num(n),
+                    num(r.task.seed_index),
+                    opt(t),
+                    num(eg_plat),
+                    opt(r.trajectory.diverged_at),
+                ])?;
                 times.extend(t);
             }
             let k = times.len() as f64;
@@ -487,7 +504,8 @@ pub fn escape_outputs(
                 "sd_t_esc": (times.len() > 1).then_some(sd)}),
             );
         }
-        let fit = fit_line(&xs, &ys);
+        // Ordinary least squares (unweighted): the slope's error is `slope_se` below.
+        let fit = linear_fit(&xs, &ys, None).map(|f| (f.intercept, f.slope));
         // Standard error of the fitted slope from the standard errors of the means (independent
         // seeds per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx².
         let slope_se = {
@@ -530,7 +548,7 @@ pub fn escape_outputs(
             panel.series.push(th);
         }
     }
-    write_atomic(&dir.join("escape.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("escape.csv"))?;
     let summary = json!({
         "definition": "t_esc = first t with e_g < fraction · e_g(plateau of the full ODE from (σ0² I, M = 0)), ln e_g interpolated between records; fit: mean t_esc = A + B ln N; slope_theory = 1/(2μ)",
         "fraction": fraction,

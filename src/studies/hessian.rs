@@ -14,7 +14,7 @@
 //! Outputs: `hessian.json` (counts, expected counts, min/max, bulk prediction) and
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
-use super::output::{check_output_dir, write_atomic};
+use super::output::{check_output_dir, num, write_atomic, CsvTable};
 use super::runner::{initial_overlaps, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::geometry::conserved::check_model;
@@ -33,7 +33,6 @@ use crate::rng::run_seed;
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 use serde_json::json;
-use std::fmt::Write as _;
 
 /// The spectrum of one point, its counts and the expected ones.
 struct PointReport {
@@ -153,7 +152,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         )?),
         Err(e) => eprintln!("no solution point: {e}"),
     }
-    let mut csv = String::from("point,index,eigenvalue\n");
+    let mut csv = CsvTable::new(["point", "index", "eigenvalue"])?;
     println!("Hessian of e_g w.r.t. W ({p} × {n}), p = {p}, p* = {k}; zero means |λ| ≤ {zero_tol:e}·max|λ|");
     println!(
         "{:<9} {:>8} {:>8} {:>8}   {:>13} {:>13}   expected (neg, zero, pos)",
@@ -161,7 +160,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     );
     for r in &reports {
         for (i, e) in r.eigenvalues.iter().enumerate() {
-            let _ = writeln!(csv, "{},{i},{e}", r.name);
+            csv.row([r.name.to_string(), num(i), num(e)])?;
         }
         let c = &r.counts;
         let exp_s = r
@@ -185,7 +184,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         &dir.join("hessian.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    write_atomic(&dir.join("hessian_spectra.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("hessian_spectra.csv"))?;
     eprintln!("wrote {}", dir.display());
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `hdsgd ode`: integrate the overlap ODE without simulating (matched: from each run's exact
 //! initial overlaps; explicit: from `[init] q0, m0, p`), write `ode.csv`, `summary.json` and a figure.
 
-use super::output::{check_output_dir, trajectory_header, write_atomic};
+use super::output::{check_output_dir, trajectory_table};
 use super::plots::{self, Panel, Series};
 use super::run::{explicit_ode, ode_rows};
 use super::runner::{self, initial_overlaps, tasks};
@@ -26,7 +26,7 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     check_output_dir(&dir, opts.force)?;
     let start = Instant::now();
     let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut csv = trajectory_header(p, k) + "\n";
+    let mut csv = trajectory_table(p, k)?;
     let mut divergences = vec![];
     let mut sols: Vec<(usize, i64, OdeSolution)> = vec![];
     if let Some(sol) = explicit_ode(exp)? {
@@ -52,10 +52,10 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         }
     }
     for (n, seed, sol) in &sols {
-        ode_rows(exp, &mut csv, *n, *seed, sol);
+        ode_rows(exp, &mut csv, *n, *seed, sol)?;
         divergences.extend(ode_divergence(sol, *n, *seed));
     }
-    write_atomic(&dir.join("ode.csv"), csv.as_bytes())?;
+    csv.write(&dir.join("ode.csv"))?;
     write_summary(exp, &dir, opts, start, json!([]), &divergences)?;
     if exp.figures {
         let mut panels = vec![Panel {

@@ -3,7 +3,6 @@
 
 use crate::overlaps::Overlaps;
 use anyhow::{bail, Context, Result};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Refuses to reuse a non-empty output folder unless `force`. Call before any long computation.
@@ -38,25 +37,106 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Header of the trajectory tables: `n,seed,t,eg,train_loss,q_i_j…,m_i_k…`.
-pub fn trajectory_header(p: usize, p_star: usize) -> String {
-    let mut h = String::from("n,seed,t,eg,train_loss");
-    for c in Overlaps::column_names(p, p_star) {
-        h.push(',');
-        h.push_str(&c);
+/// A CSV table built in memory with the `csv` crate, then written atomically ([`write_atomic`]).
+///
+/// Numbers are formatted by the caller with [`num`], [`cell`] or [`opt`]: Rust's shortest
+/// round-trip form (`{}`), so that files are exact and reproducible bit for bit, and never `NaN`.
+pub struct CsvTable {
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl CsvTable {
+    /// A table with this header line.
+    pub fn new<I, S>(header: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        Self::with_writer(csv::WriterBuilder::new().from_writer(vec![]), header)
     }
+
+    /// A table whose rows may have more fields than the header (trailing optional columns).
+    pub fn flexible<I, S>(header: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        Self::with_writer(csv::WriterBuilder::new().flexible(true).from_writer(vec![]), header)
+    }
+
+    fn with_writer<I, S>(mut writer: csv::Writer<Vec<u8>>, header: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        writer.write_record(header)?;
+        Ok(CsvTable { writer })
+    }
+
+    /// Appends one row.
+    pub fn row<I, S>(&mut self, fields: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        Ok(self.writer.write_record(fields)?)
+    }
+
+    /// The table's bytes.
+    pub fn into_bytes(self) -> Result<Vec<u8>> {
+        self.writer
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("CSV buffer: {}", e.error()))
+    }
+
+    /// Writes the table to `path` atomically.
+    pub fn write(self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.into_bytes()?)
+    }
+}
+
+/// A number in its shortest round-trip form (`{}`).
+pub fn num(x: impl std::fmt::Display) -> String {
+    x.to_string()
+}
+
+/// A float, or an empty field when it is not finite (files never hold NaN).
+pub fn cell(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// A value, or an empty field when absent.
+pub fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Header of the trajectory tables: `n,seed,t,eg,train_loss,q_i_j…,m_i_k…`.
+pub fn trajectory_header(p: usize, p_star: usize) -> Vec<String> {
+    let mut h: Vec<String> = ["n", "seed", "t", "eg", "train_loss"].map(String::from).to_vec();
+    h.extend(Overlaps::column_names(p, p_star));
     h
 }
 
-/// Appends one row (floats in Rust's shortest round-trip form, so files are exact and
-/// reproducible bit for bit; an absent training loss is an empty field).
-pub fn push_row(out: &mut String, n: usize, seed: i64, t: f64, eg: f64, train: Option<f64>, ov: &Overlaps) {
-    let _ = write!(out, "{n},{seed},{t},{eg},");
-    if let Some(l) = train {
-        let _ = write!(out, "{l}");
-    }
-    for x in ov.to_state().iter() {
-        let _ = write!(out, ",{x}");
-    }
-    out.push('\n');
+/// A trajectory table with its header.
+pub fn trajectory_table(p: usize, p_star: usize) -> Result<CsvTable> {
+    CsvTable::new(trajectory_header(p, p_star))
+}
+
+/// Appends one trajectory row (an absent training loss is an empty field).
+pub fn push_row(
+    table: &mut CsvTable,
+    n: usize,
+    seed: i64,
+    t: f64,
+    eg: f64,
+    train: Option<f64>,
+    ov: &Overlaps,
+) -> Result<()> {
+    let mut row = vec![num(n), num(seed), num(t), num(eg), opt(train)];
+    row.extend(ov.to_state().iter().map(num));
+    table.row(row)
 }

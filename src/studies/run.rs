@@ -2,7 +2,7 @@
 //! exact initial overlaps; or explicit), write `trajectories.csv`, `ode.csv`, `summary.json`, the
 //! figures and the requested geometry observables.
 
-use super::output::{check_output_dir, push_row, trajectory_header, write_atomic};
+use super::output::{check_output_dir, push_row, trajectory_table, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{simulate_all, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
@@ -15,11 +15,12 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub(crate) fn ode_rows(exp: &Experiment, out: &mut String, n: usize, seed: i64, sol: &OdeSolution) {
+pub(crate) fn ode_rows(exp: &Experiment, out: &mut CsvTable, n: usize, seed: i64, sol: &OdeSolution) -> Result<()> {
     // The ODE's training loss is its expectation, the population loss e_g + Δ/2.
     for ((t, ov), eg) in sol.t.iter().zip(&sol.overlaps).zip(&sol.eg) {
-        push_row(out, n, seed, *t, *eg, Some(eg + exp.model.noise / 2.0), ov);
+        push_row(out, n, seed, *t, *eg, Some(eg + exp.model.noise / 2.0), ov)?;
     }
+    Ok(())
 }
 
 /// `hdsgd run`: simulate every (N, seed), integrate the ODE, write `trajectories.csv`, `ode.csv`,
@@ -51,8 +52,8 @@ pub(crate) fn write_outputs(
     results: &[RunResult],
 ) -> Result<PathBuf> {
     let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut traj_csv = trajectory_header(p, k) + "\n";
-    let mut ode_csv = trajectory_header(p, k) + "\n";
+    let mut traj_csv = trajectory_table(p, k)?;
+    let mut ode_csv = trajectory_table(p, k)?;
     let mut divergences = vec![];
     for r in results {
         for rec in &r.trajectory.records {
@@ -64,7 +65,7 @@ pub(crate) fn write_outputs(
                 rec.eg,
                 rec.train_loss,
                 &rec.overlaps,
-            );
+            )?;
         }
         if let Some(t) = r.trajectory.diverged_at {
             divergences.push(Divergence {
@@ -75,17 +76,17 @@ pub(crate) fn write_outputs(
             });
         }
         if let Some(sol) = &r.ode {
-            ode_rows(exp, &mut ode_csv, r.task.n, r.task.seed_index as i64, sol);
+            ode_rows(exp, &mut ode_csv, r.task.n, r.task.seed_index as i64, sol)?;
             divergences.extend(ode_divergence(sol, r.task.n, r.task.seed_index as i64));
         }
     }
     let explicit = explicit_ode(exp)?;
     if let Some(sol) = &explicit {
-        ode_rows(exp, &mut ode_csv, 0, -1, sol);
+        ode_rows(exp, &mut ode_csv, 0, -1, sol)?;
         divergences.extend(ode_divergence(sol, 0, -1));
     }
-    write_atomic(&dir.join("trajectories.csv"), traj_csv.as_bytes())?;
-    write_atomic(&dir.join("ode.csv"), ode_csv.as_bytes())?;
+    traj_csv.write(&dir.join("trajectories.csv"))?;
+    ode_csv.write(&dir.join("ode.csv"))?;
     let runs: Vec<_> = results
         .iter()
         .map(|r| {

@@ -3,7 +3,7 @@
 //! (N, seed), compares with the matched and typical ODEs, writes `scaling.csv`, `scaling_fits.csv`,
 //! `summary.json` and figures.
 
-use super::output::{check_output_dir, write_atomic};
+use super::output::{cell, check_output_dir, num, write_atomic, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{record_times, simulate_all, RunResult};
 use super::{output_dir, OutputOptions};
@@ -16,7 +16,6 @@ use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use anyhow::{bail, Result};
 use serde_json::json;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -120,10 +119,30 @@ pub(crate) fn write_outputs(
         cfg.windows.clone()
     };
 
-    let mut csv = String::from("n,t,observable,mean,variance,mean_dev_matched,mean_dev_typical,ode_typical,n_seeds\n");
-    let mut fits_csv = String::from(
-        "observable,window_start,window_end,quantity,exponent,se_exponent,theory,log_prefactor,chi2,dof,n_points\n",
-    );
+    let mut csv = CsvTable::new([
+        "n",
+        "t",
+        "observable",
+        "mean",
+        "variance",
+        "mean_dev_matched",
+        "mean_dev_typical",
+        "ode_typical",
+        "n_seeds",
+    ])?;
+    let mut fits_csv = CsvTable::new([
+        "observable",
+        "window_start",
+        "window_end",
+        "quantity",
+        "exponent",
+        "se_exponent",
+        "theory",
+        "log_prefactor",
+        "chi2",
+        "dof",
+        "n_points",
+    ])?;
     // per observable, per window: the per-N stats (for the figures)
     let mut all_stats: Vec<Vec<Vec<WindowStats>>> = vec![vec![vec![]; windows.len()]; names.len()];
     let mut all_fits: Vec<Vec<Vec<Option<PowerLawFit>>>> = vec![vec![]; names.len()];
@@ -187,16 +206,17 @@ pub(crate) fn write_outputs(
                     .sum::<f64>()
                     / vals.len() as f64;
                 let dt = s.mean - obs.typical[kk];
-                let _ = writeln!(
-                    csv,
-                    "{n},{t},{name},{},{},{},{},{},{}",
+                csv.row([
+                    num(n),
+                    num(t),
+                    name.clone(),
                     cell(s.mean),
                     cell(s.std * s.std),
                     cell(dm),
                     cell(dt),
                     cell(obs.typical[kk]),
-                    vals.len()
-                );
+                    num(vals.len()),
+                ])?;
                 if t > 0.0 {
                     tt.push(t);
                     nvar.push(n as f64 * s.std * s.std);
@@ -218,30 +238,44 @@ pub(crate) fn write_outputs(
             for ((q, theory), f) in QUANTITIES.iter().zip(&fits) {
                 match f {
                     Some(f) => {
-                        let _ = writeln!(
-                            fits_csv,
-                            "{name},{},{},{q},{},{},{theory},{},{},{},{}",
-                            win[0],
-                            win[1],
-                            f.exponent,
-                            f.se_exponent,
-                            f.log_prefactor,
-                            f.line.chi2,
-                            f.line.dof,
-                            f.line.dof + 2
-                        );
+                        fits_csv.row([
+                            name.clone(),
+                            num(win[0]),
+                            num(win[1]),
+                            num(q),
+                            num(f.exponent),
+                            num(f.se_exponent),
+                            num(theory),
+                            num(f.log_prefactor),
+                            num(f.line.chi2),
+                            num(f.line.dof),
+                            num(f.line.dof + 2),
+                        ])?;
                         fit_summary.push(json!({"observable": name, "window": win, "quantity": q, "exponent": f.exponent, "se": f.se_exponent, "theory": theory}));
                     }
                     None => {
-                        let _ = writeln!(fits_csv, "{name},{},{},{q},,,{theory},,,,0", win[0], win[1]);
+                        let (e, t) = (String::new(), num(theory));
+                        fits_csv.row([
+                            name.clone(),
+                            num(win[0]),
+                            num(win[1]),
+                            num(q),
+                            e.clone(),
+                            e.clone(),
+                            t,
+                            e.clone(),
+                            e.clone(),
+                            e,
+                            num(0),
+                        ])?;
                     }
                 }
             }
             all_fits[j].push(fits);
         }
     }
-    write_atomic(&dir.join("scaling.csv"), csv.as_bytes())?;
-    write_atomic(&dir.join("scaling_fits.csv"), fits_csv.as_bytes())?;
+    csv.write(&dir.join("scaling.csv"))?;
+    fits_csv.write(&dir.join("scaling_fits.csv"))?;
     let summary = json!({
         "crate": env!("CARGO_PKG_NAME"),
         "version": env!("CARGO_PKG_VERSION"),
@@ -374,14 +408,4 @@ fn figures(
     }
     plots::draw(&dir.join("scaling_fits.svg"), &panels, windows.len().max(1))?;
     Ok(())
-}
-
-/// A CSV cell: the number, or an empty field when it is undefined (e.g. the conserved quantity along
-/// the typical ODE, which starts at M = 0 where I = 0): files never hold NaN.
-fn cell(x: f64) -> String {
-    if x.is_finite() {
-        x.to_string()
-    } else {
-        String::new()
-    }
 }

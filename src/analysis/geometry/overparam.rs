@@ -91,22 +91,6 @@ pub fn trigamma(mut x: f64) -> f64 {
         - 1.0 / (30.0 * x5 * x2 * x2)
 }
 
-/// Least-squares line y = A + B x; returns (A, B).
-pub fn fit_line(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
-    let n = x.len() as f64;
-    if x.len() < 2 {
-        return None;
-    }
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
-    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let b = sxy / sxx;
-    Some((my - b * mx, b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,11 +112,5 @@ mod tests {
             assert!((ov.q[(0, 0)] - q_star).abs() < 1e-2 * q_star, "p {p}: {}", ov.q[(0, 0)]);
             assert!((mu / 4e-3 - 1.0).abs() < 1e-2, "p {p}: μ = {mu}");
         }
-    }
-
-    #[test]
-    fn line_fit_is_exact_on_a_line() {
-        let (a, b) = fit_line(&[1.0, 2.0, 3.0], &[3.0, 5.0, 7.0]).unwrap();
-        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12);
     }
 }

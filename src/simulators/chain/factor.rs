@@ -12,7 +12,7 @@
 //! (A_jj² ~ χ²_{N−r̃−j}, A_bj ~ N(0, 1) for b > j, all independent; theory.md §7). In the basis
 //! (U, e) the SGD step w_i ← κ w_i + (η/(B√N)) Σ_b δ_i^b x_b (κ = 1 − ηℓ₂/N) is the *linear* map
 //!
-//!   F_i ← [κ F_i + Σ_b k_ib g_b,  Σ_b k_ib A_b],   k_ib = η δ_i^b /(B N),
+//!   F_i ← [κ F_i + Σ_b c_ib g_b,  Σ_b c_ib A_b],   c_ib = η δ_i^b /(B N),
 //!
 //! on the student rows, the teacher rows being unchanged (and zero on the new columns). This is the
 //! exact finite-N update: F' F'ᵀ is the Q', M' of theory.md §7, ‖x_b‖²/N and the cross terms

@@ -36,8 +36,8 @@ struct Scratch {
     a: Vec<f64>,
     /// z^b in internal order (B rows of d): teacher ν then student λ.
     z: Vec<f64>,
-    /// k[i·B + b] = η δ_i^b /(B N).
-    k: Vec<f64>,
+    /// coef[i·B + b] = c_ib = η δ_i^b /(B N), the coefficients of the student rows' update.
+    coef: Vec<f64>,
     /// Label noises ξ_b.
     xi: Vec<f64>,
     /// B' = min(B, N − r̃), the number of new columns of this step.
@@ -114,7 +114,7 @@ impl ChainSimulator {
                 g: vec![0.0; b * factor.stride],
                 a: vec![0.0; b * factor.stride],
                 z: vec![0.0; b * d],
-                k: vec![0.0; b * factor.p],
+                coef: vec![0.0; b * factor.p],
                 xi: vec![0.0; b],
                 bp: 0,
             },
@@ -174,7 +174,7 @@ impl ChainSimulator {
         let noisy = self.spec.model.noise > 0.0;
         sc.bp = draw_step(&mut self.rng, &self.chi, noisy, dims, &mut sc.g, &mut sc.xi, &mut sc.a);
         if self.norm == InputNorm::Unit {
-            force_unit_norm(&sc.g, &mut sc.a, dims.nb, dims.s, dims.w, sc.bp, self.spec.n);
+            force_unit_norm(&sc.g, &mut sc.a, dims.nb, dims.s, dims.width, sc.bp, self.spec.n);
         }
     }
 
@@ -188,8 +188,8 @@ impl ChainSimulator {
             xi: &sc.xi,
             bp: sc.bp,
         };
-        let loss = apply_step(&self.spec, &mut self.factor.f, dims, &draws, &mut sc.z, &mut sc.k);
-        self.factor.width = (dims.w + sc.bp).min(dims.rt + dims.p);
+        let loss = apply_step(&self.spec, &mut self.factor.f, dims, &draws, &mut sc.z, &mut sc.coef);
+        self.factor.width = (dims.width + sc.bp).min(dims.rt + dims.p);
         loss
     }
 
@@ -201,7 +201,7 @@ impl ChainSimulator {
             ps: f.p_star,
             nb: self.spec.training.batch,
             s: f.stride,
-            w: f.width,
+            width: f.width,
             rt: f.rt,
         }
     }
@@ -226,7 +226,7 @@ fn output(act: Activation, c: &[f64], z: &[f64]) -> f64 {
     c.iter().zip(z).map(|(c, &z)| c * act.g(z)).sum()
 }
 
-/// Dimensions of a step: widths p, p*, batch B, row stride s of the factor, basis width r̃ (`w`)
+/// Dimensions of a step: widths p, p*, batch B, row stride s of the factor, basis width r̃ (`width`)
 /// and teacher rank r_t. Constants in the specialised steps, so the loops below unroll.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
@@ -234,7 +234,7 @@ struct Dims {
     ps: usize,
     nb: usize,
     s: usize,
-    w: usize,
+    width: usize,
     rt: usize,
 }
 
@@ -261,37 +261,37 @@ fn draw_step(
     a: &mut [f64],
 ) -> usize {
     for b in 0..d.nb {
-        for x in g[b * d.s..b * d.s + d.w].iter_mut() {
+        for x in g[b * d.s..b * d.s + d.width].iter_mut() {
             *x = standard_normal(rng);
         }
         xi[b] = if noisy { standard_normal(rng) } else { 0.0 };
     }
-    bartlett(rng, chi, d.w, d.nb, d.s, a)
+    bartlett(rng, chi, d.width, d.nb, d.s, a)
 }
 
 /// The deterministic part of a step (see [`factor`]): z^b = F g_b, the residuals r^b, the
-/// coefficients k_ib = η δ_i^b /(B N) with δ_i^b = a_i g'(λ_i^b) r^b, the update of the student
-/// rows F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b], and the compression back to r̃ ≤ p + p*
+/// coefficients c_ib = η δ_i^b /(B N) with δ_i^b = a_i g'(λ_i^b) r^b, the update of the student
+/// rows F_i ← [κ F_i + Σ_b c_ib g_b, Σ_b c_ib A_b], and the compression back to r̃ ≤ p + p*
 /// columns. Returns Σ_b ½ (r^b)².
 #[inline(always)]
-fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [f64], k_all: &mut [f64]) -> f64 {
+fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [f64], coef_all: &mut [f64]) -> f64 {
     let model = &spec.model;
-    let (p, ps, nb, s, w, rt) = (dm.p, dm.ps, dm.nb, dm.s, dm.w, dm.rt);
+    let (p, ps, nb, s, width, rt) = (dm.p, dm.ps, dm.nb, dm.s, dm.width, dm.rt);
     let (n, d, bp) = (spec.n, p + ps, dr.bp);
     let noise_sd = model.noise.sqrt();
-    let k_scale = spec.training.eta / (nb as f64 * n as f64);
+    let coef_scale = spec.training.eta / (nb as f64 * n as f64);
     let act = model.activation;
     let (a_c, v_c) = (&model.a[..p], &model.v[..ps]);
     let mut loss = 0.0;
     for b in 0..nb {
-        let g = &dr.g[b * s..b * s + w];
+        let g = &dr.g[b * s..b * s + width];
         // z = F g (ν, λ exactly), using the lower-trapezoidal structure.
         let z = &mut z_all[b * d..(b + 1) * d];
         for (row, zr) in z.iter_mut().enumerate() {
             let len = if row < ps {
-                (row + 1).min(w)
+                (row + 1).min(width)
             } else {
-                (rt + row - ps + 1).min(w)
+                (rt + row - ps + 1).min(width)
             };
             let fr = &f[row * s..row * s + len];
             *zr = fr.iter().zip(g).map(|(a, b)| a * b).sum();
@@ -300,28 +300,31 @@ fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [
         let r = output(act, v_c, nu) + noise_sd * dr.xi[b] - output(act, a_c, lambda);
         loss += 0.5 * r * r;
         for i in 0..p {
-            // k_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
-            k_all[i * nb + b] = k_scale * a_c[i] * act.dg(lambda[i]) * r;
+            // c_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
+            coef_all[i * nb + b] = coef_scale * a_c[i] * act.dg(lambda[i]) * r;
         }
     }
-    // Student rows: F_i ← [κ F_i + Σ_b k_ib g_b, Σ_b k_ib A_b]; teacher rows unchanged.
+    // Student rows: F_i ← [κ F_i + Σ_b c_ib g_b, Σ_b c_ib A_b]; teacher rows unchanged.
     let decay = 1.0 - spec.training.eta * spec.training.weight_decay / n as f64;
     for i in 0..p {
         let row = &mut f[(ps + i) * s..(ps + i + 1) * s];
-        let k = &k_all[i * nb..(i + 1) * nb];
+        let coef = &coef_all[i * nb..(i + 1) * nb];
         if decay != 1.0 {
-            row[..w].iter_mut().for_each(|x| *x *= decay);
+            row[..width].iter_mut().for_each(|x| *x *= decay);
         }
-        row[w..w + bp].iter_mut().for_each(|x| *x = 0.0);
-        for (b, &kb) in k.iter().enumerate() {
-            let g = &dr.g[b * s..b * s + w];
-            row[..w].iter_mut().zip(g).for_each(|(x, g)| *x += kb * g);
+        row[width..width + bp].iter_mut().for_each(|x| *x = 0.0);
+        for (b, &cb) in coef.iter().enumerate() {
+            let g = &dr.g[b * s..b * s + width];
+            row[..width].iter_mut().zip(g).for_each(|(x, g)| *x += cb * g);
             // A is lower trapezoidal: row b has entries in columns ≤ b only.
             let a = &dr.a[b * s..b * s + bp.min(b + 1)];
-            row[w..w + a.len()].iter_mut().zip(a).for_each(|(x, a)| *x += kb * a);
+            row[width..width + a.len()]
+                .iter_mut()
+                .zip(a)
+                .for_each(|(x, a)| *x += cb * a);
         }
     }
-    compress_rows(f, s, ps, p, rt, w + bp);
+    compress_rows(f, s, ps, p, rt, width + bp);
     loss
 }
 
@@ -336,11 +339,11 @@ fn step_fixed<const PS: usize, const P: usize>(sim: &mut ChainSimulator) -> f64 
         ps: PS,
         nb: 1,
         s: d + 1,
-        w: d,
+        width: d,
         rt: PS,
     };
     debug_assert_eq!((sim.factor.stride, sim.factor.width, sim.factor.rt), (d + 1, d, PS));
-    let (mut g, mut a, mut xi, mut z, mut k) = ([0.0; MAX], [0.0; MAX], [0.0; 1], [0.0; MAX], [0.0; MAX_FIXED]);
+    let (mut g, mut a, mut xi, mut z, mut coef) = ([0.0; MAX], [0.0; MAX], [0.0; 1], [0.0; MAX], [0.0; MAX_FIXED]);
     let noisy = sim.spec.model.noise > 0.0;
     let bp = draw_step(
         &mut sim.rng,
@@ -357,7 +360,7 @@ fn step_fixed<const PS: usize, const P: usize>(sim: &mut ChainSimulator) -> f64 
         xi: &xi,
         bp,
     };
-    apply_step(&sim.spec, &mut sim.factor.f, dims, &draws, &mut z[..d], &mut k[..P])
+    apply_step(&sim.spec, &mut sim.factor.f, dims, &draws, &mut z[..d], &mut coef[..P])
 }
 
 /// Largest p and p* with a specialised step ([`step_fixed`]).
@@ -397,9 +400,9 @@ fn fixed_step(p: usize, ps: usize, batch: usize) -> Option<fn(&mut ChainSimulato
 }
 
 /// The wrong variant: rescales each A_b so that ‖g_b‖² + ‖A_b‖² = N.
-fn force_unit_norm(g: &[f64], a: &mut [f64], nb: usize, s: usize, w: usize, bp: usize, n: usize) {
+fn force_unit_norm(g: &[f64], a: &mut [f64], nb: usize, s: usize, width: usize, bp: usize, n: usize) {
     for b in 0..nb {
-        let g2: f64 = g[b * s..b * s + w].iter().map(|x| x * x).sum();
+        let g2: f64 = g[b * s..b * s + width].iter().map(|x| x * x).sum();
         let row = &mut a[b * s..b * s + bp.min(b + 1)];
         let a2: f64 = row.iter().map(|x| x * x).sum();
         let target = (n as f64 - g2).max(0.0);

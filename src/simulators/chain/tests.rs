@@ -199,7 +199,7 @@ fn gram_update_is_the_exact_finite_n_recursion() {
             let a = DMatrix::from_fn(batch, batch, |b, j| sim.scratch.a[b * s + j]);
             sim.apply();
             let xx = &gamma * gamma.transpose() + &a * a.transpose();
-            let k = DMatrix::from_fn(p, batch, |i, b| sim.scratch.k[i * batch + b]);
+            let k = DMatrix::from_fn(p, batch, |i, b| sim.scratch.coef[i * batch + b]);
             let z = DMatrix::from_fn(d, batch, |i, b| sim.scratch.z[b * d + i]);
             let lam = z.rows(ps, p).into_owned();
             let nu = z.rows(0, ps).into_owned();
@@ -240,7 +240,7 @@ fn long_runs_keep_the_factor_exact() {
         sim.apply();
         // B = 1: C_ss' = C_ss + k λᵀ + λ kᵀ + ‖x‖² k kᵀ, C_st' = C_st + k νᵀ.
         let z: Vec<f64> = sim.scratch.z[..d].to_vec();
-        let k: Vec<f64> = sim.scratch.k[..p].to_vec();
+        let k: Vec<f64> = sim.scratch.coef[..p].to_vec();
         for i in 0..p {
             for j in 0..p {
                 c[(ps + i, ps + j)] += k[i] * z[ps + j] + z[ps + i] * k[j] + g2 * k[i] * k[j];
