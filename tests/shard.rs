@@ -516,3 +516,23 @@ fn slurm_writes_the_job_folder_and_refuses_bad_input() {
     assert!(stderr(&o).contains("not of this study"), "{}", stderr(&o));
     assert!(!fresh.join("slurm").exists());
 }
+
+/// A shard that is running (its results file locked) is not run a second time at once.
+#[cfg(unix)]
+#[test]
+fn a_running_shard_is_not_run_twice() {
+    use std::os::unix::io::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let (exp, dir) = sharded(tmp.path(), "a", RUN, "run", 2);
+    let results = dir.join("shard-0001-of-0002/results.jsonl");
+    let before = std::fs::read(&results).unwrap();
+    let f = std::fs::File::open(&results).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let o = hdsgd(&["run", s(&exp), "--shard", "1/2", "--out", s(&dir)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("shard 1/2 is already running"), "{}", stderr(&o));
+    drop(f);
+    ok(&["run", s(&exp), "--shard", "1/2", "--out", s(&dir)]);
+    assert_eq!(std::fs::read(&results).unwrap(), before);
+}

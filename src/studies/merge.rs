@@ -268,6 +268,7 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             "tasks": index.len(),
             "cpu_seconds_all_tasks": cpu,
             "wall_seconds_merge": start.elapsed().as_secs_f64(),
+            "cpu_seconds_merge": shard::process_cpu_seconds(),
             "shards": shards,
         });
         write_atomic(

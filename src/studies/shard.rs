@@ -21,7 +21,8 @@
 //!   (floats in shortest round-trip form, read back bit for bit; non-finite values as strings).
 //!   Re-running the same shard command resumes: finished tasks are kept, a torn last line (an
 //!   interruption mid-write) is dropped with a warning, the rest is run;
-//! * `done.json`, when every task of the shard is finished: wall time, threads, host, SLURM job ids.
+//! * `done.json`, when every task of the shard is finished: wall and CPU time of the last
+//!   invocation, threads, host, SLURM job ids.
 
 use super::escape::{self, escape_run};
 use super::hash::fnv1a_hex;
@@ -401,6 +402,13 @@ pub fn command(
     prepare_folder(&dir, &manifest, opts.force)?;
     let (p, k) = (exp.model.p(), exp.model.p_star());
     let results_path = dir.join(RESULTS);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&results_path)
+        .with_context(|| format!("opening {}", results_path.display()))?;
+    lock(&file, &results_path, spec)?;
     let previous = read_results(&results_path, command, p, k)?;
     let mut done = std::collections::BTreeSet::new();
     for (line, r) in &previous.lines {
@@ -418,12 +426,6 @@ pub fn command(
             );
         }
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&results_path)
-        .with_context(|| format!("opening {}", results_path.display()))?;
     if previous.torn {
         eprintln!(
             "warning: {}: dropping a torn last line (an interrupted write); its task is run again",
@@ -486,6 +488,7 @@ pub fn command(
         "tasks": my_tasks.len(),
         "tasks_run_by_last_invocation": todo.len(),
         "wall_seconds_last_invocation": start.elapsed().as_secs_f64(),
+        "cpu_seconds_last_invocation": process_cpu_seconds(),
         "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
         "host": hostname(),
         "slurm_job_id": env("SLURM_JOB_ID"),
@@ -494,6 +497,33 @@ pub fn command(
     });
     write_atomic(&dir.join(DONE), serde_json::to_string_pretty(&done_json)?.as_bytes())?;
     Ok(dir)
+}
+
+/// Takes an exclusive lock on the results file for the life of the process, so that a second
+/// invocation of the same shard (e.g. resubmitted while the first still runs) fails instead of
+/// writing the same tasks twice. Where locks are unsupported (some network file systems) it warns.
+fn lock(file: &std::fs::File, path: &Path, spec: ShardSpec) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; the lock is released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                bail!(
+                    "{} is locked by another running hdsgd: shard {spec} is already running",
+                    path.display()
+                );
+            }
+            eprintln!(
+                "warning: {}: cannot lock ({e}); do not run shard {spec} twice at once",
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path, spec);
+    Ok(())
 }
 
 /// Creates the shard folder with its manifest, or checks that an existing one is this shard's
@@ -551,6 +581,19 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// CPU time (user + system, all threads) of this process so far, in seconds.
+pub fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the timespec we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9);
+        }
+    }
+    None
 }
 
 fn hostname() -> Option<String> {

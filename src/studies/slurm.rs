@@ -155,16 +155,18 @@ pub fn scripts(args: &SlurmArgs, exp: &Experiment, exp_file: &Path, out: &Path, 
     let _ = write!(
         submit,
         "# `hdsgd {cmd}` of {exp_file} on SLURM, as {k} shards, written by `hdsgd slurm`.\n\
+         # This script submits the array (array.sh), then the merge (merge.sh), which starts once every\n\
+         # array task has succeeded (afterok), and writes the two job ids into jobs.txt. Then:\n\
          #\n\
-         #   {job}/submit.sh     submits the array (array.sh) and the merge (merge.sh), which\n\
-         #                       starts when every array task has succeeded (afterok)\n\
-         #   squeue -j ARRAY,MERGE              watch them (finished jobs: scontrol show job ID)\n\
+         #   squeue -j ARRAY,MERGE\n\
+         #       watch them (finished jobs: scontrol show job ID)\n\
          #   sbatch --parsable --array=I {job}/array.sh\n\
-         #                       rerun shard I alone after a failure or scancel (it resumes);\n\
+         #       rerun shard I alone after a failure or scancel (it resumes from its finished runs)\n\
          #   scontrol update JobId=MERGE Dependency=afterok:NEWJOB\n\
-         #                       then point the waiting merge at it (else it stays PENDING with\n\
-         #                       reason DependencyNeverSatisfied)\n\
-         #   {bin} merge {out}   merge by hand (names missing shards and their rerun commands)\n\
+         #       then point the waiting merge at the new job (else it stays PENDING, reason\n\
+         #       DependencyNeverSatisfied)\n\
+         #   {bin} merge {out}\n\
+         #       merge by hand (names missing shards and tasks, and the commands that rerun them)\n\
          #\n\
          # Shards: {out}/shard-IIII-of-{kk:04}/; merged outputs: {out}; logs: {job}/logs/.\n\
          set -euo pipefail\n\
