@@ -1,7 +1,7 @@
 //! The `hdsgd` command line.
 
 use crate::config::Experiment;
-use crate::studies::shard::StudyCommand;
+use crate::studies::shard::{ShardSpec, StudyCommand};
 use crate::studies::{self, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -60,11 +60,11 @@ pub struct StudyArgs {
 
 impl StudyArgs {
     /// Runs shard I/K of `command` when `--shard` is given (true), else nothing (false).
-    fn shard(&self, command: studies::shard::StudyCommand) -> anyhow::Result<bool> {
+    fn shard(&self, command: StudyCommand) -> anyhow::Result<bool> {
         let Some(s) = &self.shard else {
             return Ok(false);
         };
-        let spec: studies::shard::ShardSpec = s.parse()?;
+        let spec: ShardSpec = s.parse()?;
         let exp = load(&self.args.experiment)?;
         let dir = studies::shard::command(command, &exp, &self.args.experiment, &self.args.output_options(), spec)?;
         eprintln!("wrote {}", dir.display());
