@@ -37,6 +37,7 @@ from ._hdsgd import (
     columns,
     record_times,
     run_seed,
+    to_toml,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "integrate_ode",
     "record_times",
     "run_seed",
+    "to_toml",
 ]
 
 

@@ -88,6 +88,14 @@ fn experiment(py: Python<'_>, exp: &Bound<'_, PyAny>, fill: &dyn Fn(&mut Table))
 
 fn no_fill(_: &mut Table) {}
 
+/// The TOML text of an experiment dict, as the binding serialises it before validation (write it
+/// to a file to run the same experiment with the CLI).
+#[pyfunction]
+fn to_toml(exp: &Bound<'_, PyAny>) -> PyResult<String> {
+    let t = convert::table(exp, "")?;
+    toml::to_string(&t).map_err(|e| PyValueError::new_err(format!("cannot serialise the experiment: {e}")))
+}
+
 /// `hdsgd.check(exp)`: the resolved experiment as `hdsgd check` prints it (a JSON string).
 #[pyfunction]
 fn check_json(py: Python<'_>, exp: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -547,6 +555,7 @@ fn _hdsgd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DirectSimulator>()?;
     m.add_class::<ChainSimulator>()?;
     m.add_function(wrap_pyfunction!(check_json, m)?)?;
+    m.add_function(wrap_pyfunction!(to_toml, m)?)?;
     m.add_function(wrap_pyfunction!(record_times, m)?)?;
     m.add_function(wrap_pyfunction!(run_seed, m)?)?;
     m.add_function(wrap_pyfunction!(columns, m)?)?;
