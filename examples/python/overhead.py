@@ -1,0 +1,82 @@
+"""Overhead of driving the simulator from Python: samples/s of DirectSimulator.advance in a Python
+loop (several chunk sizes) against the CLI's own loop (`hdsgd run`, one run, one thread), at
+N = 10^3 and 10^4. Quadratic p = 2, p* = 1 (the quickstart model), B = 1.
+
+    python examples/python/overhead.py [--cli target/release/hdsgd] [--repeat 3]
+
+Each figure is the best of --repeat measurements (interleaved), wall clock, one thread: on a shared
+machine interference only slows a measurement down.
+"""
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import hdsgd
+
+MODEL = {"activation": "quadratic", "p": 2, "p_star": 1, "a": "uniform", "v": "ones"}
+TRAINING = {"eta": 0.1}
+SAMPLES = {1000: 3_000_000, 10000: 600_000}
+
+
+def experiment(n, samples):
+    return {
+        "name": "overhead",
+        "model": MODEL,
+        "training": TRAINING,
+        "simulation": {"n": [n], "seeds": 1, "base_seed": 1},
+        "time": {"t_max": samples / n, "points": 1},
+        "ode": {"initial": "explicit"},
+        "init": {"q0": [[1.0, 0.0], [0.0, 1.0]], "m0": [[0.0], [0.0]]},
+        "output": {"figures": False},
+    }
+
+
+def cli_rate(cli, n, samples):
+    """samples/s of the run as the CLI measures it (summary.json: simulation wall time only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "overhead.toml"
+        path.write_text(hdsgd.to_toml(experiment(n, samples)))
+        subprocess.run([cli, "run", path, "--out", Path(tmp) / "out", "--threads", "1", "--quiet"], check=True,
+                       capture_output=True)
+        return json.loads((Path(tmp) / "out" / "summary.json").read_text())["runs"][0]["samples_per_second"]
+
+
+def python_rate(n, samples, chunk):
+    sim = hdsgd.DirectSimulator(experiment(n, samples), n, 0)
+    calls = samples // chunk
+    start = time.perf_counter()
+    for _ in range(calls):
+        sim.advance(chunk)
+    return calls * chunk / (time.perf_counter() - start)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cli", default=str(Path(__file__).resolve().parents[2] / "target" / "release" / "hdsgd"))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows = []
+    for n, samples in SAMPLES.items():
+        chunks = [100, n, 10 * n]
+        best = {"cli": 0.0, **{c: 0.0 for c in chunks}}
+        for _ in range(args.repeat):
+            best["cli"] = max(best["cli"], cli_rate(args.cli, n, samples))
+            for c in chunks:
+                best[c] = max(best[c], python_rate(n, samples, c))
+        for key in ["cli"] + chunks:
+            label = "CLI (hdsgd run, record loop)" if key == "cli" else f"Python advance({key}) loop"
+            rows.append((n, label, best[key], best[key] / best["cli"]))
+    kernel = hdsgd.DirectSimulator(experiment(1000, 1000), 1000).kernel
+    print(f"kernel: {kernel}; quadratic p = 2, p* = 1, B = 1; best of {args.repeat}, wall clock, one thread")
+    print("| N | loop | samples/s | vs CLI |")
+    print("|---|---|---|---|")
+    for n, label, rate, ratio in rows:
+        print(f"| {n} | {label} | {rate:,.0f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
