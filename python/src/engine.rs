@@ -23,16 +23,12 @@ use std::time::{Duration, Instant};
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Errors of the engine, mapped to Python exceptions by the binding.
-// `Diverged` and `Other` are for the high-level commands (phase 2).
-#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub enum EngineError {
     /// Invalid input: `field` names the experiment key when known (→ `ValueError`).
     Invalid { field: Option<String>, message: String },
     /// A file could not be read (→ `OSError`).
     Io(String),
-    /// A run or an ODE diverged at time `t` (→ `hdsgd.Diverged`).
-    Diverged { t: f64, message: String },
     /// Anything else (→ `RuntimeError`).
     Other(String),
 }
@@ -467,4 +463,98 @@ pub fn integrate_explicit(exp: &Exp, times: &[f64], divergence_bound: Option<f64
         state,
         stop,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands (the high-level API): the CLI's own functions, writing the CLI's files
+// ---------------------------------------------------------------------------------------------
+//
+// After the `studies` restructuring these are `hdsgd::studies::{run, ode, plateau::command,
+// escape::command, scaling::command, hessian::command, OutputOptions, DivergedRuns}`.
+use hdsgd::experiments::{DivergedRuns, OutputOptions};
+
+/// A command of the CLI that writes an output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    Ode,
+    Plateau,
+    Escape,
+    Scaling,
+    Hessian,
+}
+
+impl Command {
+    pub fn parse(name: &str) -> Option<Command> {
+        Some(match name {
+            "run" => Command::Run,
+            "ode" => Command::Ode,
+            "plateau" => Command::Plateau,
+            "escape" => Command::Escape,
+            "scaling" => Command::Scaling,
+            "hessian" => Command::Hessian,
+            _ => return None,
+        })
+    }
+}
+
+/// Runs `command` on `exp` exactly as `hdsgd COMMAND EXP --out OUT [--threads T] [--force]` does
+/// (same function, same files). `Ok(Some(message))`: outputs written, but some runs diverged
+/// (the CLI's exit code 2).
+pub fn run_command(
+    exp: &Exp,
+    command: Command,
+    out: &Path,
+    threads: usize,
+    force: bool,
+    progress: bool,
+) -> EResult<Option<String>> {
+    let e = &exp.0;
+    let opts = OutputOptions {
+        out: Some(out.to_path_buf()),
+        threads,
+        force,
+        progress,
+    };
+    let r = match command {
+        Command::Run => hdsgd::experiments::run(e, &opts).map(drop),
+        Command::Ode => hdsgd::experiments::ode(e, &opts).map(drop),
+        Command::Plateau => hdsgd::analysis::stability::command(e, &opts),
+        Command::Escape => hdsgd::analysis::escape::command(e, &opts),
+        Command::Scaling => hdsgd::analysis::scaling::command(e, &opts),
+        Command::Hessian => hdsgd::geometry::command(e, &opts),
+    };
+    match r {
+        Ok(()) => Ok(None),
+        Err(err) => {
+            if let Some(d) = err.downcast_ref::<DivergedRuns>() {
+                return Ok(Some(d.to_string()));
+            }
+            Err(classify(err))
+        }
+    }
+}
+
+/// Maps a command's error to the binding's kinds: configuration errors (the crate's, or messages
+/// in its "invalid value for `field`: …" form, or "`hdsgd CMD` needs …"), I/O errors, the rest.
+fn classify(err: anyhow::Error) -> EngineError {
+    let message = format!("{err:#}");
+    if let Some(c) = err.downcast_ref::<ConfigError>() {
+        return c.clone().into();
+    }
+    if let Some(rest) = message.strip_prefix("invalid value for `") {
+        if let Some(end) = rest.find('`') {
+            return EngineError::Invalid {
+                field: Some(rest[..end].to_string()),
+                message,
+            };
+        }
+    }
+    if message.starts_with("`hdsgd ") {
+        return EngineError::Invalid { field: None, message };
+    }
+    if err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some()) || message.contains("already exists") {
+        return EngineError::Io(message);
+    }
+    EngineError::Other(message)
 }

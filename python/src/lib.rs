@@ -40,7 +40,6 @@ fn to_pyerr(py: Python<'_>, e: EngineError) -> PyErr {
             err
         }
         EngineError::Io(m) => PyOSError::new_err(m),
-        EngineError::Diverged { t, message } => diverged(py, t, message),
         EngineError::Other(m) => PyRuntimeError::new_err(m),
     }
 }
@@ -545,6 +544,69 @@ fn integrate_ode_raw<'py>(
     Ok(r)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Commands (high-level API; the Python layer wraps the output folder in `hdsgd.Result`)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a CLI command (`run`, `ode`, `plateau`, `escape`, `scaling`, `hessian`) into the folder
+/// `out`, exactly as `hdsgd COMMAND EXP --out OUT` does. The command runs on a worker thread while
+/// this one waits without the GIL and polls for Ctrl-C every 0.1 s; on KeyboardInterrupt the call
+/// returns at once (the crate's commands have no cancellation hook: the worker finishes in the
+/// background, and removes `out` then if `cleanup_if_abandoned`). Returns None, or the CLI's
+/// divergence message when outputs were written but some runs diverged.
+#[pyfunction]
+#[pyo3(signature = (command, exp, out, *, threads=None, force=false, progress=false, cleanup_if_abandoned=false))]
+#[allow(clippy::too_many_arguments)]
+fn run_command(
+    py: Python<'_>,
+    command: &str,
+    exp: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyAny>,
+    threads: Option<usize>,
+    force: bool,
+    progress: bool,
+    cleanup_if_abandoned: bool,
+) -> PyResult<Option<String>> {
+    let cmd =
+        engine::Command::parse(command).ok_or_else(|| PyValueError::new_err(format!("unknown command {command:?}")))?;
+    if threads == Some(0) {
+        return Err(value_error(py, "threads", "must be ≥ 1 (None: all cores)"));
+    }
+    let exp = experiment(py, exp, &no_fill)?;
+    let out: String = py.import("os")?.getattr("fspath")?.call1((out,))?.extract()?;
+    let out = std::path::PathBuf::from(out);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker_out = out.clone();
+    std::thread::Builder::new()
+        .name(format!("hdsgd-{command}"))
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine::run_command(&exp, cmd, &worker_out, threads.unwrap_or(0), force, progress)
+            }))
+            .unwrap_or_else(|_| Err(EngineError::Other("the command panicked".into())));
+            if tx.send(r).is_err() && cleanup_if_abandoned {
+                let _ = std::fs::remove_dir_all(&worker_out);
+            }
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a worker thread: {e}")))?;
+    let mut rx = rx;
+    loop {
+        // The receiver is Send but not Sync: it moves into the GIL-free closure and back.
+        let (back, r) = py.detach(move || {
+            let r = rx.recv_timeout(POLL);
+            (rx, r)
+        });
+        rx = back;
+        match r {
+            Ok(r) => return r.map_err(|e| to_pyerr(py, e)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err("the command's worker thread stopped"))
+            }
+        }
+    }
+}
+
 #[pymodule]
 fn _hdsgd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -560,5 +622,6 @@ fn _hdsgd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_seed, m)?)?;
     m.add_function(wrap_pyfunction!(columns, m)?)?;
     m.add_function(wrap_pyfunction!(integrate_ode_raw, m)?)?;
+    m.add_function(wrap_pyfunction!(run_command, m)?)?;
     Ok(())
 }

@@ -120,3 +120,34 @@ def test_ctrl_c_stops_a_chain_run():
     timer.join()
     assert caught - fired["at"] < 1.0
     assert sim.steps > 0
+
+
+def test_commands_release_the_gil_and_stop_on_ctrl_c():
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default KeyboardInterrupt handler here")
+    exp = {
+        "model": {"activation": "quadratic", "p": 2, "p_star": 1},
+        "training": {"eta": 0.05},
+        "simulation": {"n": [4000], "seeds": 2},
+        "time": {"t_max": 40.0, "points": 4},
+        "output": {"figures": False},
+    }
+    # GIL: a command in another thread lets this one run.
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (hdsgd.run(exp, threads=1), done.set()))
+    worker.start()
+    time.sleep(0.2)
+    alive = worker.is_alive()
+    count = 0
+    while not done.is_set():
+        count += 1
+    worker.join()
+    assert alive and count > 10_000
+    # Ctrl-C: the call returns within a second (the computation finishes in the background).
+    big = {**exp, "time": {"t_max": 2000.0, "points": 4}, "simulation": {"n": [1000], "seeds": 1}}
+    timer, fired = _interrupt_after(0.3, "sigint")
+    with pytest.raises(KeyboardInterrupt):
+        hdsgd.run(big, threads=1)
+    caught = time.perf_counter()
+    timer.join()
+    assert caught - fired["at"] < 1.0
