@@ -24,7 +24,7 @@ def python_trajectories(exp, kind="direct", threads=1):
             for t in hdsgd.record_times(exp, n):
                 loss = sim.advance_to(t)
                 rows.append(sim.record(loss))
-    cols = ["n", "seed", "t", "eg", "train_loss"] + hdsgd.columns(resolved["model"]["a"].__len__(), len(resolved["model"]["v"]))
+    cols = ["n", "seed", "t", "eg", "train_loss"] + hdsgd.columns(len(resolved["model"]["a"]), len(resolved["model"]["v"]))
     return pd.DataFrame(rows)[cols]
 
 
