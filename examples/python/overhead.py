@@ -25,12 +25,12 @@ TRAINING = {"eta": 0.1}
 SAMPLES = {1000: 3_000_000, 10000: 600_000}
 
 
-def experiment(n, samples):
+def experiment(n, samples, simulator="direct"):
     return {
         "name": "overhead",
         "model": MODEL,
         "training": TRAINING,
-        "simulation": {"n": [n], "seeds": 1, "base_seed": 1},
+        "simulation": {"n": [n], "seeds": 1, "base_seed": 1, "simulator": simulator},
         "time": {"t_max": samples / n, "points": 1},
         "ode": {"initial": "explicit"},
         "init": {"q0": [[1.0, 0.0], [0.0, 1.0]], "m0": [[0.0], [0.0]]},
@@ -43,12 +43,12 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def cli_rate(cli, n, samples, clock):
+def cli_rate(cli, n, samples, clock, simulator="direct"):
     """samples/s of the CLI's run: CPU time of the whole process, or the simulation's wall time
     as summary.json reports it."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "overhead.toml"
-        path.write_text(hdsgd.to_toml(experiment(n, samples)))
+        path.write_text(hdsgd.to_toml(experiment(n, samples, simulator)))
         cpu = children_cpu()
         subprocess.run([cli, "run", path, "--out", Path(tmp) / "out", "--threads", "1", "--quiet"], check=True,
                        capture_output=True)
@@ -57,8 +57,9 @@ def cli_rate(cli, n, samples, clock):
         return json.loads((Path(tmp) / "out" / "summary.json").read_text())["runs"][0]["samples_per_second"]
 
 
-def python_rate(n, samples, chunk, clock):
-    sim = hdsgd.DirectSimulator(experiment(n, samples), n, 0)
+def python_rate(n, samples, chunk, clock, simulator="direct"):
+    cls = hdsgd.ChainSimulator if simulator == "chain" else hdsgd.DirectSimulator
+    sim = cls(experiment(n, samples, simulator), n, 0)
     calls = samples // chunk
     now = time.thread_time if clock == "cpu" else time.perf_counter
     start = now()
@@ -84,6 +85,12 @@ def main():
         for key in ["cli"] + chunks:
             label = "CLI (hdsgd run, record loop)" if key == "cli" else f"Python advance({key}) loop"
             rows.append((n, label, best[key], best[key] / best["cli"]))
+    # The chain simulator (cost per sample independent of N) at N = 10^6.
+    n, samples, c = 10**6, 5_000_000, 10**5
+    cli_c = max(cli_rate(args.cli, n, samples, args.clock, "chain") for _ in range(args.repeat))
+    py_c = max(python_rate(n, samples, c, args.clock, "chain") for _ in range(args.repeat))
+    rows.append((n, "chain: CLI (hdsgd run, record loop)", cli_c, 1.0))
+    rows.append((n, f"chain: Python advance({c}) loop", py_c, py_c / cli_c))
     kernel = hdsgd.DirectSimulator(experiment(1000, 1000), 1000).kernel
     print(f"kernel: {kernel}; quadratic p = 2, p* = 1, B = 1; best of {args.repeat}, {args.clock} clock, one thread")
     print("| N | loop | samples/s | vs CLI |")
