@@ -67,3 +67,11 @@ def assert_frames_identical(a: pd.DataFrame, b: pd.DataFrame):
         y = b[c].to_numpy(dtype=float)
         same = np.array_equal(x, y, equal_nan=True)
         assert same, f"column {c} differs: max |diff| = {np.nanmax(np.abs(x - y))}"
+
+
+@pytest.fixture(scope="session")
+def cli_quickstart(cli, tmp_path_factory):
+    """The CLI's output folder for the shipped experiments/quickstart.toml (run once per session)."""
+    out = tmp_path_factory.mktemp("quickstart") / "out"
+    cli("run", REPO / "experiments" / "quickstart.toml", "--out", out, "--quiet")
+    return out

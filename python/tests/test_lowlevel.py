@@ -68,12 +68,10 @@ def test_chain_loop_matches_cli_run_bit_for_bit(small, tmp_path, cli):
     assert_frames_identical(python_trajectories(exp, kind="chain"), read_csv(out / "trajectories.csv"))
 
 
-def test_shipped_quickstart_matches_cli(tmp_path, cli):
+def test_shipped_quickstart_matches_cli(cli_quickstart):
     """The issue's acceptance check: every run of experiments/quickstart.toml, CLI against Python."""
     path = REPO / "experiments" / "quickstart.toml"
-    out = tmp_path / "qs"
-    cli("run", path, "--out", out, "--quiet")
-    assert_frames_identical(python_trajectories(path), read_csv(out / "trajectories.csv"))
+    assert_frames_identical(python_trajectories(path), read_csv(cli_quickstart / "trajectories.csv"))
 
 
 def test_split_threads_give_the_same_numbers(small):
