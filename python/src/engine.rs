@@ -475,9 +475,8 @@ pub fn integrate_explicit(exp: &Exp, times: &[f64], divergence_bound: Option<f64
 // Commands (the high-level API): the CLI's own functions, writing the CLI's files
 // ---------------------------------------------------------------------------------------------
 //
-// After the `studies` restructuring these are `hdsgd::studies::{run, ode, plateau::command,
-// escape::command, scaling::command, hessian::command, OutputOptions, DivergedRuns}`.
-use hdsgd::experiments::{DivergedRuns, OutputOptions};
+// The CLI's own command functions (`hdsgd::studies`).
+use hdsgd::studies::{DivergedRuns, OutputOptions};
 
 /// A command of the CLI that writes an output folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,12 +522,12 @@ pub fn run_command(
         progress,
     };
     let r = match command {
-        Command::Run => hdsgd::experiments::run(e, &opts).map(drop),
-        Command::Ode => hdsgd::experiments::ode(e, &opts).map(drop),
-        Command::Plateau => hdsgd::analysis::stability::command(e, &opts),
-        Command::Escape => hdsgd::analysis::escape::command(e, &opts),
-        Command::Scaling => hdsgd::analysis::scaling::command(e, &opts),
-        Command::Hessian => hdsgd::geometry::command(e, &opts),
+        Command::Run => hdsgd::studies::run(e, &opts).map(drop),
+        Command::Ode => hdsgd::studies::ode(e, &opts).map(drop),
+        Command::Plateau => hdsgd::studies::plateau::command(e, &opts),
+        Command::Escape => hdsgd::studies::escape::command(e, &opts),
+        Command::Scaling => hdsgd::studies::scaling::command(e, &opts),
+        Command::Hessian => hdsgd::studies::hessian::command(e, &opts),
     };
     match r {
         Ok(()) => Ok(None),
