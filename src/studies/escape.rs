@@ -12,8 +12,8 @@ use super::plots::{self, Panel, Series};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::escape::{
-    fit_log_n, ode_escape_time, summarize_runs, trigamma, usable_for_fit, EscapeConfig, EscapeDetector, EscapeRule,
-    EscapeRun, EscapeStatus, EscapeSummary,
+    escape_time_sd, fit_log_n, ode_escape_time, summarize_runs, usable_for_fit, EscapeConfig, EscapeDetector,
+    EscapeRule, EscapeRun, EscapeStatus, EscapeSummary,
 };
 use crate::analysis::fits::{linear_fit, LinearFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
@@ -377,8 +377,9 @@ fn write_outputs(
             json!({"n_from": w[0].0, "n_to": w[1].0, "slope": slope})
         })
         .collect();
-    let pp = (exp.model.p() * exp.model.p_star()) as f64;
-    let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
+    let std_theory = stability
+        .mu
+        .map(|mu| escape_time_sd(exp.model.p(), exp.model.p_star(), mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
     let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
     let fit_json = json!({
