@@ -7,14 +7,14 @@
 //! the configuration hash); re-running the same command skips the (N, seed) already there.
 
 use super::hash::fnv1a;
-use super::output::{check_output_dir, num, opt, write_atomic, CsvTable};
+use super::output::{check_output_dir, num, opt, summary as output_summary, write_atomic, write_json, CsvTable};
 use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::escape::{
-    fit_log_n, ode_escape_time, summarize_runs, trigamma, usable_for_fit, EscapeConfig, EscapeDetector, EscapeRule,
-    EscapeRun, EscapeStatus, EscapeSummary,
+    escape_time_sd, fit_log_n, ode_escape_time, summarize_runs, usable_for_fit, EscapeConfig, EscapeDetector,
+    EscapeRule, EscapeRun, EscapeStatus, EscapeSummary,
 };
 use crate::analysis::fits::{linear_fit, LinearFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
@@ -423,8 +423,9 @@ fn write_outputs(
             json!({"n_from": w[0].0, "n_to": w[1].0, "slope": slope})
         })
         .collect();
-    let pp = (exp.model.p() * exp.model.p_star()) as f64;
-    let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
+    let std_theory = stability
+        .mu
+        .map(|mu| escape_time_sd(exp.model.p(), exp.model.p_star(), mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
     let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
     let fit_json = json!({
@@ -449,23 +450,17 @@ fn write_outputs(
         "criterion": cfg,
         "stability": to_json(exp.sigma0, stability, popts),
     });
-    write_atomic(
-        &dir.join("escape_fit.json"),
-        serde_json::to_string_pretty(&fit_json)?.as_bytes(),
-    )?;
-    let summary = json!({
-        "crate": env!("CARGO_PKG_NAME"),
-        "version": env!("CARGO_PKG_VERSION"),
-        "experiment": exp,
-        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
-        "wall_seconds_this_invocation": wall,
-        "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
-        "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("escape_fit.json"), &fit_json)?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds_this_invocation": wall,
+            "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+            "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
     {
         println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
         println!("  N      count censored diverged   mean      s.e.     std     median");

@@ -14,7 +14,7 @@
 //! Outputs: `hessian.json` (counts, expected counts, min/max, bulk prediction) and
 //! `hessian_spectra.csv` (`point,index,eigenvalue`).
 
-use super::output::{check_output_dir, num, write_atomic, CsvTable};
+use super::output::{check_output_dir, num, write_json, CsvTable};
 use super::runner::{initial_overlaps, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::geometry::conserved::check_model;
@@ -23,8 +23,9 @@ use crate::analysis::geometry::hessian::{
     population_error_at, realise, spectrum, SpectrumCounts,
 };
 use crate::analysis::geometry::selection::selected_solution;
-use crate::analysis::geometry::spectra::{plateau, uniform_layers};
+use crate::analysis::geometry::spectra::uniform_layers;
 use crate::analysis::geometry::{GeometryConfig, MAX_HESSIAN_DIM};
+use crate::analysis::stability::{find_plateau, PlateauMethod};
 use crate::config::Experiment;
 use crate::model::Model;
 use crate::ode::OdeVariant;
@@ -114,14 +115,10 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     };
     let a = model.a[0];
     let uniform = uniform_layers(model, &start.p);
-    let (plat, rate) = plateau(
-        model,
-        &exp.training,
-        &start.q,
-        &start.p,
-        OdeVariant::GradientFlow,
-        1e-13,
-    )?;
+    let m0 = Overlaps::new(start.q.clone(), DMatrix::zeros(p, k), start.p.clone());
+    let method = PlateauMethod::Integrate { tol: 1e-13 };
+    let found = find_plateau(model, &exp.training, OdeVariant::GradientFlow, &m0, &method)?;
+    let (plat, rate) = (found.overlaps, found.residual);
     let mut reports = vec![];
     let mut plateau_json = json!({"max_dq_dt": rate});
     if uniform {
@@ -180,10 +177,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         "start": {"q": start.q.iter().copied().collect::<Vec<_>>(), "m": start.m.iter().copied().collect::<Vec<_>>(), "p": start.p.iter().copied().collect::<Vec<_>>()},
         "points": reports.iter().map(|r| (r.name.to_string(), r.json.clone())).collect::<serde_json::Map<_, _>>(),
     });
-    write_atomic(
-        &dir.join("hessian.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    write_json(&dir.join("hessian.json"), &summary)?;
     csv.write(&dir.join("hessian_spectra.csv"))?;
     eprintln!("wrote {}", dir.display());
     Ok(())

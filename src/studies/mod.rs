@@ -107,18 +107,15 @@ pub(crate) fn write_summary(
     runs: serde_json::Value,
     divergences: &[Divergence],
 ) -> Result<()> {
-    let summary = json!({
-        "crate": env!("CARGO_PKG_NAME"),
-        "version": env!("CARGO_PKG_VERSION"),
-        "experiment": exp,
-        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
-        "wall_seconds": start.elapsed().as_secs_f64(),
-        "eg_convention": "e_g = ½ E[(y − ŷ)²] over a fresh sample, label noise excluded (the noise adds Δ/2)",
-        "runs": runs,
-        "divergences": divergences.iter().map(|d| json!({"n": d.n, "seed": d.seed, "what": d.what, "t": d.t})).collect::<Vec<_>>(),
-    });
-    output::write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
+    let summary = output::summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds": start.elapsed().as_secs_f64(),
+            "eg_convention": "e_g = ½ E[(y − ŷ)²] over a fresh sample, label noise excluded (the noise adds Δ/2)",
+            "runs": runs,
+            "divergences": divergences.iter().map(|d| json!({"n": d.n, "seed": d.seed, "what": d.what, "t": d.t})).collect::<Vec<_>>(),
+        }),
+    );
+    output::write_json(&dir.join("summary.json"), &summary)
 }

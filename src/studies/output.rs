@@ -1,8 +1,10 @@
 //! Output files: CSV tables and JSON summaries, written atomically (temporary file + rename) into
 //! an output folder that is never overwritten without `--force`.
 
+use crate::config::Experiment;
 use crate::overlaps::Overlaps;
 use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Refuses to reuse a non-empty output folder unless `force`. Call before any long computation.
@@ -35,6 +37,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
+}
+
+/// Writes `value` as pretty-printed JSON to `path` atomically.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
+/// The `summary.json` of a command: the fields every summary starts with (crate, version, the
+/// resolved experiment, the threads used), then the command's own `fields` (an object).
+pub fn summary(exp: &Experiment, threads: usize, fields: Value) -> Value {
+    let mut v = json!({
+        "crate": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "experiment": exp,
+        "threads": if threads == 0 { rayon::current_num_threads() } else { threads },
+    });
+    if let (Some(map), Value::Object(extra)) = (v.as_object_mut(), fields) {
+        map.extend(extra);
+    }
+    v
 }
 
 /// A CSV table built in memory with the `csv` crate, then written atomically ([`write_atomic`]).

@@ -1,7 +1,7 @@
 //! `hdsgd plateau`: the plateau fixed point of an experiment's ODE and its linear stability
 //! ([`crate::analysis::stability`]), printed, and written as `plateau.json` with `--out`.
 
-use super::output::write_atomic;
+use super::output::write_json;
 use super::OutputOptions;
 use crate::analysis::stability::{analyse, to_json, PlateauOptions, Stability};
 use crate::config::Experiment;
@@ -75,10 +75,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         if path.exists() && !opts.force {
             bail!("{} exists: pass --force to overwrite it", path.display());
         }
-        write_atomic(
-            &path,
-            serde_json::to_string_pretty(&to_json(exp.sigma0, &s, &popts))?.as_bytes(),
-        )?;
+        write_json(&path, &to_json(exp.sigma0, &s, &popts))?;
         println!("wrote {}", path.display());
     }
     Ok(())

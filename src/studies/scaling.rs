@@ -3,7 +3,7 @@
 //! (N, seed), compares with the matched and typical ODEs, writes `scaling.csv`, `scaling_fits.csv`,
 //! `summary.json` and figures.
 
-use super::output::{cell, check_output_dir, num, write_atomic, CsvTable};
+use super::output::{cell, check_output_dir, num, summary as output_summary, write_json, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{record_times, simulate_all, RunResult};
 use super::{output_dir, OutputOptions};
@@ -276,20 +276,17 @@ pub(crate) fn write_outputs(
     }
     csv.write(&dir.join("scaling.csv"))?;
     fits_csv.write(&dir.join("scaling_fits.csv"))?;
-    let summary = json!({
-        "crate": env!("CARGO_PKG_NAME"),
-        "version": env!("CARGO_PKG_VERSION"),
-        "experiment": exp,
-        "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
-        "wall_seconds": start.elapsed().as_secs_f64(),
-        "diverged_runs": diverged,
-        "windows": windows,
-        "fits": fit_summary,
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds": start.elapsed().as_secs_f64(),
+            "diverged_runs": diverged,
+            "windows": windows,
+            "fits": fit_summary,
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
     println!(
         "{}: fitted exponents (std ∝ N^-b, theory 1/2; |mean dev| ∝ N^-a, theory 1)",
         exp.name
