@@ -4,7 +4,7 @@
 # missing), runs the ignored tests of tests/cluster.rs one at a time, and stops the cluster
 # again on any exit (scripts/slurm/stop.sh), leaving nothing running. As root:
 #
-#     scripts/cluster_test.sh            (≈ 1–2 min on 2 cores after the build)
+#     scripts/cluster_test.sh            (≈ 35 s on 2 cores after the build)
 #
 # Exit code: that of the tests (or of start.sh), 1 if stop.sh failed.
 set -euo pipefail

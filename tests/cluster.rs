@@ -10,7 +10,7 @@
 //! 1. An `escape` and a `run` study submitted with `hdsgd slurm --submit` as arrays of 4 and 5
 //!    shards: every array task and the merge complete, and the merged files are identical to those
 //!    of one-machine runs.
-//! 2. One array task of a `run` study is cancelled (`scancel`) after its first finished run; it is
+//! 2. One array task of a `run` study (12 chain runs of 1.5·10⁷ samples) is cancelled (`scancel`) after its first finished run; it is
 //!    resubmitted alone (`sbatch --array=I`), resumes from its finished run, the waiting merge is
 //!    pointed at it (`scontrol update ... Dependency=afterok:`), and the merged files are again
 //!    identical to the one-machine ones.
@@ -65,8 +65,8 @@ t_min = 0.05
 points = 8
 "#;
 
-/// Chain runs of ≈ 10⁷ samples each (about a second on one core), 3 per shard of 4: long enough
-/// to cancel a shard between its first and its last run.
+/// Chain runs of 1.5·10⁷ samples each (≈ 1 s on an idle core at 1.4·10⁷ samples/s for p = 2,
+/// p* = 1), 3 per shard of 4: long enough to cancel a shard between its first and its last run.
 const LONG_RUN: &str = r#"
 name = "cluster_long"
 [model]
@@ -78,11 +78,11 @@ v = "ones"
 eta = 0.2
 [simulation]
 simulator = "chain"
-n = [1000000]
+n = [10000000]
 seeds = 12
 base_seed = 5
 [time]
-t_max = 10.0
+t_max = 1.5
 grid = "log"
 t_min = 0.01
 points = 20
@@ -305,7 +305,7 @@ fn cancelled_array_task_is_rerun_alone_and_merges_to_the_same_bytes() {
         ],
     );
     // The one-machine reference meanwhile.
-    hdsgd(&["run", s(&exp), "--out", s(&t.join("one")), "--threads", "1"]);
+    hdsgd(&["run", s(&exp), "--out", s(&t.join("one")), "--threads", "2"]);
     let states = wait(&[&new, &merge]);
     eprintln!("{states}");
     let log = std::fs::read_to_string(dir.join(format!("slurm/logs/shard-0-job{new}.out"))).unwrap();
