@@ -231,7 +231,7 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
     let out = args.out.clone().unwrap_or_else(|| dir.clone());
     check_merge_output(dir, &out, args.force)?;
     let results: Vec<TaskResult> = slots.into_iter().map(|r| r.expect("every task present")).collect();
-    let cpu: f64 = results
+    let run_seconds: f64 = results
         .iter()
         .map(|r| match r {
             TaskResult::Run(r) => r.wall_seconds,
@@ -266,7 +266,7 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             "merged_from": absolute(dir),
             "shard_count": k,
             "tasks": index.len(),
-            "cpu_seconds_all_tasks": cpu,
+            "run_wall_seconds_sum": run_seconds,
             "wall_seconds_merge": start.elapsed().as_secs_f64(),
             "cpu_seconds_merge": shard::process_cpu_seconds(),
             "shards": shards,
