@@ -2,6 +2,7 @@
 
 use crate::config::Experiment;
 use crate::studies::preflight::{self, Command as Cmd};
+use crate::studies::shard::{ShardSpec, StudyCommand};
 use crate::studies::{self, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -17,7 +18,7 @@ pub const EXIT_CODES: &str = "Exit codes:
 
 /// Online SGD in two-layer teacher–student networks: finite-N simulations against the overlap ODEs.
 #[derive(Debug, Parser)]
-#[command(name = "hdsgd", version, about, long_about = None, after_help = EXIT_CODES, subcommand_help_heading = "Commands")]
+#[command(name = "hdsgd", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -57,12 +58,37 @@ impl ExperimentArgs {
     }
 }
 
+/// [`ExperimentArgs`] of the commands that run as shards on a cluster (`run`, `escape`, `scaling`).
+#[derive(Debug, Args, Clone)]
+pub struct StudyArgs {
+    #[command(flatten)]
+    pub args: ExperimentArgs,
+    /// Run only shard I of K (0-based, 0 ≤ I < K) of the (N, seed) runs, into OUT/shard-IIII-of-KKKK/
+    /// (resumes from its finished runs); `hdsgd merge OUT` then writes the outputs.
+    #[arg(long, value_name = "I/K")]
+    pub shard: Option<String>,
+}
+
+impl StudyArgs {
+    /// Runs shard I/K of `command` when `--shard` is given (true), else nothing (false).
+    fn shard(&self, command: StudyCommand) -> anyhow::Result<bool> {
+        let Some(s) = &self.shard else {
+            return Ok(false);
+        };
+        let spec: ShardSpec = s.parse()?;
+        let exp = load(&self.args.experiment)?;
+        let dir = studies::shard::command(command, &exp, &self.args.experiment, &self.args.output_options(), spec)?;
+        eprintln!("wrote {}", dir.display());
+        Ok(true)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 #[command(after_help = EXIT_CODES)]
 pub enum Command {
     /// Simulate every (N, seed), integrate the ODE, write trajectories.csv, ode.csv, summary.json, figures.
     #[command(after_help = EXIT_CODES)]
-    Run(ExperimentArgs),
+    Run(StudyArgs),
     /// Integrate the overlap ODE only; write ode.csv, summary.json and a figure.
     #[command(after_help = EXIT_CODES)]
     Ode(ExperimentArgs),
@@ -75,16 +101,22 @@ pub enum Command {
     Plateau(ExperimentArgs),
     /// Plateau-escape times over seeds and N, with a fit of mean escape time vs log N (resumable).
     #[command(after_help = EXIT_CODES)]
-    Escape(ExperimentArgs),
+    Escape(StudyArgs),
     /// Finite-size scaling of fluctuations and deviations from the ODE.
     #[command(after_help = EXIT_CODES)]
-    Scaling(ExperimentArgs),
+    Scaling(StudyArgs),
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
     #[command(after_help = EXIT_CODES)]
     Hessian(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
     #[command(after_help = EXIT_CODES)]
     Bench(studies::bench::BenchArgs),
+    /// Merge the shards of a study (`--shard I/K` runs) into the outputs of the one-machine command.
+    #[command(after_help = EXIT_CODES)]
+    Merge(studies::merge::MergeArgs),
+    /// Write (and with --submit, submit) a SLURM job array running a study as shards, and its merge.
+    #[command(after_help = EXIT_CODES)]
+    Slurm(studies::slurm::SlurmArgs),
 }
 
 /// `hdsgd check`.
@@ -140,18 +172,21 @@ fn load(path: &std::path::Path) -> anyhow::Result<Experiment> {
 /// Runs one command.
 pub fn dispatch(command: Command) -> anyhow::Result<()> {
     let allow_large = match &command {
-        Command::Run(a)
+        Command::Run(StudyArgs { args: a, .. })
+        | Command::Escape(StudyArgs { args: a, .. })
+        | Command::Scaling(StudyArgs { args: a, .. })
         | Command::Ode(a)
         | Command::Plateau(a)
-        | Command::Escape(a)
-        | Command::Scaling(a)
         | Command::Hessian(a) => a.allow_large,
         Command::Check(c) => c.allow_large,
-        Command::Bench(_) => false,
+        Command::Bench(_) | Command::Merge(_) | Command::Slurm(_) => false,
     };
     preflight::set_allow_large(allow_large);
     match command {
-        Command::Run(a) => {
+        Command::Run(a) if a.shard(StudyCommand::Run)? => {}
+        Command::Escape(a) if a.shard(StudyCommand::Escape)? => {}
+        Command::Scaling(a) if a.shard(StudyCommand::Scaling)? => {}
+        Command::Run(StudyArgs { args: a, .. }) => {
             let exp = load(&a.experiment)?;
             let dir = studies::run(&exp, &a.output_options())?;
             eprintln!("wrote {}", dir.display());
@@ -178,10 +213,19 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&exp)?);
         }
         Command::Plateau(a) => studies::plateau::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Escape(a) => studies::escape::command(&load(&a.experiment)?, &a.output_options())?,
-        Command::Scaling(a) => studies::scaling::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Escape(StudyArgs { args: a, .. }) => {
+            studies::escape::command(&load(&a.experiment)?, &a.output_options())?
+        }
+        Command::Scaling(StudyArgs { args: a, .. }) => {
+            studies::scaling::command(&load(&a.experiment)?, &a.output_options())?
+        }
         Command::Hessian(a) => studies::hessian::command(&load(&a.experiment)?, &a.output_options())?,
         Command::Bench(a) => studies::bench::command(&a)?,
+        Command::Merge(a) => {
+            let dir = studies::merge::command(&a)?;
+            eprintln!("wrote {}", dir.display());
+        }
+        Command::Slurm(a) => studies::slurm::command(&a)?,
     }
     Ok(())
 }

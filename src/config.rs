@@ -337,209 +337,22 @@ impl Experiment {
         if name.is_empty() || name.contains(['/', '\\']) {
             return Err(field_err("name", "must be a non-empty name without path separators"));
         }
-        let p = positive(c.model.p, "model.p")?;
-        let p_star = positive(c.model.p_star, "model.p_star")?;
-        for (w, f) in [(p, "model.p"), (p_star, "model.p_star")] {
-            if w > MAX_WIDTH_HARD {
-                return Err(field_err(
-                    f,
-                    format!("{w} exceeds {MAX_WIDTH_HARD}, the largest width hdsgd handles"),
-                ));
-            }
-        }
-        let a = c.model.a.resolve(p).map_err(|m| field_err("model.a", m))?;
-        let v = c.model.v.resolve(p_star).map_err(|m| field_err("model.v", m))?;
-        non_negative(c.model.noise, "model.noise")?;
-        let model = Model::new(c.model.activation, a, v, c.model.noise);
-        if !(c.training.eta.is_finite() && c.training.eta > 0.0) {
-            return Err(field_err(
-                "training.eta",
-                format!("must be > 0 (got {})", c.training.eta),
-            ));
-        }
-        non_negative(c.training.weight_decay, "training.weight_decay")?;
-        let batch = positive(c.training.batch, "training.batch")?;
-        let training = Training {
-            eta: c.training.eta,
-            weight_decay: c.training.weight_decay,
-            batch,
-        };
-        if !(c.init.sigma0.is_finite() && c.init.sigma0 >= 0.0) {
-            return Err(field_err("init.sigma0", format!("must be ≥ 0 (got {})", c.init.sigma0)));
-        }
-
-        if let Some(mix) = &c.init.student_mix {
-            matrix(mix, p, p_star, "init.student_mix")?;
-        }
-        let init = InitSpec {
-            teacher: c.init.teacher,
-            sigma0: c.init.sigma0,
-            student_mix: c.init.student_mix.clone(),
-        };
-        let (simulator, ns, seeds, base_seed, divergence_bound) = match &c.simulation {
-            Some(s) => {
-                if s.n.is_empty() {
-                    return Err(field_err("simulation.n", "must list at least one N"));
-                }
-                let ns =
-                    s.n.iter()
-                        .map(|&n| positive(n, "simulation.n"))
-                        .collect::<Result<Vec<_>, _>>()?;
-                if c.init.teacher == TeacherInit::Orthonormal {
-                    if let Some(&n) = ns.iter().find(|&&n| n < p_star) {
-                        return Err(field_err(
-                            "simulation.n",
-                            format!("N = {n} is smaller than p* = {p_star}: an orthonormal teacher needs N ≥ p*"),
-                        ));
-                    }
-                }
-                let seeds = positive(s.seeds, "simulation.seeds")? as u64;
-                if !(s.divergence_bound.is_finite() && s.divergence_bound > 0.0) {
-                    return Err(field_err("simulation.divergence_bound", "must be a positive number"));
-                }
-                (s.simulator, ns, seeds, s.base_seed, s.divergence_bound)
-            }
-            None => (SimulatorKind::Direct, vec![], 0, 0, bound()),
-        };
-
-        let t = &c.time;
-        if !(t.t_max.is_finite() && t.t_max > 0.0) {
-            return Err(field_err("time.t_max", format!("must be > 0 (got {})", t.t_max)));
-        }
-        let (grid, log_time) = match &t.times {
-            Some(times) => {
-                if times.is_empty() {
-                    return Err(field_err("time.times", "must not be empty"));
-                }
-                if times.len() > MAX_POINTS {
-                    return Err(field_err(
-                        "time.times",
-                        format!("{} record times exceed the limit of {MAX_POINTS}", times.len()),
-                    ));
-                }
-                for &x in times {
-                    if !(x.is_finite() && (0.0..=t.t_max).contains(&x)) {
-                        return Err(field_err(
-                            "time.times",
-                            format!("{x} is outside [0, t_max = {}]", t.t_max),
-                        ));
-                    }
-                }
-                if times.windows(2).any(|w| w[1] <= w[0]) {
-                    return Err(field_err("time.times", "must be strictly increasing"));
-                }
-                let mut g = times.clone();
-                if g[0] > 0.0 {
-                    g.insert(0, 0.0);
-                }
-                (g, t.grid == GridKind::Log)
-            }
-            None => {
-                let points = positive(t.points, "time.points")?;
-                if points > MAX_POINTS {
-                    return Err(field_err(
-                        "time.points",
-                        format!("{points} record times exceed the limit of {MAX_POINTS}"),
-                    ));
-                }
-                let t_min = t.t_min.unwrap_or(t.t_max / 1000.0);
-                if t.grid == GridKind::Log && !(t_min > 0.0 && t_min < t.t_max) {
-                    return Err(field_err(
-                        "time.t_min",
-                        format!(
-                            "must satisfy 0 < t_min < t_max (got t_min = {t_min}, t_max = {})",
-                            t.t_max
-                        ),
-                    ));
-                }
-                (time_grid(t.grid, points, t_min, t.t_max), t.grid == GridKind::Log)
-            }
-        };
-
+        let model = model_of(c)?;
+        let (p, p_star) = (model.p(), model.p_star());
+        let training = training_of(c)?;
+        let init = init_of(c, p, p_star)?;
+        let (simulator, ns, seeds, base_seed, divergence_bound) = simulation_of(c, p_star)?;
+        let (grid, log_time) = time_grid_of(&c.time)?;
+        let (explicit_initial, ode_options) = ode_of(c, p, p_star, divergence_bound)?;
         let o = &c.ode;
-        for (v, f) in [(o.rtol, "ode.rtol"), (o.atol, "ode.atol")] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(field_err(f, format!("must be > 0 (got {v})")));
-            }
-        }
-        let explicit_initial = explicit_overlaps(&c.init, p, p_star)?;
-        if o.initial == OdeInitial::Explicit && explicit_initial.is_none() {
-            return Err(field_err(
-                "init.q0",
-                "ode.initial = \"explicit\" needs init.q0 and init.m0",
-            ));
-        }
-        if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
-            return Err(field_err(
-                "ode.initial",
-                format!(
-                    "\"explicit\" needs the overlap ODE, which `{}` does not have",
-                    c.model.activation.name()
-                ),
-            ));
-        }
-        if o.initial == OdeInitial::Matched && c.simulation.is_none() {
-            return Err(field_err(
-                "ode.initial",
-                "\"matched\" needs a [simulation] section (or use \"explicit\" with init.q0, init.m0)",
-            ));
-        }
-        let ode_options = OdeOptions {
-            rtol: o.rtol,
-            atol: o.atol,
-            divergence_bound,
-            variant: if o.gradient_flow {
-                OdeVariant::GradientFlow
-            } else {
-                OdeVariant::Full
-            },
-            ..OdeOptions::default()
-        };
-
         let output_dir = c
             .output
             .dir
             .as_ref()
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new("results").join(&name));
-        let all_columns = Overlaps::column_names(p, p_star);
-        let plot_columns = match &c.output.plot {
-            Some(cols) => {
-                let probe = Overlaps::new(
-                    DMatrix::zeros(p, p),
-                    DMatrix::zeros(p, p_star),
-                    DMatrix::zeros(p_star, p_star),
-                );
-                for col in cols {
-                    if probe.observable(col).is_none() {
-                        return Err(field_err(
-                            "output.plot",
-                            format!(
-                                "unknown observable `{col}` (have tr_q, norm_m, {}{})",
-                                all_columns.iter().take(12).cloned().collect::<Vec<_>>().join(", "),
-                                if all_columns.len() > 12 { ", …" } else { "" }
-                            ),
-                        ));
-                    }
-                }
-                cols.clone()
-            }
-            None => all_columns
-                .iter()
-                .filter(|c| c.starts_with("m_") || *c == "q_0_0")
-                .cloned()
-                .collect(),
-        };
-        if let Some(e) = &c.escape {
-            e.validate().map_err(|(f, m)| field_err(&format!("escape.{f}"), m))?;
-        }
-        if let Some(s) = &c.scaling {
-            s.validate().map_err(|(f, m)| field_err(&format!("scaling.{f}"), m))?;
-        }
-        if let Some(g) = &c.geometry {
-            g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
-            g.validate_model(&model).map_err(|(f, m)| field_err(&f, m))?;
-        }
+        let plot_columns = plot_columns_of(c, p, p_star)?;
+        validate_sections(c, &model)?;
 
         Ok(Experiment {
             name,
@@ -564,6 +377,247 @@ impl Experiment {
             config,
         })
     }
+}
+
+/// `[model]` → the model (widths, second layers, noise).
+fn model_of(c: &ExperimentConfig) -> Result<Model, ConfigError> {
+    let p = positive(c.model.p, "model.p")?;
+    let p_star = positive(c.model.p_star, "model.p_star")?;
+    for (w, f) in [(p, "model.p"), (p_star, "model.p_star")] {
+        if w > MAX_WIDTH_HARD {
+            return Err(field_err(
+                f,
+                format!("{w} exceeds {MAX_WIDTH_HARD}, the largest width hdsgd handles"),
+            ));
+        }
+    }
+    let a = c.model.a.resolve(p).map_err(|m| field_err("model.a", m))?;
+    let v = c.model.v.resolve(p_star).map_err(|m| field_err("model.v", m))?;
+    non_negative(c.model.noise, "model.noise")?;
+    let model = Model::new(c.model.activation, a, v, c.model.noise);
+    Ok(model)
+}
+
+/// `[training]` → η, weight decay, batch.
+fn training_of(c: &ExperimentConfig) -> Result<Training, ConfigError> {
+    if !(c.training.eta.is_finite() && c.training.eta > 0.0) {
+        return Err(field_err(
+            "training.eta",
+            format!("must be > 0 (got {})", c.training.eta),
+        ));
+    }
+    non_negative(c.training.weight_decay, "training.weight_decay")?;
+    let batch = positive(c.training.batch, "training.batch")?;
+    let training = Training {
+        eta: c.training.eta,
+        weight_decay: c.training.weight_decay,
+        batch,
+    };
+    Ok(training)
+}
+
+/// `[init]` → the initialisation of the runs.
+fn init_of(c: &ExperimentConfig, p: usize, p_star: usize) -> Result<InitSpec, ConfigError> {
+    if !(c.init.sigma0.is_finite() && c.init.sigma0 >= 0.0) {
+        return Err(field_err("init.sigma0", format!("must be ≥ 0 (got {})", c.init.sigma0)));
+    }
+
+    if let Some(mix) = &c.init.student_mix {
+        matrix(mix, p, p_star, "init.student_mix")?;
+    }
+    let init = InitSpec {
+        teacher: c.init.teacher,
+        sigma0: c.init.sigma0,
+        student_mix: c.init.student_mix.clone(),
+    };
+    Ok(init)
+}
+
+/// `[simulation]` → (simulator, N grid, seeds, base seed, divergence bound); no runs without it.
+fn simulation_of(
+    c: &ExperimentConfig,
+    p_star: usize,
+) -> Result<(SimulatorKind, Vec<usize>, u64, u64, f64), ConfigError> {
+    let sim = match &c.simulation {
+        Some(s) => {
+            if s.n.is_empty() {
+                return Err(field_err("simulation.n", "must list at least one N"));
+            }
+            let ns =
+                s.n.iter()
+                    .map(|&n| positive(n, "simulation.n"))
+                    .collect::<Result<Vec<_>, _>>()?;
+            if c.init.teacher == TeacherInit::Orthonormal {
+                if let Some(&n) = ns.iter().find(|&&n| n < p_star) {
+                    return Err(field_err(
+                        "simulation.n",
+                        format!("N = {n} is smaller than p* = {p_star}: an orthonormal teacher needs N ≥ p*"),
+                    ));
+                }
+            }
+            let seeds = positive(s.seeds, "simulation.seeds")? as u64;
+            if !(s.divergence_bound.is_finite() && s.divergence_bound > 0.0) {
+                return Err(field_err("simulation.divergence_bound", "must be a positive number"));
+            }
+            (s.simulator, ns, seeds, s.base_seed, s.divergence_bound)
+        }
+        None => (SimulatorKind::Direct, vec![], 0, 0, bound()),
+    };
+    Ok(sim)
+}
+
+/// `[time]` → the record grid and whether it is logarithmic.
+fn time_grid_of(t: &TimeConfig) -> Result<(Vec<f64>, bool), ConfigError> {
+    if !(t.t_max.is_finite() && t.t_max > 0.0) {
+        return Err(field_err("time.t_max", format!("must be > 0 (got {})", t.t_max)));
+    }
+    let grid = match &t.times {
+        Some(times) => {
+            if times.is_empty() {
+                return Err(field_err("time.times", "must not be empty"));
+            }
+            if times.len() > MAX_POINTS {
+                return Err(field_err(
+                    "time.times",
+                    format!("{} record times exceed the limit of {MAX_POINTS}", times.len()),
+                ));
+            }
+            for &x in times {
+                if !(x.is_finite() && (0.0..=t.t_max).contains(&x)) {
+                    return Err(field_err(
+                        "time.times",
+                        format!("{x} is outside [0, t_max = {}]", t.t_max),
+                    ));
+                }
+            }
+            if times.windows(2).any(|w| w[1] <= w[0]) {
+                return Err(field_err("time.times", "must be strictly increasing"));
+            }
+            let mut g = times.clone();
+            if g[0] > 0.0 {
+                g.insert(0, 0.0);
+            }
+            (g, t.grid == GridKind::Log)
+        }
+        None => {
+            let points = positive(t.points, "time.points")?;
+            if points > MAX_POINTS {
+                return Err(field_err(
+                    "time.points",
+                    format!("{points} record times exceed the limit of {MAX_POINTS}"),
+                ));
+            }
+            let t_min = t.t_min.unwrap_or(t.t_max / 1000.0);
+            if t.grid == GridKind::Log && !(t_min > 0.0 && t_min < t.t_max) {
+                return Err(field_err(
+                    "time.t_min",
+                    format!(
+                        "must satisfy 0 < t_min < t_max (got t_min = {t_min}, t_max = {})",
+                        t.t_max
+                    ),
+                ));
+            }
+            (time_grid(t.grid, points, t_min, t.t_max), t.grid == GridKind::Log)
+        }
+    };
+    Ok(grid)
+}
+
+/// `[ode]` (and `[init] q0, m0, p`) → the explicit initial overlaps and the integrator options.
+fn ode_of(
+    c: &ExperimentConfig,
+    p: usize,
+    p_star: usize,
+    divergence_bound: f64,
+) -> Result<(Option<Overlaps>, OdeOptions), ConfigError> {
+    let o = &c.ode;
+    for (v, f) in [(o.rtol, "ode.rtol"), (o.atol, "ode.atol")] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(field_err(f, format!("must be > 0 (got {v})")));
+        }
+    }
+    let explicit_initial = explicit_overlaps(&c.init, p, p_star)?;
+    if o.initial == OdeInitial::Explicit && explicit_initial.is_none() {
+        return Err(field_err(
+            "init.q0",
+            "ode.initial = \"explicit\" needs init.q0 and init.m0",
+        ));
+    }
+    if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
+        return Err(field_err(
+            "ode.initial",
+            format!(
+                "\"explicit\" needs the overlap ODE, which `{}` does not have",
+                c.model.activation.name()
+            ),
+        ));
+    }
+    if o.initial == OdeInitial::Matched && c.simulation.is_none() {
+        return Err(field_err(
+            "ode.initial",
+            "\"matched\" needs a [simulation] section (or use \"explicit\" with init.q0, init.m0)",
+        ));
+    }
+    let ode_options = OdeOptions {
+        rtol: o.rtol,
+        atol: o.atol,
+        divergence_bound,
+        variant: if o.gradient_flow {
+            OdeVariant::GradientFlow
+        } else {
+            OdeVariant::Full
+        },
+        ..OdeOptions::default()
+    };
+    Ok((explicit_initial, ode_options))
+}
+
+/// `[output] plot` → the plotted observables (checked), by default every m_ik and q_0_0.
+fn plot_columns_of(c: &ExperimentConfig, p: usize, p_star: usize) -> Result<Vec<String>, ConfigError> {
+    let all_columns = Overlaps::column_names(p, p_star);
+    let columns = match &c.output.plot {
+        Some(cols) => {
+            let probe = Overlaps::new(
+                DMatrix::zeros(p, p),
+                DMatrix::zeros(p, p_star),
+                DMatrix::zeros(p_star, p_star),
+            );
+            for col in cols {
+                if probe.observable(col).is_none() {
+                    return Err(field_err(
+                        "output.plot",
+                        format!(
+                            "unknown observable `{col}` (have tr_q, norm_m, {}{})",
+                            all_columns.iter().take(12).cloned().collect::<Vec<_>>().join(", "),
+                            if all_columns.len() > 12 { ", …" } else { "" }
+                        ),
+                    ));
+                }
+            }
+            cols.clone()
+        }
+        None => all_columns
+            .iter()
+            .filter(|c| c.starts_with("m_") || *c == "q_0_0")
+            .cloned()
+            .collect(),
+    };
+    Ok(columns)
+}
+
+/// The analyses' own sections (`[escape]`, `[scaling]`, `[geometry]`), validated by their types.
+fn validate_sections(c: &ExperimentConfig, model: &Model) -> Result<(), ConfigError> {
+    if let Some(e) = &c.escape {
+        e.validate().map_err(|(f, m)| field_err(&format!("escape.{f}"), m))?;
+    }
+    if let Some(s) = &c.scaling {
+        s.validate().map_err(|(f, m)| field_err(&format!("scaling.{f}"), m))?;
+    }
+    if let Some(g) = &c.geometry {
+        g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
+        g.validate_model(model).map_err(|(f, m)| field_err(&f, m))?;
+    }
+    Ok(())
 }
 
 impl Experiment {

@@ -4,25 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const SMALL: &str = r#"
-name = "small"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[training]
-eta = 0.2
-[simulation]
-n = [60, 120]
-seeds = 3
-base_seed = 7
-[time]
-t_max = 3.0
-grid = "log"
-t_min = 0.05
-points = 8
-"#;
+mod common;
+
+/// The small quadratic experiment of these tests (log grid).
+fn small() -> String {
+    common::small_quadratic("[60, 120]", 3, 3.0, 8)
+        .set("", "name", "\"small\"")
+        .set("simulation", "base_seed", 7)
+        .set("time", "grid", "\"log\"")
+        .set("time", "t_min", 0.05)
+        .text()
+}
 
 fn hdsgd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hdsgd"))
@@ -45,21 +37,37 @@ fn stderr(o: &Output) -> String {
 fn bad_inputs_give_errors_naming_the_field_and_no_output() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: [(&str, String, &str); 9] = [
-        ("negative N", SMALL.replace("n = [60, 120]", "n = [-5]"), "simulation.n"),
-        ("zero N", SMALL.replace("n = [60, 120]", "n = [0, 10]"), "simulation.n"),
-        ("p < 1", SMALL.replace("p = 2", "p = 0"), "model.p"),
-        ("eta = 0", SMALL.replace("eta = 0.2", "eta = 0.0"), "training.eta"),
-        ("eta < 0", SMALL.replace("eta = 0.2", "eta = -0.1"), "training.eta"),
+        (
+            "negative N",
+            small().replace("n = [60, 120]", "n = [-5]"),
+            "simulation.n",
+        ),
+        (
+            "zero N",
+            small().replace("n = [60, 120]", "n = [0, 10]"),
+            "simulation.n",
+        ),
+        ("p < 1", small().replace("p = 2", "p = 0"), "model.p"),
+        ("eta = 0", small().replace("eta = 0.2", "eta = 0.0"), "training.eta"),
+        ("eta < 0", small().replace("eta = 0.2", "eta = -0.1"), "training.eta"),
         (
             "unknown activation",
-            SMALL.replace("\"quadratic\"", "\"softplus\""),
+            small().replace("\"quadratic\"", "\"softplus\""),
             "softplus",
         ),
-        ("malformed TOML", SMALL.replace("[training]", "[training"), "malformed"),
-        ("unknown key", SMALL.replace("seeds = 3", "seeds = 3\nsede = 1"), "sede"),
+        (
+            "malformed TOML",
+            small().replace("[training]", "[training"),
+            "malformed",
+        ),
+        (
+            "unknown key",
+            small().replace("seeds = 3", "seeds = 3\nsede = 1"),
+            "sede",
+        ),
         (
             "grid beyond t_max",
-            SMALL.replace("points = 8", "points = 8\ntimes = [0.5, 4.0]"),
+            small().replace("points = 8", "points = 8\ntimes = [0.5, 4.0]"),
             "time.times",
         ),
     ];
@@ -108,7 +116,7 @@ fn run_with_one_and_two_threads(dir: &Path, toml: &str) -> PathBuf {
 #[test]
 fn results_are_identical_with_one_and_two_threads() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run_with_one_and_two_threads(tmp.path(), SMALL);
+    let out = run_with_one_and_two_threads(tmp.path(), &small());
     // 2 N × 3 seeds × 9 records + header.
     let rows = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
     assert_eq!(rows.lines().count(), 1 + 2 * 3 * 9);
@@ -124,7 +132,7 @@ fn results_are_identical_with_one_and_two_threads() {
 #[test]
 fn a_single_large_run_split_over_threads_is_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let toml = SMALL
+    let toml = small()
         .replace("n = [60, 120]", "n = [40003]")
         .replace("seeds = 3", "seeds = 1")
         .replace("t_max = 3.0", "t_max = 0.4");
@@ -136,7 +144,7 @@ fn a_single_large_run_split_over_threads_is_identical() {
 #[test]
 fn existing_output_is_not_overwritten_without_force() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "small.toml", &SMALL.replace("n = [60, 120]", "n = [40]"));
+    let file = write(tmp.path(), "small.toml", &small().replace("n = [60, 120]", "n = [40]"));
     let out = tmp.path().join("out");
     let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -155,7 +163,7 @@ fn existing_output_is_not_overwritten_without_force() {
 #[test]
 fn diverging_run_is_reported_with_its_time() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = SMALL
+    let text = small()
         .replace("p = 2", "p = 1")
         .replace("v = \"ones\"", "v = \"ones\"\na = \"ones\"")
         .replace("eta = 0.2", "eta = 0.5")
@@ -180,7 +188,7 @@ fn diverging_run_is_reported_with_its_time() {
 #[test]
 fn check_prints_the_resolved_configuration() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "small.toml", SMALL);
+    let file = write(tmp.path(), "small.toml", &small());
     let o = hdsgd(&["check", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -192,7 +200,7 @@ fn check_prints_the_resolved_configuration() {
 #[test]
 fn relu_runs_without_an_ode() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "relu.toml", &SMALL.replace("\"quadratic\"", "\"relu\""));
+    let file = write(tmp.path(), "relu.toml", &small().replace("\"quadratic\"", "\"relu\""));
     let out = tmp.path().join("out");
     let o = hdsgd(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

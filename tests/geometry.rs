@@ -5,7 +5,7 @@ use hdsgd::analysis::geometry::hessian::{
     counts, expected_plateau_counts, expected_solution_counts, hessian, realise, spectrum,
 };
 use hdsgd::analysis::geometry::selection::selected_solution;
-use hdsgd::analysis::geometry::spectra::plateau;
+use hdsgd::analysis::stability::{find_plateau, PlateauMethod};
 use hdsgd::model::{Activation, Model, Training};
 use hdsgd::ode::{integrate, OdeOptions, OdeVariant};
 use hdsgd::overlaps::Overlaps;
@@ -13,6 +13,8 @@ use hdsgd::simulators::direct::DirectSimulator;
 use hdsgd::simulators::{RunSpec, Simulator};
 use nalgebra::DMatrix;
 use std::ops::ControlFlow;
+
+mod common;
 
 /// p = 3, p* = 2, A = 0.5 I, V = diag(1, 0.4) and a non-diagonal P: VP and P do not commute with V.
 fn model() -> Model {
@@ -260,15 +262,14 @@ fn hessian_counts_at_plateau_and_solution() {
     let model = Model::new(Activation::Quadratic, vec![1.0; 2], vec![1.0], 0.0);
     let tr = training();
     let n = 40;
-    let (plat, rate) = plateau(
-        &model,
-        &tr,
-        &(DMatrix::identity(2, 2) * 0.7),
-        &DMatrix::identity(1, 1),
-        OdeVariant::GradientFlow,
-        1e-13,
-    )
-    .unwrap();
+    let m0 = Overlaps::new(
+        DMatrix::identity(2, 2) * 0.7,
+        DMatrix::zeros(2, 1),
+        DMatrix::identity(1, 1),
+    );
+    let method = PlateauMethod::Integrate { tol: 1e-13 };
+    let found = find_plateau(&model, &tr, OdeVariant::GradientFlow, &m0, &method).unwrap();
+    let (plat, rate) = (found.overlaps, found.residual);
     assert!(rate < 1e-12);
     // q* = v p*/(a (p + 2)) = 1/4.
     assert!((&plat.q - DMatrix::identity(2, 2) * 0.25).amax() < 1e-10);
@@ -349,30 +350,14 @@ fn sgd_selects_the_procrustes_solution_from_an_isotropic_start() {
 /// ~1e-10, docs/geometry.md, so 1e-6 is a loose bound); the SGD drift itself must be > 0 at t > 0.
 #[test]
 fn scaling_tabulates_the_conserved_quantity() {
-    let text = r#"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[init]
-sigma0 = 1.0
-[training]
-eta = 0.2
-[simulation]
-n = [60, 120]
-seeds = 3
-[time]
-t_max = 2.0
-points = 4
-[ode]
-gradient_flow = true
-rtol = 1e-10
-atol = 1e-12
-[geometry]
-observables = ["conserved"]
-"#;
-    let exp = hdsgd::config::Experiment::from_toml(text, "scaling_conserved").unwrap();
+    let text = common::small_quadratic("[60, 120]", 3, 2.0, 4)
+        .set("init", "sigma0", 1.0)
+        .set("ode", "gradient_flow", true)
+        .set("ode", "rtol", "1e-10")
+        .set("ode", "atol", "1e-12")
+        .set("geometry", "observables", r#"["conserved"]"#)
+        .text();
+    let exp = hdsgd::config::Experiment::from_toml(&text, "scaling_conserved").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let opts = hdsgd::studies::OutputOptions {
         out: Some(tmp.path().join("s")),
@@ -431,27 +416,7 @@ observables = ["conserved"]
 /// themselves are unchanged by the extra observable.
 #[test]
 fn escape_writes_the_conserved_drift_at_the_escape_time() {
-    let text = r#"
-[model]
-activation = "quadratic"
-p = 1
-p_star = 1
-a = "ones"
-v = "ones"
-[init]
-sigma0 = 0.1
-[training]
-eta = 0.15
-[simulation]
-n = [100]
-seeds = 3
-base_seed = 11
-[time]
-t_max = 30.0
-points = 600
-[escape]
-fraction = 0.5
-"#;
+    let text = common::escape_p1("[100]", 3, 30.0, 600).text();
     let tmp = tempfile::tempdir().unwrap();
     let run = |toml: &str, dir: &str| {
         let exp = hdsgd::config::Experiment::from_toml(toml, "escape_conserved").unwrap();
@@ -467,7 +432,7 @@ fraction = 0.5
             std::fs::read_to_string(tmp.path().join(dir).join("escape_times.csv")).unwrap(),
         )
     };
-    let (_, plain) = run(text, "plain");
+    let (_, plain) = run(&text, "plain");
     let with = format!("{text}[geometry]\nobservables = [\"conserved\"]\n");
     let (exp, times) = run(&with, "cons");
     assert!(plain.starts_with("n,seed,t_escape,censored,status\n"));

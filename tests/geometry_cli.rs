@@ -4,27 +4,18 @@
 use std::path::Path;
 use std::process::Command;
 
-const SMALL: &str = r#"
-name = "geo_small"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[training]
-eta = 0.2
-[simulation]
-n = [40, 80]
-seeds = 2
-base_seed = 3
-[time]
-t_max = 30.0
-points = 30
-[geometry]
-observables = ["conserved", "selection", "escape"]
-widths = [1, 2]
-hessian_n = 30
-"#;
+mod common;
+
+/// p = 2, p* = 1 with every geometry observable, two widths and a 60 × 60 Hessian.
+fn small() -> String {
+    common::small_quadratic("[40, 80]", 2, 30.0, 30)
+        .set("", "name", "\"geo_small\"")
+        .set("simulation", "base_seed", 3)
+        .set("geometry", "observables", r#"["conserved", "selection", "escape"]"#)
+        .set("geometry", "widths", "[1, 2]")
+        .set("geometry", "hessian_n", 30)
+        .text()
+}
 
 fn hdsgd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hdsgd"))
@@ -46,7 +37,7 @@ fn header(path: &Path) -> String {
 fn run_writes_the_geometry_observables_reproducibly() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tmp.path().join("geo.toml");
-    std::fs::write(&exp, SMALL).unwrap();
+    std::fs::write(&exp, small()).unwrap();
     let outs: Vec<_> = ["1", "2"]
         .iter()
         .map(|th| {
@@ -111,7 +102,7 @@ fn run_writes_the_geometry_observables_reproducibly() {
 fn hessian_command_prints_counts_and_refuses_bad_models() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tmp.path().join("geo.toml");
-    std::fs::write(&exp, SMALL).unwrap();
+    std::fs::write(&exp, small()).unwrap();
     let out = tmp.path().join("h");
     let o = hdsgd(&["hessian", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -122,7 +113,7 @@ fn hessian_command_prints_counts_and_refuses_bad_models() {
     assert!(text.contains("solution         0       30       30"), "{text}");
     assert!(out.join("hessian.json").exists() && out.join("hessian_spectra.csv").exists());
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, SMALL.replace("p = 2\n", "p = 2\na = [0.3, 0.7]\n")).unwrap();
+    std::fs::write(&bad, small().replace("p = 2\n", "p = 2\na = [0.3, 0.7]\n")).unwrap();
     let o = hdsgd(&[
         "hessian",
         bad.to_str().unwrap(),
@@ -131,7 +122,7 @@ fn hessian_command_prints_counts_and_refuses_bad_models() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("model.a"));
-    std::fs::write(&bad, SMALL.replace("hessian_n = 30", "hessian_n = 5000")).unwrap();
+    std::fs::write(&bad, small().replace("hessian_n = 30", "hessian_n = 5000")).unwrap();
     let o = hdsgd(&[
         "hessian",
         bad.to_str().unwrap(),

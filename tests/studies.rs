@@ -12,33 +12,11 @@ use hdsgd::studies::plateau::stability;
 use hdsgd::studies::runner::tasks;
 use hdsgd::studies::OutputOptions;
 
+mod common;
+
 /// Quadratic p = p* = 1, a = v = 1, σ₀ = 0.1, η = 0.15 (the escape_quadratic_p1 experiment).
 fn escape_config(ns: &str, seeds: usize, t_max: f64) -> Experiment {
-    let text = format!(
-        r#"
-[model]
-activation = "quadratic"
-p = 1
-p_star = 1
-a = "ones"
-v = "ones"
-[init]
-sigma0 = 0.1
-[training]
-eta = 0.15
-[simulation]
-n = {ns}
-seeds = {seeds}
-base_seed = 11
-[time]
-t_max = {t_max}
-points = {points}
-[escape]
-fraction = 0.5
-"#,
-        points = (t_max * 20.0) as usize
-    );
-    Experiment::from_toml(&text, "escape_test").unwrap()
+    common::escape_p1(ns, seeds, t_max, (t_max * 20.0) as usize).experiment("escape_test")
 }
 
 #[test]
@@ -241,26 +219,10 @@ fn scaling_fits_recover_known_exponents() {
 /// window and quantity.
 #[test]
 fn scaling_command_writes_its_tables() {
-    let text = r#"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[init]
-sigma0 = 1.0
-[training]
-eta = 0.2
-[simulation]
-n = [100, 200]
-seeds = 4
-[time]
-t_max = 2.0
-points = 4
-[scaling]
-windows = [[0.5, 1.0], [1.5, 2.0]]
-"#;
-    let exp = Experiment::from_toml(text, "scaling_test").unwrap();
+    let exp = common::small_quadratic("[100, 200]", 4, 2.0, 4)
+        .set("init", "sigma0", 1.0)
+        .set("scaling", "windows", "[[0.5, 1.0], [1.5, 2.0]]")
+        .experiment("scaling_test");
     let tmp = tempfile::tempdir().unwrap();
     let opts = OutputOptions {
         out: Some(tmp.path().join("s")),

@@ -5,8 +5,10 @@
 //! its mean over seeds grows like ln N/(2μ) while its spread does not shrink with N.
 //!
 //! This module holds the measurement: the escape rule and its online detector ([`EscapeDetector`]),
-//! a run's outcome ([`EscapeRun`]), the per-N statistics and the fit against ln N, ψ′
-//! ([`trigamma`]) for the predicted spread, and the escape time of the ODE from the typical start.
+//! its crossing condition ([`Crossing`]: linear or ln interpolation, ≤ or <, waiting for the
+//! plateau or not), a run's outcome ([`EscapeRun`]), the per-N statistics and the fit against
+//! ln N, ψ′ ([`trigamma`]) for the predicted spread ([`escape_time_sd`]), and the escape time of
+//! the ODE from the typical start.
 //! The `hdsgd escape` command that simulates the runs and writes the files is in the studies layer.
 
 use super::fits::{linear_fit, quantile, summarize, LinearFit};
@@ -116,10 +118,70 @@ impl EscapeRule {
     }
 }
 
-/// Online escape-time extraction from records (t, overlaps, e_g) in time order.
-///
-/// The escape time is interpolated linearly between the two records that bracket the threshold
-/// crossing (its resolution is the record spacing otherwise).
+/// Where the escape time is placed between the two records around the threshold crossing (its
+/// resolution is the record spacing otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpolation {
+    /// The observable linearly in t.
+    Linear,
+    /// Its logarithm linearly in t (the record itself when either value is ≤ 0).
+    Log,
+}
+
+impl Interpolation {
+    /// The crossing time of `threshold` between the records (t0, v0) and (t1, v1), v1 past the
+    /// threshold; `sign` is +1 for a falling observable, −1 for a rising one.
+    fn place(self, (t0, v0): (f64, f64), (t1, v1): (f64, f64), threshold: f64, sign: f64) -> f64 {
+        match self {
+            Interpolation::Linear => {
+                let (d0, d1) = (sign * (v0 - threshold), sign * (v1 - threshold));
+                if d0 > 0.0 {
+                    t0 + (t1 - t0) * d0 / (d0 - d1)
+                } else {
+                    t1
+                }
+            }
+            Interpolation::Log => {
+                if v0 > 0.0 && v1 > 0.0 {
+                    let f = (v0.ln() - threshold.ln()) / (v0.ln() - v1.ln());
+                    t0 + f * (t1 - t0)
+                } else {
+                    t1
+                }
+            }
+        }
+    }
+}
+
+/// When a record counts as escaped under an [`EscapeRule`], and where the time is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crossing {
+    pub interpolation: Interpolation,
+    /// Past the threshold strictly (e_g < threshold, max|M| > threshold) rather than at it.
+    pub strict: bool,
+    /// Only once the run has reached the plateau band of [`EscapeRule::EgFraction`] (the overlap
+    /// rule never waits); otherwise from the first record.
+    pub after_plateau: bool,
+}
+
+impl Crossing {
+    /// `hdsgd escape`: e_g ≤ f·e_g(plateau) after the plateau was reached, e_g interpolated linearly.
+    pub const ESCAPE: Crossing = Crossing {
+        interpolation: Interpolation::Linear,
+        strict: false,
+        after_plateau: true,
+    };
+    /// The over-parameterisation study ([`super::geometry::overparam`]): the first record with
+    /// e_g < f·e_g(plateau), ln e_g interpolated linearly.
+    pub const FIRST_BELOW_LOG: Crossing = Crossing {
+        interpolation: Interpolation::Log,
+        strict: true,
+        after_plateau: false,
+    };
+}
+
+/// Online escape-time extraction from records (t, overlaps, e_g) in time order, by an
+/// [`EscapeRule`] and a [`Crossing`] ([`Crossing::ESCAPE`] for [`EscapeDetector::new`]).
 ///
 /// ```
 /// use hdsgd::analysis::escape::{EscapeDetector, EscapeRule};
@@ -134,17 +196,24 @@ impl EscapeRule {
 #[derive(Debug, Clone)]
 pub struct EscapeDetector {
     rule: EscapeRule,
+    crossing: Crossing,
     reached: bool,
     prev: Option<(f64, f64)>,
     escaped: Option<f64>,
 }
 
 impl EscapeDetector {
-    /// A detector that has seen nothing yet.
+    /// A detector of `hdsgd escape` ([`Crossing::ESCAPE`]) that has seen nothing yet.
     pub fn new(rule: EscapeRule) -> Self {
+        Self::with_crossing(rule, Crossing::ESCAPE)
+    }
+
+    /// A detector with an explicit crossing condition that has seen nothing yet.
+    pub fn with_crossing(rule: EscapeRule, crossing: Crossing) -> Self {
         EscapeDetector {
             rule,
-            reached: matches!(rule, EscapeRule::MaxOverlap { .. }),
+            crossing,
+            reached: matches!(rule, EscapeRule::MaxOverlap { .. }) || !crossing.after_plateau,
             prev: None,
             escaped: None,
         }
@@ -180,16 +249,10 @@ impl EscapeDetector {
             EscapeRule::MaxOverlap { threshold } => (max_m, threshold, -1.0),
         };
         let d = sign * (value - threshold);
-        if self.reached && d <= 0.0 {
+        let past = if self.crossing.strict { d < 0.0 } else { d <= 0.0 };
+        if self.reached && past {
             let t_esc = match self.prev {
-                Some((pt, pv)) => {
-                    let pd = sign * (pv - threshold);
-                    if pd > 0.0 {
-                        pt + (t - pt) * pd / (pd - d)
-                    } else {
-                        t
-                    }
-                }
+                Some(prev) => self.crossing.interpolation.place(prev, (t, value), threshold, sign),
                 None => t,
             };
             self.escaped = Some(t_esc);
@@ -345,6 +408,34 @@ pub fn fit_log_n(summaries: &[EscapeSummary]) -> Option<LinearFit> {
     linear_fit(&x, &y, Some(&se))
 }
 
+/// The escape time of a series of (t, max |M|, e_g) records in time order, by `rule` and
+/// `crossing`; `None` if it never escapes.
+///
+/// ```
+/// use hdsgd::analysis::escape::{crossing_time, Crossing, EscapeRule};
+/// let rule = EscapeRule::EgFraction { eg_plateau: 1.0, fraction: 0.5, tolerance: 0.05 };
+/// let records = [(0.0, 0.0, 2.0), (1.0, 0.0, 1.0), (2.0, 0.0, 0.25)];
+/// // ln e_g falls linearly from ln 1 to ln 0.25: ln 0.5 is crossed half-way.
+/// let t = crossing_time(rule, Crossing::FIRST_BELOW_LOG, records).unwrap();
+/// assert!((t - 1.5).abs() < 1e-12);
+/// ```
+pub fn crossing_time(
+    rule: EscapeRule,
+    crossing: Crossing,
+    records: impl IntoIterator<Item = (f64, f64, f64)>,
+) -> Option<f64> {
+    let mut d = EscapeDetector::with_crossing(rule, crossing);
+    records
+        .into_iter()
+        .find_map(|(t, max_m, eg)| d.observe_value(t, max_m, eg))
+}
+
+/// The predicted standard deviation over seeds of the escape time, √ψ′(pp*/2)/(2μ) (initial-overlap
+/// fluctuations only, theory.md §6).
+pub fn escape_time_sd(p: usize, p_star: usize, mu: f64) -> f64 {
+    trigamma((p * p_star) as f64 / 2.0).sqrt() / (2.0 * mu)
+}
+
 /// Trigamma function ψ′(x), x > 0 (recurrence to x ≥ 20, then the asymptotic series to 1/x⁹; relative error < 1e-13).
 ///
 /// ```
@@ -431,5 +522,52 @@ mod tests {
         assert_eq!(d.observe_value(2.0, 0.0, 1.3), None);
         assert!(d.reached_plateau());
         assert_eq!(d.observe_value(3.0, 0.0, 0.5), Some(3.0));
+    }
+
+    /// The Debug string of the rule enters the escape config hash (studies::escape::config_hash):
+    /// it must not change, or existing escape_runs.csv files would no longer resume.
+    #[test]
+    fn rule_debug_strings_are_stable() {
+        assert_eq!(
+            format!("{:?}", eg_rule()),
+            "EgFraction { eg_plateau: 1.0, fraction: 0.5, tolerance: 0.05 }"
+        );
+        assert_eq!(
+            format!("{:?}", EscapeRule::MaxOverlap { threshold: 0.5 }),
+            "MaxOverlap { threshold: 0.5 }"
+        );
+    }
+
+    /// FIRST_BELOW_LOG: no wait for the plateau, strict, ln interpolation; a first record below the
+    /// threshold is the escape time itself; a record at the threshold is not an escape.
+    #[test]
+    fn first_below_log_crossing() {
+        let c = Crossing::FIRST_BELOW_LOG;
+        let rec = |v: &[(f64, f64)]| v.iter().map(|&(t, e)| (t, 0.0, e)).collect::<Vec<_>>();
+        assert_eq!(crossing_time(eg_rule(), c, rec(&[(0.0, 0.3), (1.0, 0.2)])), Some(0.0));
+        assert_eq!(
+            crossing_time(eg_rule(), c, rec(&[(0.0, 2.0), (1.0, 0.5), (2.0, 0.6)])),
+            None
+        );
+        let t = crossing_time(eg_rule(), c, rec(&[(0.0, 2.0), (1.0, 0.5), (2.0, 0.125)])).unwrap();
+        assert_eq!(t, 1.0);
+        // The escape crossing of the same series: ≤ at t = 1 (after the plateau band was crossed).
+        assert_eq!(
+            crossing_time(eg_rule(), Crossing::ESCAPE, rec(&[(0.0, 2.0), (1.0, 0.5)])),
+            Some(1.0)
+        );
+        // Non-positive values: the record itself.
+        assert_eq!(crossing_time(eg_rule(), c, rec(&[(0.0, 2.0), (1.0, 0.0)])), Some(1.0));
+    }
+
+    #[test]
+    fn trigamma_matches_known_values() {
+        let pi2 = std::f64::consts::PI.powi(2);
+        assert!((trigamma(1.0) - pi2 / 6.0).abs() < 2e-15);
+        assert!((trigamma(0.5) - pi2 / 2.0).abs() < 4e-15);
+        // ψ′(x + 1) = ψ′(x) − 1/x² across the cut-off.
+        for x in [0.3, 7.5, 19.5, 25.0] {
+            assert!((trigamma(x + 1.0) - trigamma(x) + 1.0 / (x * x)).abs() < 1e-14 * trigamma(x));
+        }
     }
 }

@@ -14,11 +14,11 @@
 //! τ = −apq + vp*, [CKC]_λν = (v − aq)M), and in the η → 0 limit q = q* = vp*/(a(p + 2)) so that
 //! μ → 4ηav (checked in the tests).
 
-use crate::model::{Model, Training};
+use crate::model::{Activation, Model, Training};
 use crate::ode::{derivatives, integrate, OdeOptions, OdeStop, OdeVariant};
 use crate::overlaps::Overlaps;
 use crate::population::{population_error, PopulationError};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use nalgebra::{linalg::Schur, Complex, DMatrix, DVector};
 use serde_json::json;
 
@@ -146,17 +146,101 @@ pub fn symmetric_start(p: usize, sigma0: f64, p_teacher: &DMatrix<f64>) -> Overl
     )
 }
 
-/// Integrates the ODE from `start` until its right-hand side is below `opts.stationary_tol`, then
-/// polishes with Newton's method (finite-difference Jacobian) down to `opts.newton_tol`.
-/// Errors when the ODE diverges (no plateau: e.g. too large a learning rate, theory.md §5) or does
-/// not become stationary before `opts.t_max`.
+/// How [`find_plateau`] reaches the fixed point and refines it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlateauMethod {
+    /// Integrate the whole state (rtol 1e-10, atol 1e-12) until max |dstate/dt| < `stationary_tol`
+    /// (or the point is left again), then polish with Newton's method (finite-difference Jacobian)
+    /// down to `newton_tol`. Errors when the ODE diverges or is not stationary by `t_max`.
+    /// `Plateau::residual` is max |dstate/dt|. Used by `hdsgd plateau` and `hdsgd escape`.
+    Newton(PlateauOptions),
+    /// Integrate (rtol 1e-12, atol 1e-14, up to t = 1e7) until max |dQ/dt| < `tol`, without
+    /// polish (the last point when never below `tol`). For a start with M = 0, which the quadratic
+    /// network keeps: the stationary point restricted to M = 0 (with
+    /// [`OdeVariant::GradientFlow`], that of e_g). `Plateau::residual` is max |dQ/dt|. Used by
+    /// `hdsgd hessian` and the over-parameterisation study.
+    Integrate { tol: f64 },
+}
+
+/// The plateau reached by the ODE `variant` from `start` (module docs), by `method`.
 pub fn find_plateau(
     model: &Model,
     training: &Training,
     variant: OdeVariant,
     start: &Overlaps,
-    opts: &PlateauOptions,
+    method: &PlateauMethod,
 ) -> Result<Plateau> {
+    let (t_stationary, ov) = match method {
+        PlateauMethod::Newton(opts) => approach_full_state(model, training, variant, start, opts)?,
+        PlateauMethod::Integrate { tol } => approach_q(model, training, variant, start, *tol)?,
+    };
+    let (overlaps, residual, newton_iterations) = match method {
+        PlateauMethod::Newton(opts) => newton_polish(model, training, variant, ov, opts)?,
+        PlateauMethod::Integrate { .. } => {
+            let r = max_dq_dt(model, training, variant, &ov);
+            (ov, r, 0)
+        }
+    };
+    Ok(Plateau {
+        eg: population_error(model, &overlaps.gram()),
+        overlaps,
+        t_stationary,
+        residual,
+        newton_iterations,
+    })
+}
+
+/// max |dQ/dt| at `ov` (NaN where the right-hand side is undefined).
+fn max_dq_dt(model: &Model, training: &Training, variant: OdeVariant, ov: &Overlaps) -> f64 {
+    derivatives(model, training, ov, variant)
+        .map(|(dq, _)| dq.amax())
+        .unwrap_or(f64::NAN)
+}
+
+/// [`PlateauMethod::Integrate`]: (time, point) where max |dQ/dt| first fell below `tol`, else the
+/// last point integrated.
+fn approach_q(
+    model: &Model,
+    training: &Training,
+    variant: OdeVariant,
+    start: &Overlaps,
+    tol: f64,
+) -> Result<(f64, Overlaps)> {
+    let opts = OdeOptions {
+        rtol: 1e-12,
+        atol: 1e-14,
+        variant,
+        ..OdeOptions::default()
+    };
+    let mut last: Option<(f64, Overlaps)> = None;
+    let sol = integrate(model, training, start, &[0.0, 1e7], &opts, |t, ov: &Overlaps| {
+        let stop = max_dq_dt(model, training, variant, ov) < tol;
+        if stop {
+            last = Some((t, ov.clone()));
+        }
+        stop
+    })?;
+    match last {
+        Some(found) => Ok(found),
+        None => Ok((
+            sol.t.last().copied().unwrap_or(0.0),
+            sol.overlaps
+                .last()
+                .cloned()
+                .context("plateau integration produced nothing")?,
+        )),
+    }
+}
+
+/// [`PlateauMethod::Newton`], first half: (time, point) of the most stationary point of the
+/// integration of the whole state.
+fn approach_full_state(
+    model: &Model,
+    training: &Training,
+    variant: OdeVariant,
+    start: &Overlaps,
+    opts: &PlateauOptions,
+) -> Result<(f64, Overlaps)> {
     let ode_opts = OdeOptions {
         rtol: 1e-10,
         atol: 1e-12,
@@ -186,20 +270,31 @@ pub fn find_plateau(
             r < opts.stationary_tol || (r_min < leave_tol && r > 1e3 * r_min)
         },
     )?;
-    let (t_stationary, mut ov) = match (&sol.stop, best) {
+    match (&sol.stop, best) {
         (Some(OdeStop::Diverged { t }), _) => bail!(
             "no plateau: the ODE from the symmetric start (Q0 = σ0² I, M0 = 0) diverges at t = {t} (learning rate beyond the plateau's existence?)"
         ),
         (Some(OdeStop::Failed { t, message }), _) => bail!(
             "no plateau: the ODE from the symmetric start diverges or fails at t = {t} ({message}; a finite-time blow-up gives a step-size underflow)"
         ),
-        (_, Some((r, t, ov))) if r < leave_tol => (t, ov),
+        (_, Some((r, t, ov))) if r < leave_tol => Ok((t, ov)),
         _ => bail!(
             "no plateau: the ODE from the symmetric start is not stationary (|dstate/dt| ≥ {}) by t = {}",
             leave_tol,
             opts.t_max
         ),
-    };
+    }
+}
+
+/// [`PlateauMethod::Newton`], second half: Newton's method on the whole state from `ov`; returns
+/// the point, its max |dstate/dt| and the iterations used.
+fn newton_polish(
+    model: &Model,
+    training: &Training,
+    variant: OdeVariant,
+    mut ov: Overlaps,
+    opts: &PlateauOptions,
+) -> Result<(Overlaps, f64, usize)> {
     let mut x = ov.to_state();
     let mut f = rhs_state(model, training, variant, &ov.p, &x)?;
     let mut iterations = 0;
@@ -217,13 +312,66 @@ pub fn find_plateau(
         f = f_new;
         ov = Overlaps::from_state(&x, &ov.p);
     }
-    Ok(Plateau {
-        eg: population_error(model, &ov.gram()),
-        overlaps: ov,
-        t_stationary,
-        residual: f.amax(),
-        newton_iterations: iterations,
-    })
+    Ok((ov, f.amax(), iterations))
+}
+
+/// How [`growth_rate`] obtains μ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GrowthRate {
+    /// The closed form of the quadratic network at a plateau with M = 0 and A = aI (the
+    /// reference): dM/dt is exactly linear in M there, M ↦ K̂M + 4η̄a·MVP with
+    /// K̂ = 2η̄a(τI − 2aQ) − η̄ℓ₂I, τ = Σ_k v_k P_kk − a tr Q, η̄ = η/B (τ and the η² term do not
+    /// enter dM/dt), so μ = λ_max(K̂) + 4η̄a·λ_max(VP). The same for every ODE variant.
+    ClosedForm,
+    /// The largest real part of the eigenvalues of the finite-difference Jacobian of the ODE
+    /// `variant` ([`linearise`]); any activation.
+    Jacobian { variant: OdeVariant, fd_step: f64 },
+}
+
+/// The growth rate μ of the perturbations of the plateau `ov`: the largest real part of the
+/// linearisation's eigenvalues (negative when the plateau is stable), by `method`.
+pub fn growth_rate(model: &Model, training: &Training, ov: &Overlaps, method: GrowthRate) -> Result<f64> {
+    match method {
+        GrowthRate::ClosedForm => {
+            if model.activation != Activation::Quadratic {
+                bail!("the closed-form growth rate μ is that of the quadratic network");
+            }
+            Ok(closed_form_mu(model, training, ov))
+        }
+        GrowthRate::Jacobian { variant, fd_step } => {
+            let j = jacobian(model, training, variant, ov, fd_step)?;
+            let eigenvalues = sorted_eigenvalues(&j)?;
+            Ok(eigenvalues.first().map_or(f64::NAN, |l| l.re))
+        }
+    }
+}
+
+/// [`GrowthRate::ClosedForm`].
+fn closed_form_mu(model: &Model, training: &Training, ov: &Overlaps) -> f64 {
+    let p = model.p();
+    let lr = training.eta / training.batch as f64;
+    let a = model.a[0];
+    let tau: f64 = (0..model.p_star()).map(|k| model.v[k] * ov.p[(k, k)]).sum::<f64>() - a * ov.q.trace();
+    let k_hat = (DMatrix::identity(p, p) * tau - &ov.q * (2.0 * a)) * (2.0 * lr * a)
+        - DMatrix::identity(p, p) * (lr * training.weight_decay);
+    let k_max = k_hat.symmetric_eigenvalues().max();
+    // VP = V^{1/2}(V^{1/2}PV^{1/2})V^{−1/2} for v > 0: real eigenvalues, those of the symmetric middle.
+    let ks = model.p_star();
+    let sv: Vec<f64> = model.v.iter().map(|v| v.max(0.0).sqrt()).collect();
+    let mid = DMatrix::from_fn(ks, ks, |i, j| sv[i] * ov.p[(i, j)] * sv[j]);
+    k_max + 4.0 * lr * a * mid.symmetric_eigenvalues().max()
+}
+
+/// The eigenvalues of a Jacobian by decreasing real part. nalgebra's `complex_eigenvalues()`
+/// iterates without limit at machine-epsilon tolerance and can stall on the (block-)diagonal
+/// Jacobians of symmetric plateaus: a bounded Schur iteration instead.
+fn sorted_eigenvalues(j: &DMatrix<f64>) -> Result<Vec<Complex<f64>>> {
+    let Some(schur) = Schur::try_new(j.clone(), 1e-14, 100_000) else {
+        bail!("the Schur decomposition of the Jacobian did not converge");
+    };
+    let mut eigenvalues: Vec<Complex<f64>> = schur.complex_eigenvalues().iter().copied().collect();
+    eigenvalues.sort_by(|a, b| b.re.total_cmp(&a.re));
+    Ok(eigenvalues)
 }
 
 /// Linear stability at a fixed point: Jacobian, eigenvalues, growth rate μ and its eigenvector.
@@ -235,13 +383,7 @@ pub fn linearise(
     fd_step: f64,
 ) -> Result<Stability> {
     let j = jacobian(model, training, variant, &plateau.overlaps, fd_step)?;
-    // nalgebra's `complex_eigenvalues()` iterates without limit at machine-epsilon tolerance and can
-    // stall on the (block-)diagonal Jacobians of symmetric plateaus: use a bounded Schur iteration.
-    let Some(schur) = Schur::try_new(j.clone(), 1e-14, 100_000) else {
-        bail!("the Schur decomposition of the Jacobian did not converge");
-    };
-    let mut eigenvalues: Vec<Complex<f64>> = schur.complex_eigenvalues().iter().copied().collect();
-    eigenvalues.sort_by(|a, b| b.re.total_cmp(&a.re));
+    let eigenvalues = sorted_eigenvalues(&j)?;
     let scale = eigenvalues.iter().map(|l| l.norm()).fold(0.0, f64::max);
     let unstable_count = eigenvalues.iter().filter(|l| l.re > 1e-9 * scale).count();
     let mu = eigenvalues.first().filter(|l| l.re > 1e-9 * scale).map(|l| l.re);
@@ -293,7 +435,7 @@ pub fn analyse(
         bail!("the plateau search starts from Q0 = σ0² I: `init.sigma0` must be > 0");
     }
     let start = symmetric_start(model.p(), sigma0, p_teacher);
-    let plateau = find_plateau(model, training, variant, &start, opts)?;
+    let plateau = find_plateau(model, training, variant, &start, &PlateauMethod::Newton(*opts))?;
     linearise(model, training, variant, plateau, opts.fd_step)
 }
 
@@ -360,7 +502,14 @@ mod tests {
         for (eta, a, v) in [(0.15, 1.0, 1.0), (0.05, 0.5, 2.0), (0.01, 1.0, 1.0)] {
             let (model, tr) = (quad(1, 1, a, v), training(eta));
             let start = symmetric_start(1, 0.1, &DMatrix::identity(1, 1));
-            let pl = find_plateau(&model, &tr, OdeVariant::Full, &start, &PlateauOptions::default()).unwrap();
+            let pl = find_plateau(
+                &model,
+                &tr,
+                OdeVariant::Full,
+                &start,
+                &PlateauMethod::Newton(PlateauOptions::default()),
+            )
+            .unwrap();
             let (q, mu, lq) = hand_p1(eta, a, v);
             assert!(
                 (pl.overlaps.q[(0, 0)] - q).abs() < 1e-10,
@@ -388,7 +537,7 @@ mod tests {
             &training(0.5),
             OdeVariant::Full,
             &start,
-            &PlateauOptions::default(),
+            &PlateauMethod::Newton(PlateauOptions::default()),
         );
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("diverges"), "{msg}");
@@ -409,7 +558,7 @@ mod tests {
                 &training(eta),
                 OdeVariant::GradientFlow,
                 &start,
-                &PlateauOptions::default(),
+                &PlateauMethod::Newton(PlateauOptions::default()),
             )
             .unwrap();
             assert!((&gf.overlaps.q - DMatrix::identity(p, p) * q_star).amax() < 1e-10);
@@ -421,7 +570,14 @@ mod tests {
             let mut prev = f64::NAN;
             for eta in [0.02, 0.01, 0.005] {
                 let tr = training(eta);
-                let pl = find_plateau(&model, &tr, OdeVariant::Full, &start, &PlateauOptions::default()).unwrap();
+                let pl = find_plateau(
+                    &model,
+                    &tr,
+                    OdeVariant::Full,
+                    &start,
+                    &PlateauMethod::Newton(PlateauOptions::default()),
+                )
+                .unwrap();
                 let q = pl.overlaps.q[(0, 0)];
                 let s = linearise(&model, &tr, OdeVariant::Full, pl, 1e-5).unwrap();
                 let nq = p * (p + 1) / 2;
@@ -448,7 +604,14 @@ mod tests {
         let tr = training(0.05);
         let pt = DMatrix::identity(2, 2);
         let start = symmetric_start(2, 0.3, &pt);
-        let pl = find_plateau(&model, &tr, OdeVariant::Full, &start, &PlateauOptions::default()).unwrap();
+        let pl = find_plateau(
+            &model,
+            &tr,
+            OdeVariant::Full,
+            &start,
+            &PlateauMethod::Newton(PlateauOptions::default()),
+        )
+        .unwrap();
         let generic = Overlaps::new(
             DMatrix::from_row_slice(2, 2, &[0.8, 0.1, 0.1, 0.5]),
             DMatrix::from_row_slice(2, 2, &[0.3, -0.2, 0.1, 0.4]),
@@ -478,7 +641,14 @@ mod tests {
         let model = Model::new(Activation::Erf, vec![1.0; 2], vec![1.0; 2], 0.0);
         let tr = training(1.0);
         let start = symmetric_start(2, 0.1, &DMatrix::identity(2, 2));
-        let pl = find_plateau(&model, &tr, OdeVariant::Full, &start, &PlateauOptions::default()).unwrap();
+        let pl = find_plateau(
+            &model,
+            &tr,
+            OdeVariant::Full,
+            &start,
+            &PlateauMethod::Newton(PlateauOptions::default()),
+        )
+        .unwrap();
         let m = &pl.overlaps.m;
         assert!(m[(0, 0)] > 0.1 && (m.max() - m.min()) < 1e-10, "{m}");
         assert!((pl.overlaps.q[(0, 0)] - pl.overlaps.q[(1, 1)]).abs() < 1e-10);
@@ -490,5 +660,52 @@ mod tests {
         let expect = [0.0, 0.0, 0.0, 0.5, -0.5, -0.5, 0.5];
         let dot: f64 = v.iter().zip(expect).map(|(a, b)| a * b).sum();
         assert!(dot.abs() > 1.0 - 1e-8, "{v}");
+    }
+
+    /// The closed-form μ (the reference) against the largest eigenvalue of the finite-difference
+    /// Jacobian at the same M = 0 plateau, for uniform and non-uniform layers, a non-identity P
+    /// and weight decay.
+    #[test]
+    fn closed_form_growth_rate_matches_the_jacobian() {
+        let cases = [
+            (quad(1, 1, 1.0, 1.0), DMatrix::identity(1, 1), 0.1, 0.0),
+            (quad(3, 1, 1.0, 1.0), DMatrix::identity(1, 1), 0.05, 0.0),
+            (
+                Model::new(Activation::Quadratic, vec![0.8; 2], vec![1.0, 0.6], 0.0),
+                DMatrix::from_row_slice(2, 2, &[1.0, 0.3, 0.3, 0.9]),
+                0.05,
+                0.01,
+            ),
+        ];
+        for (model, p_teacher, eta, wd) in cases {
+            let tr = Training {
+                eta,
+                weight_decay: wd,
+                batch: 1,
+            };
+            let start = symmetric_start(model.p(), 1.0, &p_teacher);
+            let pl = find_plateau(
+                &model,
+                &tr,
+                OdeVariant::Full,
+                &start,
+                &PlateauMethod::Integrate { tol: 1e-12 },
+            )
+            .unwrap();
+            let closed = growth_rate(&model, &tr, &pl.overlaps, GrowthRate::ClosedForm).unwrap();
+            let jac = GrowthRate::Jacobian {
+                variant: OdeVariant::Full,
+                fd_step: 1e-5,
+            };
+            let numerical = growth_rate(&model, &tr, &pl.overlaps, jac).unwrap();
+            assert!(closed > 0.0, "μ = {closed}");
+            assert!(
+                (closed - numerical).abs() < 1e-8 * closed.abs().max(1.0),
+                "{closed} vs {numerical}"
+            );
+        }
+        let erf = Model::new(Activation::Erf, vec![1.0], vec![1.0], 0.0);
+        let ov = symmetric_start(1, 1.0, &DMatrix::identity(1, 1));
+        assert!(growth_rate(&erf, &training(0.1), &ov, GrowthRate::ClosedForm).is_err());
     }
 }

@@ -273,7 +273,19 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
 const STEPS_PER_CALL: u64 = 16;
 
 /// Measures one (N, p) for the given activations.
-fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
+/// The per-(N, p) costs every activation's step is compared with (ns): N Gaussians from the
+/// step's generator and from the ziggurat (per number), a STREAM-like pass, the row dot products
+/// and the rank-one update.
+struct Floors {
+    npad: usize,
+    gauss: f64,
+    ziggurat: f64,
+    stream: f64,
+    dots: f64,
+    update: f64,
+}
+
+fn floors(n: usize, p: usize, budget: f64, isa: Isa) -> Floors {
     let npad = n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
     let mut rng = SimRng::seed_from_u64(1);
     let mut w = vec![0.0; p * n];
@@ -285,20 +297,20 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
     let mut gauss = FastNormal::with_isa(2, isa);
     gauss.fill(&mut x2);
     // (a) N Gaussians, in the chunks the step uses.
-    let floor_gauss = time_per_unit(budget, || {
+    let gauss = time_per_unit(budget, || {
         gauss.fill(&mut x);
         black_box(&x);
         1
     })
     .cpu;
-    let zig = time_per_unit(budget, || {
+    let ziggurat = time_per_unit(budget, || {
         fill_standard_normal(&mut rng, &mut x[..n]);
         black_box(&x);
         n as u64
     })
     .cpu;
     // (b) STREAM-like pass.
-    let floor_stream = time_per_unit(budget, || {
+    let stream = time_per_unit(budget, || {
         black_box(kernel::stream_pass(isa, &ws, &mut w));
         1
     })
@@ -325,72 +337,89 @@ fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize
     })
     .cpu;
     drop((w, ws));
-    let mut cells = Vec::new();
-    for &act in acts {
-        let mut sim = simulator(act, n, p, 7, isa);
-        let kernel = sim.kernel_name().to_string();
-        // Steps as a run takes them (`Simulator::run` flushes the pending update only at records):
-        // 16 steps per call, so that the flush of `advance` costs 1/16 of a row pass per step.
-        let timing = time_per_unit(budget, || {
-            black_box(sim.advance(STEPS_PER_CALL));
-            STEPS_PER_CALL
-        });
-        // The public one-step call `step()` (= `advance(1)`), which also flushes every step: one
-        // more pass over the p student rows (the bench's `step_us` before 2026-11-26).
-        let flushed = time_per_unit(budget, || {
-            black_box(sim.advance(1));
-            1
-        });
-        // One run on all threads (split step), against the same run's one-thread wall-clock step.
-        let split = (threads > 1)
-            .then(|| simulator(act, n, p, 7, isa).with_split(threads))
-            .filter(|s| s.step_threads() > 1)
-            .map(|mut s| {
-                let t = time_per_unit(budget, || {
-                    black_box(s.advance(STEPS_PER_CALL));
-                    STEPS_PER_CALL
-                });
-                timing.wall / t.wall
-            });
-        let step = timing.cpu;
-        let finite = sim.weights().iter().all(|v| v.is_finite());
-        if !finite {
-            eprintln!("warning: the benchmarked run diverged at N = {n}, p = {p} ({act:?})");
-        }
-        drop(sim);
-        let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
-        // The speed-up compares like with like: the same `advance` loop on one thread.
-        let one = (threads > 1).then(|| parallel_rate(act, n, p, 1, budget, isa));
-        let single = 1e9 / step;
-        cells.push(BenchCell {
-            activation: act.name().into(),
-            n,
-            p,
-            p_star: p,
-            kernel,
-            step_ns: step,
-            step_wall_ns: timing.wall,
-            step_flushed_ns: flushed.cpu,
-            samples_per_s: single,
-            gauss_ns_per_number: floor_gauss / npad as f64,
-            ziggurat_ns_per_number: zig,
-            dots_ns: dots,
-            update_ns: update,
-            floor_gauss_ns: floor_gauss * n as f64 / npad as f64,
-            floor_stream_ns: floor_stream,
-            floor_ns: floor_gauss * n as f64 / npad as f64 + floor_stream,
-            step_over_floor: step / (floor_gauss * n as f64 / npad as f64 + floor_stream),
-            par_threads: threads,
-            par_samples_per_s: par.map(|r| r.0),
-            par_speedup: par.zip(one).map(|(r, o)| r.0 / o.0),
-            par_efficiency: par.zip(one).map(|(r, o)| r.0 / o.0 / threads as f64),
-            par_cpu_samples_per_s: par.map(|r| r.1),
-            par_cpu_speedup: par.zip(one).map(|(r, o)| r.1 / o.1),
-            par_cpu_efficiency: par.zip(one).map(|(r, o)| r.1 / o.1 / threads as f64),
-            split_speedup: split,
-        });
+    Floors {
+        npad,
+        gauss,
+        ziggurat,
+        stream,
+        dots,
+        update,
     }
-    cells
+}
+
+fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
+    let f = floors(n, p, budget, isa);
+    acts.iter()
+        .map(|&act| bench_cell(act, n, p, budget, threads, isa, &f))
+        .collect()
+}
+
+/// The step of one activation at (N, p) against the floors.
+fn bench_cell(act: Activation, n: usize, p: usize, budget: f64, threads: usize, isa: Isa, f: &Floors) -> BenchCell {
+    let (npad, floor_gauss, zig, floor_stream, dots, update) =
+        (f.npad, f.gauss, f.ziggurat, f.stream, f.dots, f.update);
+    let mut sim = simulator(act, n, p, 7, isa);
+    let kernel = sim.kernel_name().to_string();
+    // Steps as a run takes them (`Simulator::run` flushes the pending update only at records):
+    // 16 steps per call, so that the flush of `advance` costs 1/16 of a row pass per step.
+    let timing = time_per_unit(budget, || {
+        black_box(sim.advance(STEPS_PER_CALL));
+        STEPS_PER_CALL
+    });
+    // The public one-step call `step()` (= `advance(1)`), which also flushes every step: one
+    // more pass over the p student rows (the bench's `step_us` before 2026-11-26).
+    let flushed = time_per_unit(budget, || {
+        black_box(sim.advance(1));
+        1
+    });
+    // One run on all threads (split step), against the same run's one-thread wall-clock step.
+    let split = (threads > 1)
+        .then(|| simulator(act, n, p, 7, isa).with_split(threads))
+        .filter(|s| s.step_threads() > 1)
+        .map(|mut s| {
+            let t = time_per_unit(budget, || {
+                black_box(s.advance(STEPS_PER_CALL));
+                STEPS_PER_CALL
+            });
+            timing.wall / t.wall
+        });
+    let step = timing.cpu;
+    let finite = sim.weights().iter().all(|v| v.is_finite());
+    if !finite {
+        eprintln!("warning: the benchmarked run diverged at N = {n}, p = {p} ({act:?})");
+    }
+    drop(sim);
+    let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
+    // The speed-up compares like with like: the same `advance` loop on one thread.
+    let one = (threads > 1).then(|| parallel_rate(act, n, p, 1, budget, isa));
+    let single = 1e9 / step;
+    BenchCell {
+        activation: act.name().into(),
+        n,
+        p,
+        p_star: p,
+        kernel,
+        step_ns: step,
+        step_wall_ns: timing.wall,
+        step_flushed_ns: flushed.cpu,
+        samples_per_s: single,
+        gauss_ns_per_number: floor_gauss / npad as f64,
+        ziggurat_ns_per_number: zig,
+        dots_ns: dots,
+        update_ns: update,
+        floor_gauss_ns: floor_gauss * n as f64 / npad as f64,
+        floor_stream_ns: floor_stream,
+        floor_ns: floor_gauss * n as f64 / npad as f64 + floor_stream,
+        step_over_floor: step / (floor_gauss * n as f64 / npad as f64 + floor_stream),
+        par_threads: threads,
+        par_samples_per_s: par.map(|r| r.0),
+        par_speedup: par.zip(one).map(|(r, o)| r.0 / o.0),
+        par_efficiency: par.zip(one).map(|(r, o)| r.0 / o.0 / threads as f64),
+        par_cpu_samples_per_s: par.map(|r| r.1),
+        par_cpu_speedup: par.zip(one).map(|(r, o)| r.1 / o.1),
+        par_cpu_efficiency: par.zip(one).map(|(r, o)| r.1 / o.1 / threads as f64),
+        split_speedup: split,
+    }
 }
 
 fn fmt_us(ns: f64) -> String {

@@ -7,6 +7,7 @@
 //! configuration hash in `escape_runs.json`, [`super::journal`]); re-running the same command skips
 //! the (N, seed) already there.
 
+use super::hash::fnv1a;
 use super::journal::Journal;
 use super::outdir::Staging;
 use super::output::{cell, num, opt, summary as output_summary, write_json, CsvTable};
@@ -16,8 +17,8 @@ use super::preflight::{preflight, Command};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
 use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::escape::{
-    fit_log_n, ode_escape_time, summarize_runs, trigamma, usable_for_fit, EscapeConfig, EscapeDetector, EscapeRule,
-    EscapeRun, EscapeStatus, EscapeSummary,
+    escape_time_sd, fit_log_n, ode_escape_time, summarize_runs, usable_for_fit, EscapeConfig, EscapeDetector,
+    EscapeRule, EscapeRun, EscapeStatus, EscapeSummary,
 };
 use crate::analysis::fits::{linear_fit, LinearFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
@@ -93,16 +94,6 @@ fn runs_header(exp: &Experiment) -> String {
     } else {
         RUNS_HEADER.to_string()
     }
-}
-
-/// FNV-1a 64-bit hash (stable across platforms and versions, unlike std's hasher).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// Hash of everything a run's escape time depends on (model, training, initialisation, simulator,
@@ -210,18 +201,38 @@ fn parse_line(line: &str) -> Option<EscapeRun> {
     (v.len() == 1).then(|| v.remove(0))
 }
 
+/// Exit with [`DivergedRuns`] (code 3) when runs diverged: the outputs are written, the diverged
+/// runs are a measured outcome, but they must not go unnoticed.
+fn diverged(runs: &[EscapeRun]) -> Result<()> {
+    let d: Vec<Divergence> = runs
+        .iter()
+        .filter(|r| r.status == EscapeStatus::Diverged)
+        .map(|r| Divergence {
+            n: r.n,
+            seed: r.seed_index as i64,
+            what: "simulation",
+            t: r.t_escape,
+        })
+        .collect();
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(DivergedRuns(d).into())
+    }
+}
+
 /// `hdsgd escape`: escape times per (N, seed), summary per N, fit against ln N, theory slope, figures.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
-    if exp.ns.is_empty() {
-        bail!("`hdsgd escape` needs a [simulation] section");
-    }
+    check(exp)?;
     let opts = &preflight(exp, Command::Escape, opts)?;
-    let cfg = exp.config.escape.clone().unwrap_or_default();
     let dir = output_dir(exp, opts);
-    let popts = PlateauOptions::default();
-    let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
-    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
-    let hash = config_hash(exp, &rule);
+    let Setup {
+        cfg,
+        popts,
+        stability,
+        rule,
+        hash,
+    } = setup(exp)?;
     let header = runs_header(exp);
     let opened = Journal::open(&dir, RUNS_NAME, &header, &hash, opts.force, |l| parse_line(l).is_some())?;
     let journal = opened.journal;
@@ -290,20 +301,58 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         opts,
     )?;
     stage.commit()?;
-    let diverged: Vec<Divergence> = runs
-        .iter()
-        .filter(|r| r.status == EscapeStatus::Diverged)
-        .map(|r| Divergence {
-            n: r.n,
-            seed: r.seed_index as i64,
-            what: "simulation",
-            t: r.t_escape,
-        })
-        .collect();
-    if !diverged.is_empty() {
-        return Err(DivergedRuns(diverged).into());
+    diverged(&runs)
+}
+
+/// What `hdsgd escape` requires of an experiment (checked before any computation).
+pub(crate) fn check(exp: &Experiment) -> Result<()> {
+    if exp.ns.is_empty() {
+        bail!("`hdsgd escape` needs a [simulation] section");
     }
     Ok(())
+}
+
+/// The escape criterion of an experiment and the plateau analysis it comes from.
+pub(crate) struct Setup {
+    pub cfg: EscapeConfig,
+    pub popts: PlateauOptions,
+    pub stability: Stability,
+    pub rule: EscapeRule,
+    /// [`config_hash`], kept in the runs file's sidecar `escape_runs.json`.
+    pub hash: String,
+}
+
+pub(crate) fn setup(exp: &Experiment) -> Result<Setup> {
+    let cfg = exp.config.escape.clone().unwrap_or_default();
+    let popts = PlateauOptions::default();
+    let stability = stability(exp, &popts).context("plateau analysis of the configuration")?;
+    let rule = EscapeRule::new(&cfg, stability.plateau.eg);
+    let hash = config_hash(exp, &rule);
+    Ok(Setup {
+        cfg,
+        popts,
+        stability,
+        rule,
+        hash,
+    })
+}
+
+/// The outputs of `hdsgd escape` from finished runs in task order, runs file included (as a
+/// one-machine invocation leaves it, so that `hdsgd escape` on the folder finds every run done):
+/// what `hdsgd merge` of escape shards writes.
+pub(crate) fn write_merged(
+    exp: &Experiment,
+    dir: &Path,
+    runs: &[EscapeRun],
+    start: Instant,
+    opts: &OutputOptions,
+) -> Result<()> {
+    let s = setup(exp)?;
+    let lines = runs.iter().map(run_line).collect::<Result<Vec<_>>>()?;
+    super::journal::write_complete(dir, RUNS_NAME, &runs_header(exp), &s.hash, &lines)?;
+    let wall = start.elapsed().as_secs_f64();
+    write_outputs(exp, &s.cfg, dir, runs, &s.stability, &s.popts, wall, opts)?;
+    diverged(runs)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,8 +443,9 @@ fn write_outputs(
             json!({"n_from": w[0].0, "n_to": w[1].0, "slope": slope})
         })
         .collect();
-    let pp = (exp.model.p() * exp.model.p_star()) as f64;
-    let std_theory = stability.mu.map(|mu| trigamma(pp / 2.0).sqrt() / (2.0 * mu));
+    let std_theory = stability
+        .mu
+        .map(|mu| escape_time_sd(exp.model.p(), exp.model.p_star(), mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
     let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
     let fit_json = json!({

@@ -20,10 +20,11 @@
 use super::output::{cell, num, opt, write_json, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
+use crate::analysis::escape::{crossing_time, escape_time_sd, Crossing, EscapeRule};
 use crate::analysis::fits::linear_fit;
 use crate::analysis::fits::mean_std;
 use crate::analysis::geometry::conserved::{conserved_quantity, orthogonal_part, relative_drift};
-use crate::analysis::geometry::overparam::{crossing_time, plateau_rate, trigamma};
+use crate::analysis::geometry::overparam::plateau_rate;
 use crate::analysis::geometry::selection::{distance2, procrustes_minimum, selected_weights};
 use crate::analysis::geometry::GeometryObservable;
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
@@ -462,6 +463,12 @@ pub fn escape_outputs(
         // The plateau and μ depend on P, which is exactly I for an orthonormal teacher; for a
         // Gaussian teacher the first run's P is used for the prediction.
         let (_, eg_plat, mu) = plateau_rate(&e.model, &e.training, e.sigma0, p_teacher)?;
+        // No plateau band with FIRST_BELOW_LOG: the tolerance is not used.
+        let rule = EscapeRule::EgFraction {
+            eg_plateau: eg_plat,
+            fraction,
+            tolerance: 0.0,
+        };
         let mut by_n = vec![];
         let (mut xs, mut ys, mut ses) = (vec![], vec![], vec![]);
         for &n in &e.ns {
@@ -471,8 +478,8 @@ pub fn escape_outputs(
             for r in runs.iter().filter(|r| r.task.n == n) {
                 total += 1;
                 diverged += usize::from(r.trajectory.diverged_at.is_some());
-                let series: Vec<(f64, f64)> = r.trajectory.records.iter().map(|x| (x.t, x.eg)).collect();
-                let t = crossing_time(&series, fraction * eg_plat);
+                let records = r.trajectory.records.iter().map(|x| (x.t, 0.0, x.eg));
+                let t = crossing_time(rule, Crossing::FIRST_BELOW_LOG, records);
                 csv.row([
                     num(p),
                     num(n),
@@ -510,7 +517,7 @@ pub fn escape_outputs(
         };
         let slope_theory = 1.0 / (2.0 * mu);
         // theory.md §6: the spread over seeds √ψ′(pp*/2)/(2μ), independent of N.
-        let sd_theory = trigamma((p * e.model.p_star()) as f64 / 2.0).sqrt() / (2.0 * mu);
+        let sd_theory = escape_time_sd(p, e.model.p_star(), mu);
         per_p.push(json!({
             "p": p, "a": e.model.a[0], "eg_plateau": eg_plat, "mu": mu, "slope_theory": slope_theory,
             "sd_theory": sd_theory,

@@ -25,8 +25,9 @@ use crate::analysis::geometry::hessian::{
     population_error_at, realise, spectrum, SpectrumCounts,
 };
 use crate::analysis::geometry::selection::selected_solution;
-use crate::analysis::geometry::spectra::{plateau, uniform_layers};
+use crate::analysis::geometry::spectra::uniform_layers;
 use crate::analysis::geometry::{GeometryConfig, MAX_HESSIAN_DIM};
+use crate::analysis::stability::{find_plateau, PlateauMethod};
 use crate::config::Experiment;
 use crate::model::Model;
 use crate::ode::OdeVariant;
@@ -117,14 +118,10 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     };
     let a = model.a[0];
     let uniform = uniform_layers(model, &start.p);
-    let (plat, rate) = plateau(
-        model,
-        &exp.training,
-        &start.q,
-        &start.p,
-        OdeVariant::GradientFlow,
-        1e-13,
-    )?;
+    let m0 = Overlaps::new(start.q.clone(), DMatrix::zeros(p, k), start.p.clone());
+    let method = PlateauMethod::Integrate { tol: 1e-13 };
+    let found = find_plateau(model, &exp.training, OdeVariant::GradientFlow, &m0, &method)?;
+    let (plat, rate) = (found.overlaps, found.residual);
     let mut reports = vec![];
     let mut plateau_json = json!({"max_dq_dt": rate});
     if uniform {

@@ -195,6 +195,23 @@ impl Journal {
     }
 }
 
+/// Writes a complete journal (`NAME.csv` with `lines`, and its sidecar) into `dir`: what a
+/// finished study leaves, for the folder that `hdsgd merge` assembles from shards.
+pub fn write_complete(dir: &Path, name: &str, header: &str, hash: &str, lines: &[String]) -> Result<()> {
+    let mut t = String::new();
+    t.push_str(header);
+    t.push('\n');
+    for l in lines {
+        t.push_str(l);
+        t.push('\n');
+    }
+    write_atomic(
+        &dir.join(format!("{name}.json")),
+        sidecar_json(name, header, hash).as_bytes(),
+    )?;
+    write_atomic(&dir.join(format!("{name}.csv")), t.as_bytes())
+}
+
 /// Replaces `dir` (absent, empty, or to be discarded) by a folder holding only an empty journal.
 fn fresh(dir: &Path, name: &str, header: &str, hash: &str) -> Result<()> {
     let stage = Staging::begin(dir, true)?;

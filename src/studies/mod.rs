@@ -1,8 +1,10 @@
 //! The studies: one module per command ([`run`], [`ode`], [`plateau`], [`escape`], [`scaling`],
 //! [`hessian`], [`geometry`] (the `hdsgd run` hook of the geometry observables), [`bench`]), built
 //! on the shared services [`runner`] (every (N, seed) in parallel), [`output`] (files written
-//! atomically) and [`plots`] (SVG figures). A study reads a validated [`Experiment`] and writes an
-//! output folder; the physics it calls lives below, in `analysis`, `ode` and `simulators`.
+//! atomically) and [`plots`] (SVG figures); [`shard`], [`merge`] and [`slurm`] run `run`, `escape`
+//! and `scaling` as shards on a cluster and merge them into the one-machine outputs. A study reads
+//! a validated [`Experiment`] and writes an output folder; the physics it calls lives below, in
+//! `analysis`, `ode` and `simulators`.
 //!
 //! Programmatic use (what the command line does):
 //!
@@ -17,8 +19,10 @@
 pub mod bench;
 pub mod escape;
 pub mod geometry;
+pub mod hash;
 pub mod hessian;
 pub mod journal;
+pub mod merge;
 pub mod ode;
 pub mod outdir;
 pub mod output;
@@ -28,6 +32,8 @@ pub mod preflight;
 pub mod run;
 pub mod runner;
 pub mod scaling;
+pub mod shard;
+pub mod slurm;
 
 pub use ode::ode;
 pub use run::run;

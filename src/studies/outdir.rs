@@ -165,6 +165,8 @@ pub struct Staging {
     tmp: PathBuf,
     replace: bool,
     committed: bool,
+    /// Files moved into an existing folder one by one, this one last ([`Staging::begin_files`]).
+    into_last: Option<String>,
 }
 
 impl Staging {
@@ -205,6 +207,33 @@ impl Staging {
             tmp,
             replace,
             committed: false,
+            into_last: None,
+        })
+    }
+
+    /// Staging for outputs that go into an existing folder holding other things (`hdsgd merge`
+    /// beside the shard folders): a staging folder `.merged.tmp-PID` inside `dir`, whose files the
+    /// commit renames into `dir` one by one, `last` last (the marker of a complete set).
+    pub fn begin_files(dir: &Path, last: &str) -> Result<Staging> {
+        clean_stale(dir, "merged");
+        let tmp = dir.join(format!(".merged.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        }
+        fault_point("create the staging folder")?;
+        std::fs::create_dir(&tmp).with_context(|| {
+            format!(
+                "cannot create the staging folder {} (is {} writable?)",
+                tmp.display(),
+                dir.display()
+            )
+        })?;
+        Ok(Staging {
+            final_dir: dir.to_path_buf(),
+            tmp,
+            replace: true,
+            committed: false,
+            into_last: Some(last.to_string()),
         })
     }
 
@@ -218,9 +247,46 @@ impl Staging {
         &self.final_dir
     }
 
+    /// Commits after a command's writer returned `written`: when it succeeded, or wrote its
+    /// outputs and reported diverged runs ([`super::DivergedRuns`], returned after the commit);
+    /// any other error leaves no folder (the staging folder is removed).
+    pub fn finish<T>(self, written: Result<T>) -> Result<PathBuf> {
+        match written {
+            Ok(_) => self.commit(),
+            Err(e) if e.is::<super::DivergedRuns>() => {
+                self.commit()?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Renames the staging folder into place (module docs) and returns the output folder.
     pub fn commit(mut self) -> Result<PathBuf> {
         let dir = self.final_dir.clone();
+        if let Some(last) = self.into_last.clone() {
+            // The last file first out of the way, so that it never marks a mixed set.
+            let _ = std::fs::remove_file(dir.join(&last));
+            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&self.tmp)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .filter(|n| *n != *last)
+                .collect();
+            names.sort();
+            names.push(last.into());
+            for n in names {
+                let from = self.tmp.join(&n);
+                if !from.exists() {
+                    continue;
+                }
+                fault_point(&format!("move {} into place", n.to_string_lossy()))?;
+                std::fs::rename(&from, dir.join(&n))
+                    .with_context(|| format!("renaming {} into {}", from.display(), dir.display()))?;
+            }
+            self.committed = true;
+            let _ = std::fs::remove_dir_all(&self.tmp);
+            return Ok(dir);
+        }
         fault_point("rename the staging folder into place")?;
         if non_empty(&dir)? && !self.replace {
             bail!(

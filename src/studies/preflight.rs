@@ -216,6 +216,12 @@ fn csv_row_bytes(exp: &Experiment) -> f64 {
 /// The plan of `command` on `exp` with `opts`, or an error naming the field (module docs).
 /// Prints nothing and creates nothing.
 pub fn plan(exp: &Experiment, command: Command, opts: &OutputOptions) -> Result<Plan> {
+    plan_with(exp, command, opts, true)
+}
+
+/// [`plan`], without the output folder check when `check_folder` is false (a shard's folder is a
+/// resumable journal inside a study folder that holds the other shards).
+pub fn plan_with(exp: &Experiment, command: Command, opts: &OutputOptions, check_folder: bool) -> Result<Plan> {
     let large = allow_large();
     let mut warnings = vec![];
     let (p, k) = (exp.model.p(), exp.model.p_star());
@@ -462,7 +468,11 @@ pub fn plan(exp: &Experiment, command: Command, opts: &OutputOptions) -> Result<
         }
     }
 
-    let folder = folder_status(exp, command, opts)?;
+    let folder = if check_folder {
+        folder_status(exp, command, opts)?
+    } else {
+        "a shard folder (resumable)".to_string()
+    };
     Ok(Plan {
         command,
         threads,
@@ -566,7 +576,21 @@ fn writable(dir: &Path) -> bool {
 /// The pre-flight of a command: the [`plan`], its warnings printed on stderr, and the options with
 /// the thread count capped. Every command calls it before computing.
 pub fn preflight(exp: &Experiment, command: Command, opts: &OutputOptions) -> Result<OutputOptions> {
-    let plan = plan(exp, command, opts)?;
+    preflight_with(exp, command, opts, true)
+}
+
+/// [`preflight`] of a shard (`--shard I/K`): no output folder check ([`plan_with`]).
+pub fn preflight_shard(exp: &Experiment, command: Command, opts: &OutputOptions) -> Result<OutputOptions> {
+    preflight_with(exp, command, opts, false)
+}
+
+fn preflight_with(
+    exp: &Experiment,
+    command: Command,
+    opts: &OutputOptions,
+    check_folder: bool,
+) -> Result<OutputOptions> {
+    let plan = plan_with(exp, command, opts, check_folder)?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }

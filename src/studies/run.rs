@@ -27,19 +27,37 @@ pub(crate) fn ode_rows(exp: &Experiment, out: &mut CsvTable, n: usize, seed: i64
 /// `hdsgd run`: simulate every (N, seed), integrate the ODE, write `trajectories.csv`, `ode.csv`,
 /// `summary.json` and figures. Returns the output folder, or [`DivergedRuns`] (after writing).
 pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
+    check(exp)?;
+    let opts = &preflight(exp, Command::Run, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let start = Instant::now();
+    let results = simulate_all(exp, opts.threads, opts.progress)?;
+    let written = write_outputs(exp, stage.path(), opts, start, &results);
+    stage.finish(written)
+}
+
+/// What `hdsgd run` requires of an experiment (checked before any computation).
+pub(crate) fn check(exp: &Experiment) -> Result<()> {
     if exp.ns.is_empty() {
         bail!("`hdsgd run` needs a [simulation] section (use `hdsgd ode` for ODE-only experiments)");
     }
-    let opts = &preflight(exp, Command::Run, opts)?;
-    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
-    let dir = stage.path().to_path_buf();
-    let start = Instant::now();
-    let results = simulate_all(exp, opts.threads, opts.progress)?;
+    Ok(())
+}
+
+/// The outputs of `hdsgd run` from its finished runs (in task order): the one-machine command and
+/// `hdsgd merge` of its shards both end here.
+pub(crate) fn write_outputs(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &OutputOptions,
+    start: Instant,
+    results: &[RunResult],
+) -> Result<PathBuf> {
     let (p, k) = (exp.model.p(), exp.model.p_star());
     let mut traj_csv = trajectory_table(p, k)?;
     let mut ode_csv = trajectory_table(p, k)?;
     let mut divergences = vec![];
-    for r in &results {
+    for r in results {
         for rec in &r.trajectory.records {
             push_row(
                 &mut traj_csv,
@@ -85,16 +103,15 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
             })
         })
         .collect();
-    write_summary(exp, &dir, opts, start, json!(runs), &divergences)?;
+    write_summary(exp, dir, opts, start, json!(runs), &divergences)?;
     if exp.figures {
-        figures(exp, &dir, &results, explicit.as_ref())?;
+        figures(exp, dir, results, explicit.as_ref())?;
     }
-    super::geometry::observe_run(exp, &results, &dir, opts.threads)?;
-    let dir = stage.commit()?;
+    super::geometry::observe_run(exp, results, dir, opts.threads)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {

@@ -5,7 +5,6 @@ use crate::config::{Experiment, OdeInitial, SimulatorKind};
 use crate::init::initial_weights;
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
-use crate::population::PopulationError;
 use crate::rng::{run_seed, stream};
 use crate::simulators::chain::ChainSimulator;
 use crate::simulators::direct::DirectSimulator;
@@ -144,7 +143,19 @@ pub struct RunResult {
 
 /// Simulates every task (and integrates its matched ODE when configured).
 pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow::Result<Vec<RunResult>> {
-    let ts = tasks(exp);
+    simulate_tasks(exp, &tasks(exp), threads, progress, &|_| Ok(()))
+}
+
+/// [`simulate_all`] on some of the experiment's tasks (a shard's: [`super::shard`]); `on_done` gets
+/// each run as soon as it is finished (from its worker thread), e.g. to append it to a file.
+/// Results in the order of `ts`.
+pub fn simulate_tasks(
+    exp: &Experiment,
+    ts: &[RunTask],
+    threads: usize,
+    progress: bool,
+    on_done: &(dyn Fn(&RunResult) -> anyhow::Result<()> + Sync),
+) -> anyhow::Result<Vec<RunResult>> {
     let total: u64 = ts.iter().map(|t| task_samples(exp, t.n)).sum();
     let bar = if progress {
         progress_bar(total, &exp.name)
@@ -155,7 +166,7 @@ pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow:
     let n_tasks = ts.len();
     bar.set_message(format!("runs 0/{n_tasks}"));
     let split = split_threads(threads, ts.len());
-    let results = par_map_tasks(&ts, threads, &bar, |task, bar| -> Result<RunResult, PopulationError> {
+    let results = par_map_tasks(ts, threads, &bar, |task, bar| -> anyhow::Result<RunResult> {
         let mut sim = build_simulator_split(exp, task, split);
         let n = task.n as f64;
         let start = Instant::now();
@@ -187,15 +198,17 @@ pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow:
         };
         let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         bar.set_message(format!("runs {k}/{n_tasks}"));
-        Ok(RunResult {
+        let result = RunResult {
             task: *task,
             trajectory,
             wall_seconds,
             ode,
-        })
+        };
+        on_done(&result)?;
+        Ok(result)
     })?;
     bar.finish_and_clear();
-    Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
+    results.into_iter().collect()
 }
 
 /// The times a run at dimension `n` records (grid rounded to whole steps).

@@ -47,18 +47,36 @@ fn ode_series(exp: &Experiment, name: &str, o: &OdeSolution) -> Vec<f64> {
 /// `hdsgd scaling`: simulate, compare with the matched and typical ODEs, write `scaling.csv`,
 /// `scaling_fits.csv`, `summary.json` and figures.
 pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
+    check(exp)?;
+    let opts = &preflight(exp, Command::Scaling, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let start = Instant::now();
+    let results = simulate_all(exp, opts.threads, opts.progress)?;
+    let written = write_outputs(exp, stage.path(), opts, start, results);
+    stage.finish(written).map(|_| ())
+}
+
+/// What `hdsgd scaling` requires of an experiment (checked before any computation).
+pub(crate) fn check(exp: &Experiment) -> Result<()> {
     if exp.ns.len() < 2 {
         bail!("`hdsgd scaling` needs a [simulation] section with at least two N");
     }
     if exp.seeds < 3 {
         bail!("`hdsgd scaling` needs at least 3 seeds per N (simulation.seeds)");
     }
+    Ok(())
+}
+
+/// The outputs of `hdsgd scaling` from its finished runs (in task order): the one-machine command
+/// and `hdsgd merge` of its shards both end here.
+pub(crate) fn write_outputs(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &OutputOptions,
+    start: Instant,
+    mut results: Vec<RunResult>,
+) -> Result<()> {
     let cfg = exp.config.scaling.clone().unwrap_or_default();
-    let opts = &preflight(exp, Command::Scaling, opts)?;
-    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
-    let dir = stage.path().to_path_buf();
-    let start = Instant::now();
-    let mut results = simulate_all(exp, opts.threads, opts.progress)?;
     let diverged = results.iter().filter(|r| r.trajectory.diverged_at.is_some()).count();
     // Matched ODEs (computed here when the experiment asked for an explicit one).
     for r in results.iter_mut() {
@@ -298,9 +316,9 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         println!("  warning: {diverged} run(s) diverged and were left out");
     }
     if exp.figures {
-        figures(exp, &dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
+        figures(exp, dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
     }
-    stage.commit()?;
+    // Outputs written; diverged runs (left out of the statistics) make the exit code 3.
     let diverged: Vec<Divergence> = results
         .iter()
         .filter_map(|r| {

@@ -1,0 +1,321 @@
+//! Sharded studies on a real SLURM cluster (issue 13). Ignored by `cargo test`: they need the
+//! local one-node cluster of scripts/slurm/ (or any SLURM whose sbatch/squeue/scontrol work and
+//! whose nodes see this machine's /tmp), and run through
+//!
+//!     scripts/cluster_test.sh      (as root: starts the cluster, runs these tests, stops it)
+//!
+//! or, with a cluster already running and `source scripts/slurm/env.sh` done,
+//! `cargo test --release --test cluster -- --ignored --test-threads=1`.
+//!
+//! 1. An `escape` and a `run` study submitted with `hdsgd slurm --submit` as arrays of 4 and 5
+//!    shards: every array task and the merge complete, and the merged files are identical to those
+//!    of one-machine runs.
+//! 2. One array task of a `run` study (12 chain runs of 1.5·10⁷ samples) is cancelled (`scancel`) after its first finished run; it is
+//!    resubmitted alone (`sbatch --array=I`), resumes from its finished run, the waiting merge is
+//!    pointed at it (`scontrol update ... Dependency=afterok:`), and the merged files are again
+//!    identical to the one-machine ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Upper bound on any wait for jobs (seconds).
+const WAIT: &str = "150";
+
+const ESCAPE: &str = r#"
+name = "cluster_escape"
+[model]
+activation = "quadratic"
+p = 1
+p_star = 1
+a = "ones"
+v = "ones"
+[init]
+sigma0 = 0.1
+[training]
+eta = 0.15
+[simulation]
+n = [100, 200, 400]
+seeds = 4
+base_seed = 11
+[time]
+t_max = 30.0
+points = 600
+[escape]
+fraction = 0.5
+"#;
+
+const RUN: &str = r#"
+name = "cluster_run"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+v = "ones"
+[training]
+eta = 0.2
+[simulation]
+n = [60, 120, 240]
+seeds = 3
+base_seed = 7
+[time]
+t_max = 3.0
+grid = "log"
+t_min = 0.05
+points = 8
+"#;
+
+/// Chain runs of 1.5·10⁷ samples each (≈ 1 s on an idle core at 1.4·10⁷ samples/s for p = 2,
+/// p* = 1), 3 per shard of 4: long enough to cancel a shard between its first and its last run.
+const LONG_RUN: &str = r#"
+name = "cluster_long"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+v = "ones"
+[training]
+eta = 0.2
+[simulation]
+simulator = "chain"
+n = [10000000]
+seeds = 12
+base_seed = 5
+[time]
+t_max = 1.5
+grid = "log"
+t_min = 0.01
+points = 20
+"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require_cluster() {
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    assert!(
+        !conf.is_empty() && Path::new(&conf).exists(),
+        "no SLURM cluster (SLURM_CONF unset or missing): run scripts/cluster_test.sh"
+    );
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn ok(program: &str, args: &[&str]) -> String {
+    let o = run(program, args);
+    assert!(
+        o.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn hdsgd(args: &[&str]) -> String {
+    ok(env!("CARGO_BIN_EXE_hdsgd"), args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// scripts/slurm/wait.sh: bounded wait, then the final state of every job or array task.
+fn wait(jobs: &[&str]) -> String {
+    let script = repo().join("scripts/slurm/wait.sh");
+    let mut args = vec![WAIT];
+    args.extend_from_slice(jobs);
+    let o = run(s(&script), &args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "jobs {jobs:?} did not all complete:\n{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// A folder the cluster's jobs can write (they run as the submitting user on this machine).
+fn tempdir() -> tempfile::TempDir {
+    let t = tempfile::Builder::new().prefix("hdsgd-cluster-").tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    t
+}
+
+/// `hdsgd slurm ... --submit`: (array job id, merge job id) from the job folder's jobs.txt.
+fn submit(exp: &Path, command: &str, shards: usize, out: &Path) -> (String, String) {
+    let stdout = hdsgd(&[
+        "slurm",
+        s(exp),
+        "--command",
+        command,
+        "--shards",
+        &shards.to_string(),
+        "--time",
+        "00:05:00",
+        "--out",
+        s(out),
+        "--submit",
+    ]);
+    eprintln!("{stdout}");
+    let jobs = std::fs::read_to_string(out.join("slurm/jobs.txt")).unwrap();
+    let id = |what: &str| {
+        jobs.lines()
+            .find_map(|l| l.strip_prefix(what))
+            .unwrap_or_else(|| panic!("no {what} in jobs.txt: {jobs}"))
+            .trim()
+            .to_string()
+    };
+    let (array, merge) = (id("array "), id("merge "));
+    assert!(stdout.contains(&format!("submitted array job {array}")), "{stdout}");
+    assert!(stdout.contains(&format!("squeue -j {array},{merge}")), "{stdout}");
+    (array, merge)
+}
+
+/// Every output file of the one-machine folder but the timings (summary.json), escape's runs file
+/// (completion order, wall times) and merge.json is in `merged` with the same bytes.
+fn assert_same_outputs(one: &Path, merged: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(one).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if ["summary.json", "escape_runs.csv", "merge.json"].contains(&name.as_str()) {
+            continue;
+        }
+        let a = std::fs::read(one.join(&name)).unwrap();
+        let b = std::fs::read(merged.join(&name)).unwrap_or_else(|_| panic!("{name} missing in {}", merged.display()));
+        assert!(
+            a == b,
+            "{name} differs between {} and {}",
+            one.display(),
+            merged.display()
+        );
+        n += 1;
+    }
+    n
+}
+
+#[test]
+#[ignore = "needs a SLURM cluster: scripts/cluster_test.sh"]
+fn sharded_studies_on_slurm_merge_to_the_one_machine_bytes() {
+    require_cluster();
+    let t0 = Instant::now();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let esc = t.join("escape.toml");
+    std::fs::write(&esc, ESCAPE).unwrap();
+    let runx = t.join("run.toml");
+    std::fs::write(&runx, RUN).unwrap();
+    // Both studies in the queue at once: 9 one-CPU array tasks and 2 merges.
+    let (ea, em) = submit(&esc, "escape", 4, &t.join("escape"));
+    let (ra, rm) = submit(&runx, "run", 5, &t.join("run"));
+    // The one-machine references, while the cluster works.
+    hdsgd(&["escape", s(&esc), "--out", s(&t.join("escape-one")), "--threads", "1"]);
+    hdsgd(&["run", s(&runx), "--out", s(&t.join("run-one")), "--threads", "1"]);
+    let states = wait(&[&ea, &em, &ra, &rm]);
+    eprintln!("{states}");
+    assert_eq!(
+        states.lines().filter(|l| l.ends_with(" COMPLETED 0:0")).count(),
+        4 + 1 + 5 + 1
+    );
+    assert_eq!(assert_same_outputs(&t.join("escape-one"), &t.join("escape")), 5);
+    assert_eq!(assert_same_outputs(&t.join("run-one"), &t.join("run")), 4);
+    for i in 0..4 {
+        assert!(t.join(format!("escape/slurm/logs/shard-{i}-job{ea}.out")).exists());
+    }
+    assert!(t.join(format!("run/slurm/logs/merge-job{rm}.out")).exists());
+    let merge: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("run/merge.json")).unwrap()).unwrap();
+    assert_eq!(merge["shards"][4]["done"]["slurm_array_job_id"], ra.as_str());
+    eprintln!(
+        "escape (4 shards) and run (5 shards) on SLURM: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// The number of complete lines of a shard's results file.
+fn finished(dir: &Path, shard: &str) -> usize {
+    std::fs::read_to_string(dir.join(shard).join("results.jsonl"))
+        .map(|t| t.matches('\n').count())
+        .unwrap_or(0)
+}
+
+fn state(job: &str) -> String {
+    ok("squeue", &["-h", "-t", "all", "-j", job, "-o", "%T"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs a SLURM cluster: scripts/cluster_test.sh"]
+fn cancelled_array_task_is_rerun_alone_and_merges_to_the_same_bytes() {
+    require_cluster();
+    let t0 = Instant::now();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let exp = t.join("long.toml");
+    std::fs::write(&exp, LONG_RUN).unwrap();
+    let dir = t.join("study");
+    let (array, merge) = submit(&exp, "run", 4, &dir);
+    // Cancel array task 0 once it has finished its first run (of 3).
+    let task0 = format!("{array}_0");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished(&dir, "shard-0000-of-0004") == 0 {
+        assert!(Instant::now() < deadline, "shard 0 finished no run in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok("scancel", &[&task0]);
+    let done_before = finished(&dir, "shard-0000-of-0004");
+    assert!(done_before < 3, "shard 0 finished before it could be cancelled");
+    // The other tasks complete; task 0 is CANCELLED, and the merge can never start.
+    let others: Vec<String> = (1..4).map(|i| format!("{array}_{i}")).collect();
+    let refs: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+    wait(&refs);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(&task0) != "CANCELLED" || state(&merge) != "PENDING" {
+        assert!(
+            Instant::now() < deadline,
+            "task 0: {}, merge: {}",
+            state(&task0),
+            state(&merge)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!dir.join("trajectories.csv").exists());
+    // Resubmit index 0 alone and point the merge at it.
+    let script = dir.join("slurm/array.sh");
+    let new = ok("sbatch", &["--parsable", "--array=0", s(&script)]);
+    let new = new.trim().split(';').next().unwrap().to_string();
+    ok(
+        "scontrol",
+        &[
+            "update",
+            &format!("JobId={merge}"),
+            &format!("Dependency=afterok:{new}"),
+        ],
+    );
+    // The one-machine reference meanwhile.
+    hdsgd(&["run", s(&exp), "--out", s(&t.join("one")), "--threads", "2"]);
+    let states = wait(&[&new, &merge]);
+    eprintln!("{states}");
+    let log = std::fs::read_to_string(dir.join(format!("slurm/logs/shard-0-job{new}.out"))).unwrap();
+    assert!(
+        log.contains(&format!("3 task(s), {done_before} done before")),
+        "the rerun did not resume: {log}"
+    );
+    assert_eq!(assert_same_outputs(&t.join("one"), &dir), 4);
+    eprintln!(
+        "cancel, resubmit and merge on SLURM: {:.1} s ({done_before} run(s) kept by the cancelled shard)",
+        t0.elapsed().as_secs_f64()
+    );
+}
