@@ -236,14 +236,18 @@ mod tests {
 
     #[test]
     fn ols_standard_error() {
-        // y = x + (+1, −1, +1, −1): slope 0.6 (Sxy = 3, Sxx = 5); s² = RSS/2.
+        // y = x + (+1, −1, +1, −1), worked by hand: x̄ = ȳ = 1.5, Sxx = 5, Sxy = 3, so slope 0.6,
+        // intercept 0.6; residuals (0.4, −1.2, 1.2, −0.4), RSS = 3.2, s² = RSS/(n − 2) = 1.6;
+        // se(slope)² = s²/Sxx = 0.32, se(intercept)² = s²(1/n + x̄²/Sxx) = 1.12.
         let x = [0.0, 1.0, 2.0, 3.0];
         let y = [1.0, 0.0, 3.0, 2.0];
         let f = linear_fit(&x, &y, None).unwrap();
         assert!((f.slope - 0.6).abs() < 1e-12);
-        let rss = f.chi2;
-        let sxx = 5.0;
-        assert!((f.se_slope - (rss / 2.0 / sxx).sqrt()).abs() < 1e-12);
+        assert!((f.intercept - 0.6).abs() < 1e-12);
+        assert!((f.chi2 - 3.2).abs() < 1e-12, "{}", f.chi2);
+        assert_eq!(f.dof, 2);
+        assert!((f.se_slope - 0.32f64.sqrt()).abs() < 1e-12, "{}", f.se_slope);
+        assert!((f.se_intercept - 1.12f64.sqrt()).abs() < 1e-12, "{}", f.se_intercept);
     }
 
     #[test]

@@ -193,8 +193,12 @@ mod tests {
         let curves: Vec<Vec<f64>> = c.iter().map(|&v| vec![v; 5]).collect();
         let (s, se) = window_std(&curves, &[1, 2, 3]);
         assert!((s * s - 10.0 / 3.0).abs() < 1e-12);
-        assert!(se > 0.0);
-        let (m, _) = window_mean_dev(&curves, &|_, _| 1.0, &[0, 4]);
+        // By hand from the module's formulas: d_r = (c_r − 3)² = (4, 1, 1, 4), sd(d) = √3,
+        // se(V) = √3·√4/3, se(std) = se(V)/(2√V) = 1/√10.
+        assert!((se - 0.1f64.sqrt()).abs() < 1e-12, "{se}");
+        let (m, se_m) = window_mean_dev(&curves, &|_, _| 1.0, &[0, 4]);
         assert!((m - 2.0).abs() < 1e-12);
+        // D_r = c_r − 1 = (0, 1, 3, 4): sd = √(10/3), se = sd/√4.
+        assert!((se_m - (10.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12, "{se_m}");
     }
 }

@@ -310,8 +310,29 @@ mod tests {
         assert!((i4(&cov) / (4.0 / (PI * PI) * 0.4 * e) - 1.0).abs() < 1e-5);
         let cov3 = [[e, 0.3 * e, 0.2 * e], [0.3 * e, e, 0.5 * e], [0.2 * e, 0.5 * e, e]];
         assert!((i3(&cov3) / (2.0 / PI * 0.5 * e) - 1.0).abs() < 1e-5);
-        // Perfectly correlated arguments do not produce NaN (the arcsin argument is clamped).
-        assert!(i4(&[[1.0; 4]; 4]).is_finite());
+        // Perfectly correlated arguments (the arcsin argument at its clamp): I4(u,u,u,u) at unit
+        // variance is the one-dimensional E[g'(u)² g(u)²], u ~ N(0, 1), here by Simpson's rule on
+        // [−12, 12] (error ≪ 1e-12); and just off the singular point the value is continuous.
+        let quad = {
+            let (a, b, m) = (-12.0f64, 12.0f64, 24_000usize);
+            let h = (b - a) / m as f64;
+            let f = |u: f64| dg(u).powi(2) * g(u).powi(2) * (-u * u / 2.0).exp() / (2.0 * PI).sqrt();
+            let inner: f64 = (1..m)
+                .map(|k| f(a + k as f64 * h) * if k % 2 == 1 { 4.0 } else { 2.0 })
+                .sum();
+            (f(a) + f(b) + inner) * h / 3.0
+        };
+        let exact = i4(&[[1.0; 4]; 4]);
+        assert!((exact - quad).abs() < 1e-12, "I4(u,u,u,u) = {exact}, quadrature {quad}");
+        let near = {
+            let d = 1e-9;
+            let mut c = [[1.0 - d; 4]; 4];
+            for (i, row) in c.iter_mut().enumerate() {
+                row[i] = 1.0;
+            }
+            i4(&c)
+        };
+        assert!((near - exact).abs() < 1e-6, "{near} vs {exact}");
     }
 
     /// Each integral against Monte Carlo at random positive-definite covariances and at repeated

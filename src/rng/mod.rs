@@ -267,6 +267,39 @@ pub struct FastNormal {
 }
 
 /// Whether the AVX-512F generator may be used (CPU support, and `HDSGD_NO_AVX512` unset).
+/// An instruction set whose tests must not pass silently where it is missing.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdFeature {
+    /// AVX2 + FMA (required in CI by `HDSGD_REQUIRE_AVX2=1`).
+    Avx2,
+    /// AVX-512F (required in CI by `HDSGD_REQUIRE_AVX512=1`).
+    Avx512,
+}
+
+/// Test support: whether the tests of `feature` can run here (`available`). When they cannot, it
+/// prints `SKIPPED <test>: …` (visible with `--nocapture` and in CI logs) and returns false, unless
+/// `HDSGD_REQUIRE_AVX2=1` / `HDSGD_REQUIRE_AVX512=1` says that this machine must run them (`.ci/run`
+/// sets them when /proc/cpuinfo lists the feature): then it panics, so that a CPU with the feature
+/// never skips its tests silently (e.g. with `HDSGD_PORTABLE` or `HDSGD_NO_AVX512` left set).
+#[doc(hidden)]
+pub fn simd_tests_enabled(feature: SimdFeature, available: bool, test: &str) -> bool {
+    if available {
+        return true;
+    }
+    let (name, var) = match feature {
+        SimdFeature::Avx2 => ("AVX2/FMA", "HDSGD_REQUIRE_AVX2"),
+        SimdFeature::Avx512 => ("AVX-512F", "HDSGD_REQUIRE_AVX512"),
+    };
+    if std::env::var_os(var).is_some_and(|v| v != "0") {
+        panic!(
+            "{test}: {name} is not usable here (CPU, or HDSGD_PORTABLE / HDSGD_NO_AVX512 set), but {var}=1 requires its tests"
+        );
+    }
+    eprintln!("SKIPPED {test}: no {name} on this CPU (or disabled); set {var}=1 to make this an error");
+    false
+}
+
 fn wide_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -490,12 +523,16 @@ mod tests {
     /// The AVX2 and portable paths give the same stream, bit for bit (not only close).
     #[test]
     fn simd_and_portable_streams_are_identical() {
-        if !Isa::Avx2Fma.available() {
-            eprintln!("no AVX2/FMA here: nothing to compare");
+        let test = "simd_and_portable_streams_are_identical";
+        if !simd_tests_enabled(SimdFeature::Avx2, Isa::Avx2Fma.available(), test) {
             return;
         }
         // AVX2 (wide = false) and, where the CPU has it, AVX-512 (wide = true).
-        for wide in [false, wide_available()] {
+        let mut widths = vec![false];
+        if simd_tests_enabled(SimdFeature::Avx512, wide_available(), test) {
+            widths.push(true);
+        }
+        for wide in widths {
             let mut a = FastNormal::with_isa(11, Isa::Avx2Fma);
             a.wide = wide;
             let mut b = FastNormal::with_isa(11, Isa::Portable);

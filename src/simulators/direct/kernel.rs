@@ -204,10 +204,16 @@ mod tests {
     }
 
     fn isas() -> Vec<Isa> {
-        [Isa::Avx2Fma, Isa::Portable]
-            .into_iter()
-            .filter(|i| i.available())
-            .collect()
+        let avx2 = crate::rng::simd_tests_enabled(
+            crate::rng::SimdFeature::Avx2,
+            Isa::Avx2Fma.available(),
+            "kernel tests across instruction sets",
+        );
+        if avx2 {
+            vec![Isa::Avx2Fma, Isa::Portable]
+        } else {
+            vec![Isa::Portable]
+        }
     }
 
     /// Shapes covering the row groups (4, 2, 1), the 8- and 4-wide loops and scalar tails.

@@ -554,7 +554,7 @@ mod tests {
     use super::*;
     use crate::init::{student_weights, teacher_weights};
     use crate::model::{Activation, Model, Training};
-    use crate::rng::fill_standard_normal;
+    use crate::rng::{fill_standard_normal, simd_tests_enabled, SimdFeature};
     use rand::SeedableRng;
 
     /// The update is −η·(∂ℓ/∂w_i)·√N/... : check δ_i x/√N against finite differences of the
@@ -759,8 +759,8 @@ mod tests {
     /// flushed steps (`step`).
     #[test]
     fn avx512_pass_is_bit_identical_to_avx2() {
-        if Isa::detect() != Isa::Avx2Fma || FastNormal::new(0).simd_name() != "avx512f" {
-            eprintln!("no AVX-512F here (or disabled): nothing to compare");
+        let here = Isa::detect() == Isa::Avx2Fma && FastNormal::new(0).simd_name() == "avx512f";
+        if !simd_tests_enabled(SimdFeature::Avx512, here, "avx512_pass_is_bit_identical_to_avx2") {
             return;
         }
         for (p, k) in [(1, 1), (2, 1), (2, 2), (4, 4), (3, 2), (1, 7), (5, 3)] {
@@ -784,11 +784,11 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn split_steps_are_bit_identical() {
-        if Isa::detect() != Isa::Avx2Fma {
-            eprintln!("no AVX2 here: no split step");
+        let test = "split_steps_are_bit_identical";
+        if !simd_tests_enabled(SimdFeature::Avx2, Isa::detect() == Isa::Avx2Fma, test) {
             return;
         }
-        let wide = FastNormal::new(0).simd_name() == "avx512f";
+        let wide = simd_tests_enabled(SimdFeature::Avx512, FastNormal::new(0).simd_name() == "avx512f", test);
         for (p, k) in [(1, 1), (4, 4), (3, 2)] {
             for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
                 for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
@@ -846,7 +846,7 @@ mod tests {
     /// beyond 1e-10.
     #[test]
     fn instruction_sets_agree() {
-        if !Isa::Avx2Fma.available() {
+        if !simd_tests_enabled(SimdFeature::Avx2, Isa::Avx2Fma.available(), "instruction_sets_agree") {
             return;
         }
         let sp = spec(Activation::Quadratic, 300, 1, 0.1, 0.1);
