@@ -174,7 +174,7 @@ def integrate_ode(
 
 
 class DivergedWarning(RuntimeWarning):
-    """Outputs were written, but some runs diverged (the CLI's exit code 2)."""
+    """Outputs were written, but some runs diverged (the CLI's exit code 3)."""
 
 
 def _read_csv(data: bytes):

@@ -505,7 +505,7 @@ impl Command {
 
 /// Runs `command` on `exp` exactly as `hdsgd COMMAND EXP --out OUT [--threads T] [--force]` does
 /// (same function, same files). `Ok(Some(message))`: outputs written, but some runs diverged
-/// (the CLI's exit code 2).
+/// (the CLI's exit code 3).
 pub fn run_command(
     exp: &Exp,
     command: Command,

@@ -210,7 +210,7 @@ def test_simulation_divergence_matches_the_cli(small, tmp_path, cli):
     exp["simulation"]["seeds"] = 1
     path = write_toml(tmp_path / "div.toml", exp)
     p = cli("run", path, "--out", tmp_path / "out", "--quiet", check=False)
-    assert p.returncode == 2, p.stderr
+    assert p.returncode == 3, p.stderr
     at = json.loads((tmp_path / "out" / "summary.json").read_text())["runs"][0]["diverged_at"]
     sim = hdsgd.DirectSimulator(exp, 60, 0)
     with pytest.raises(hdsgd.Diverged) as info:

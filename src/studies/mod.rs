@@ -1,7 +1,9 @@
 //! The studies: one module per command ([`run`], [`ode`], [`plateau`], [`escape`], [`scaling`],
 //! [`hessian`], [`geometry`] (the `hdsgd run` hook of the geometry observables), [`bench`]), built
-//! on the shared services [`runner`] (every (N, seed) in parallel), [`output`] (files written
-//! atomically) and [`plots`] (SVG figures); [`shard`], [`merge`] and [`slurm`] run `run`, `escape`
+//! on the shared services [`preflight`] (checks and size estimates before any compute), [`runner`]
+//! (every (N, seed) in parallel), [`outdir`] (a staging folder renamed into place: complete or
+//! absent), [`output`] (tables and JSON), [`journal`] (resume files) and [`plots`] (SVG figures);
+//! [`shard`], [`merge`] and [`slurm`] run `run`, `escape`
 //! and `scaling` as shards on a cluster and merge them into the one-machine outputs. A study reads
 //! a validated [`Experiment`] and writes an output folder; the physics it calls lives below, in
 //! `analysis`, `ode` and `simulators`.
