@@ -270,11 +270,16 @@ impl FastNormal {
         &mut self.s
     }
 
+    /// Whether this generator runs the AVX-512F path.
+    pub(crate) fn runs_avx512(&self) -> bool {
+        self.isa == Isa::Avx2Fma && self.wide
+    }
+
     /// The state of the eight lanes, if this generator runs the AVX-512F path (for kernels that
     /// generate the stream themselves with [`avx512::next_block`], bit-identical to [`Self::fill`]).
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn avx512_state(&mut self) -> Option<&mut [[u64; NORMAL_LANES]; 4]> {
-        (self.isa == Isa::Avx2Fma && self.wide).then_some(&mut self.s)
+        self.runs_avx512().then_some(&mut self.s)
     }
 
     /// The jump that skips `blocks` blocks of the stream (each block advances every lane by two

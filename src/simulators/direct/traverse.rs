@@ -61,7 +61,7 @@ impl DirectSimulator {
             Traversal::Batch
         } else if rows > SUPER_MIN_ROWS && self.scratch.super_chunk > 0 {
             Traversal::SuperChunks
-        } else if rows <= FUSED_MAX_ROWS && self.gauss.simd_name() == "avx512f" {
+        } else if rows <= FUSED_MAX_ROWS && self.gauss.runs_avx512() {
             Traversal::Fused
         } else {
             Traversal::Chunks
