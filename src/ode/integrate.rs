@@ -128,7 +128,6 @@ pub fn integrate<H: StopHook>(
 ) -> Result<OdeSolution, PopulationError> {
     // Fail early (and cleanly) when the activation has no ODE.
     derivatives(model, training, initial, options.variant)?;
-    let eg_of = |ov: &Overlaps| population_error(model, &ov.gram());
     let mut sol = OdeSolution {
         t: vec![],
         overlaps: vec![],
@@ -143,17 +142,39 @@ pub fn integrate<H: StopHook>(
         sol.stop = Some(OdeStop::Diverged { t: t0 });
         return Ok(sol);
     }
-    let push = |sol: &mut OdeSolution, t: f64, ov: Overlaps| {
-        sol.eg.push(eg_of(&ov));
-        sol.t.push(t);
-        sol.overlaps.push(ov);
-    };
     if t1 <= t0 {
         for &t in grid {
-            push(&mut sol, t, initial.clone());
+            sol.push(model, t, initial.clone());
         }
         return Ok(sol);
     }
+    let (dense, t_reached, stop) = solve(model, training, initial, (t0, t1), options, hook);
+    sample_grid(&mut sol, model, initial, grid, t_reached, &dense);
+    sol.stop = stop;
+    Ok(sol)
+}
+
+impl OdeSolution {
+    /// Appends the grid point (t, ov) with its e_g, keeping the three columns in step.
+    fn push(&mut self, model: &Model, t: f64, ov: Overlaps) {
+        self.eg.push(population_error(model, &ov.gram()));
+        self.t.push(t);
+        self.overlaps.push(ov);
+    }
+}
+
+/// Runs Dormand–Prince from `initial` over `(t0, t1)` with dense output, so the grid can be
+/// sampled afterwards at any resolution without forcing the step size. Returns the dense
+/// output, the last time that can be trusted and why the integration ended early, if it did
+/// (the divergence check or hook takes precedence over an integrator error at the same step).
+fn solve<H: StopHook>(
+    model: &Model,
+    training: &Training,
+    initial: &Overlaps,
+    (t0, t1): (f64, f64),
+    options: &OdeOptions,
+    hook: H,
+) -> (ContinuousOutputModel<f64, DVector<f64>>, f64, Option<OdeStop>) {
     let mut event = None;
     let system = OverlapSystem {
         model,
@@ -201,6 +222,20 @@ pub fn integrate<H: StopHook>(
         ),
         (Ok(_), None) => (t1, None),
     };
+    (dense, t_reached, stop)
+}
+
+/// Samples the dense output at the grid times up to `t_reached`. Times at or before grid[0]
+/// take `initial` itself, not the interpolant, so the first record is exactly the start.
+fn sample_grid(
+    sol: &mut OdeSolution,
+    model: &Model,
+    initial: &Overlaps,
+    grid: &[f64],
+    t_reached: f64,
+    dense: &ContinuousOutputModel<f64, DVector<f64>>,
+) {
+    let t0 = grid[0];
     let p_teacher = initial.p.clone();
     for &t in grid {
         if t > t_reached {
@@ -214,8 +249,6 @@ pub fn integrate<H: StopHook>(
                 None => break,
             }
         };
-        push(&mut sol, t, ov);
+        sol.push(model, t, ov);
     }
-    sol.stop = stop;
-    Ok(sol)
 }

@@ -1,8 +1,10 @@
-//! The AVX2 version of [`super::FastNormal::fill`]: four lanes per vector, the scalar code's
-//! operations one for one (no FMA), hence bit-identical output.
+//! The AVX2 version of [`super::FastNormal::fill`]: four lanes per vector, the Box–Muller
+//! transform of [`super::lanes`] on `__m256d`, hence the portable stream bit for bit.
 
+use super::lanes::{self, Lanes};
 use super::*;
 use std::arch::x86_64::*;
+use std::f64::consts::SQRT_2;
 
 #[inline(always)]
 unsafe fn rotl(x: __m256i, k: i32) -> __m256i {
@@ -26,91 +28,88 @@ unsafe fn next(s: &mut [__m256i; 4]) -> __m256i {
     out
 }
 
-#[inline(always)]
-unsafe fn set1(x: f64) -> __m256d {
-    _mm256_set1_pd(x)
+impl Lanes for __m256d {
+    type Bits = __m256i;
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        _mm256_set1_pd(x)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm256_add_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        _mm256_sub_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        _mm256_mul_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        _mm256_div_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        _mm256_sqrt_pd(self)
+    }
+    #[inline(always)]
+    unsafe fn unit(r: __m256i) -> Self {
+        _mm256_castsi256_pd(_mm256_or_si256(
+            _mm256_srli_epi64(r, 12),
+            _mm256_set1_epi64x(ONE_BITS as i64),
+        ))
+    }
+    #[inline(always)]
+    unsafe fn exponent_mantissa(self) -> (Self, Self) {
+        let bits = _mm256_castpd_si256(self);
+        // Biased exponent e (971..1023) → e − 1023 exactly, via 2^52 + e − (2^52 + 1023).
+        let e = _mm256_srli_epi64(bits, 52);
+        let magic = _mm256_set1_epi64x(0x4330_0000_0000_0000);
+        let k = _mm256_sub_pd(
+            _mm256_castsi256_pd(_mm256_or_si256(e, magic)),
+            Self::splat((1u64 << 52) as f64 + 1023.0),
+        );
+        let m = _mm256_castsi256_pd(_mm256_or_si256(
+            _mm256_and_si256(bits, _mm256_set1_epi64x(MANTISSA as i64)),
+            _mm256_set1_epi64x(ONE_BITS as i64),
+        ));
+        let big = _mm256_cmp_pd::<_CMP_GT_OQ>(m, Self::splat(SQRT_2));
+        let m = _mm256_blendv_pd(m, _mm256_mul_pd(m, Self::splat(0.5)), big);
+        let k = _mm256_blendv_pd(k, _mm256_add_pd(k, Self::splat(1.0)), big);
+        (k, m)
+    }
+    #[inline(always)]
+    unsafe fn quadrant(c: Self, s: Self, r: __m256i) -> (Self, Self) {
+        let swap = _mm256_castsi256_pd(_mm256_slli_epi64(r, 63));
+        let cx = _mm256_blendv_pd(c, s, swap);
+        let sy = _mm256_blendv_pd(s, c, swap);
+        let neg_c = _mm256_slli_epi64(_mm256_xor_si256(r, _mm256_srli_epi64(r, 1)), 63);
+        let neg_s = _mm256_slli_epi64(_mm256_srli_epi64(r, 1), 63);
+        (
+            _mm256_xor_pd(cx, _mm256_castsi256_pd(neg_c)),
+            _mm256_xor_pd(sy, _mm256_castsi256_pd(neg_s)),
+        )
+    }
 }
 
-/// Vector [`ln_unit`].
+/// The next block of the stream: the (cos, sin) outputs of lanes 0–3 (state `a`), then of lanes
+/// 4–7 (state `b`), in block order.
 #[inline(always)]
-unsafe fn ln_unit(u: __m256d) -> __m256d {
-    let bits = _mm256_castpd_si256(u);
-    // Biased exponent e (971..1023) → e − 1023 exactly, via 2^52 + e − (2^52 + 1023).
-    let e = _mm256_srli_epi64(bits, 52);
-    let magic = _mm256_set1_epi64x(0x4330_0000_0000_0000);
-    let mut k = _mm256_sub_pd(
-        _mm256_castsi256_pd(_mm256_or_si256(e, magic)),
-        set1((1u64 << 52) as f64 + 1023.0),
-    );
-    let mut m = _mm256_castsi256_pd(_mm256_or_si256(
-        _mm256_and_si256(bits, _mm256_set1_epi64x(MANTISSA as i64)),
-        _mm256_set1_epi64x(ONE_BITS as i64),
-    ));
-    let big = _mm256_cmp_pd::<_CMP_GT_OQ>(m, set1(SQRT2));
-    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, set1(0.5)), big);
-    k = _mm256_blendv_pd(k, _mm256_add_pd(k, set1(1.0)), big);
-    let f = _mm256_sub_pd(m, set1(1.0));
-    let s = _mm256_div_pd(f, _mm256_add_pd(set1(2.0), f));
-    let z = _mm256_mul_pd(s, s);
-    let w = _mm256_mul_pd(z, z);
-    let mul = |a, b| _mm256_mul_pd(a, b);
-    let add = |a, b| _mm256_add_pd(a, b);
-    let t1 = mul(w, add(set1(LG2), mul(w, add(set1(LG4), mul(w, set1(LG6))))));
-    let t2 = mul(
-        z,
-        add(
-            set1(LG1),
-            mul(w, add(set1(LG3), mul(w, add(set1(LG5), mul(w, set1(LG7)))))),
-        ),
-    );
-    let r = add(t2, t1);
-    let hfsq = mul(mul(set1(0.5), f), f);
-    let inner = _mm256_sub_pd(hfsq, add(mul(s, add(hfsq, r)), mul(k, set1(LN2_LO))));
-    _mm256_sub_pd(mul(k, set1(LN2_HI)), _mm256_sub_pd(inner, f))
+unsafe fn next_block(a: &mut [__m256i; 4], b: &mut [__m256i; 4]) -> [__m256d; 4] {
+    let (ra1, ra2) = (next(a), next(a));
+    let (rb1, rb2) = (next(b), next(b));
+    let (ca, sa) = lanes::box_muller::<__m256d>(ra1, ra2);
+    let (cb, sb) = lanes::box_muller::<__m256d>(rb1, rb2);
+    [ca, sa, cb, sb]
 }
 
-/// Vector [`box_muller`]: (cos outputs, sin outputs) of four lanes.
 #[inline(always)]
-unsafe fn box_muller(r1: __m256i, r2: __m256i) -> (__m256d, __m256d) {
-    let one = _mm256_set1_epi64x(ONE_BITS as i64);
-    let mul = |a, b| _mm256_mul_pd(a, b);
-    let add = |a, b| _mm256_add_pd(a, b);
-    let u1 = _mm256_sub_pd(
-        set1(2.0),
-        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(r1, 12), one)),
-    );
-    let radius = _mm256_sqrt_pd(mul(set1(-2.0), ln_unit(u1)));
-    let y = mul(
-        _mm256_sub_pd(
-            _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(r2, 12), one)),
-            set1(1.5),
-        ),
-        set1(FRAC_PI_2),
-    );
-    let z = mul(y, y);
-    let v = mul(z, y);
-    // Horner, innermost first, exactly as in the scalar expressions.
-    let rs = add(set1(S5), mul(z, set1(S6)));
-    let rs = add(set1(S4), mul(z, rs));
-    let rs = add(set1(S3), mul(z, rs));
-    let rs = add(set1(S2), mul(z, rs));
-    let sin = add(y, mul(v, add(set1(S1), mul(z, rs))));
-    let rc = add(set1(C5), mul(z, set1(C6)));
-    let rc = add(set1(C4), mul(z, rc));
-    let rc = add(set1(C3), mul(z, rc));
-    let rc = add(set1(C2), mul(z, rc));
-    let rc = mul(z, add(set1(C1), mul(z, rc)));
-    let hz = mul(set1(0.5), z);
-    let w = _mm256_sub_pd(set1(1.0), hz);
-    let cos = add(w, add(_mm256_sub_pd(_mm256_sub_pd(set1(1.0), w), hz), mul(z, rc)));
-    let swap = _mm256_castsi256_pd(_mm256_slli_epi64(r2, 63));
-    let cx = _mm256_blendv_pd(cos, sin, swap);
-    let sy = _mm256_blendv_pd(sin, cos, swap);
-    let neg_c = _mm256_slli_epi64(_mm256_xor_si256(r2, _mm256_srli_epi64(r2, 1)), 63);
-    let neg_s = _mm256_slli_epi64(_mm256_srli_epi64(r2, 1), 63);
-    let cx = _mm256_xor_pd(cx, _mm256_castsi256_pd(neg_c));
-    let sy = _mm256_xor_pd(sy, _mm256_castsi256_pd(neg_s));
-    (mul(cx, radius), mul(sy, radius))
+unsafe fn store_block(o: *mut f64, x: [__m256d; 4]) {
+    for (q, v) in x.into_iter().enumerate() {
+        _mm256_storeu_pd(o.add(4 * q), v);
+    }
 }
 
 /// Fills `out` (a multiple of NORMAL_BLOCK long) block by block.
@@ -129,41 +128,14 @@ pub unsafe fn fill(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
     // latency of the log/div/sqrt chains (the stream is unchanged: each lane still advances
     // twice per block, in block order).
     while i + 2 <= blocks {
-        let ra1 = next(&mut a);
-        let ra2 = next(&mut a);
-        let rb1 = next(&mut b);
-        let rb2 = next(&mut b);
-        let rc1 = next(&mut a);
-        let rc2 = next(&mut a);
-        let rd1 = next(&mut b);
-        let rd2 = next(&mut b);
-        let (ca, sa) = box_muller(ra1, ra2);
-        let (cb, sb) = box_muller(rb1, rb2);
-        let (cc, sc) = box_muller(rc1, rc2);
-        let (cd, sd) = box_muller(rd1, rd2);
-        let o = p.add(i * NORMAL_BLOCK);
-        _mm256_storeu_pd(o, ca);
-        _mm256_storeu_pd(o.add(4), sa);
-        _mm256_storeu_pd(o.add(8), cb);
-        _mm256_storeu_pd(o.add(12), sb);
-        _mm256_storeu_pd(o.add(16), cc);
-        _mm256_storeu_pd(o.add(20), sc);
-        _mm256_storeu_pd(o.add(24), cd);
-        _mm256_storeu_pd(o.add(28), sd);
+        let x = next_block(&mut a, &mut b);
+        let y = next_block(&mut a, &mut b);
+        store_block(p.add(i * NORMAL_BLOCK), x);
+        store_block(p.add((i + 1) * NORMAL_BLOCK), y);
         i += 2;
     }
     if i < blocks {
-        let ra1 = next(&mut a);
-        let ra2 = next(&mut a);
-        let rb1 = next(&mut b);
-        let rb2 = next(&mut b);
-        let (ca, sa) = box_muller(ra1, ra2);
-        let (cb, sb) = box_muller(rb1, rb2);
-        let o = p.add(i * NORMAL_BLOCK);
-        _mm256_storeu_pd(o, ca);
-        _mm256_storeu_pd(o.add(4), sa);
-        _mm256_storeu_pd(o.add(8), cb);
-        _mm256_storeu_pd(o.add(12), sb);
+        store_block(p.add(i * NORMAL_BLOCK), next_block(&mut a, &mut b));
     }
     for w in 0..4 {
         _mm256_storeu_si256(s[w].as_mut_ptr() as *mut __m256i, a[w]);

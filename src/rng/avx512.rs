@@ -1,9 +1,11 @@
 //! The AVX-512 version of [`super::FastNormal::fill`]: all eight lanes in one register, the
-//! scalar code's operations one for one (no FMA), hence bit-identical output. Used when the
-//! CPU has AVX-512F: native rotates, 32 registers and fewer instructions per number.
+//! Box–Muller transform of [`super::lanes`] on `__m512d`, hence the portable stream bit for bit.
+//! Used when the CPU has AVX-512F: native rotates, 32 registers and fewer instructions per number.
 
+use super::lanes::{self, Lanes};
 use super::*;
 use std::arch::x86_64::*;
+use std::f64::consts::SQRT_2;
 
 #[inline(always)]
 unsafe fn next(s: &mut [__m512i; 4]) -> __m512i {
@@ -18,84 +20,70 @@ unsafe fn next(s: &mut [__m512i; 4]) -> __m512i {
     out
 }
 
-#[inline(always)]
-unsafe fn set1(x: f64) -> __m512d {
-    _mm512_set1_pd(x)
-}
-
-#[inline(always)]
-unsafe fn box_muller(r1: __m512i, r2: __m512i) -> (__m512d, __m512d) {
-    let mul = |a, b| _mm512_mul_pd(a, b);
-    let add = |a, b| _mm512_add_pd(a, b);
-    let sub = |a, b| _mm512_sub_pd(a, b);
-    let one = _mm512_set1_epi64(ONE_BITS as i64);
-    let u1 = sub(
-        set1(2.0),
-        _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(r1), one)),
-    );
-    // ln_unit
-    let bits = _mm512_castpd_si512(u1);
-    let e = _mm512_srli_epi64::<52>(bits);
-    let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
-    let mut k = sub(
-        _mm512_castsi512_pd(_mm512_or_si512(e, magic)),
-        set1((1u64 << 52) as f64 + 1023.0),
-    );
-    let mut m = _mm512_castsi512_pd(_mm512_or_si512(
-        _mm512_and_si512(bits, _mm512_set1_epi64(MANTISSA as i64)),
-        one,
-    ));
-    let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, set1(SQRT2));
-    m = _mm512_mask_mul_pd(m, big, m, set1(0.5));
-    k = _mm512_mask_add_pd(k, big, k, set1(1.0));
-    let f = sub(m, set1(1.0));
-    let s = _mm512_div_pd(f, add(set1(2.0), f));
-    let z = mul(s, s);
-    let w = mul(z, z);
-    let t1 = mul(w, add(set1(LG2), mul(w, add(set1(LG4), mul(w, set1(LG6))))));
-    let t2 = mul(
-        z,
-        add(
-            set1(LG1),
-            mul(w, add(set1(LG3), mul(w, add(set1(LG5), mul(w, set1(LG7)))))),
-        ),
-    );
-    let r = add(t2, t1);
-    let hfsq = mul(mul(set1(0.5), f), f);
-    let inner = sub(hfsq, add(mul(s, add(hfsq, r)), mul(k, set1(LN2_LO))));
-    let ln = sub(mul(k, set1(LN2_HI)), sub(inner, f));
-    let radius = _mm512_sqrt_pd(mul(set1(-2.0), ln));
-    // sincos_kernel
-    let y = mul(
-        sub(
-            _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(r2), one)),
-            set1(1.5),
-        ),
-        set1(FRAC_PI_2),
-    );
-    let z = mul(y, y);
-    let v = mul(z, y);
-    let rs = add(set1(S5), mul(z, set1(S6)));
-    let rs = add(set1(S4), mul(z, rs));
-    let rs = add(set1(S3), mul(z, rs));
-    let rs = add(set1(S2), mul(z, rs));
-    let sin = add(y, mul(v, add(set1(S1), mul(z, rs))));
-    let rc = add(set1(C5), mul(z, set1(C6)));
-    let rc = add(set1(C4), mul(z, rc));
-    let rc = add(set1(C3), mul(z, rc));
-    let rc = add(set1(C2), mul(z, rc));
-    let rc = mul(z, add(set1(C1), mul(z, rc)));
-    let hz = mul(set1(0.5), z);
-    let w = sub(set1(1.0), hz);
-    let cos = add(w, add(sub(sub(set1(1.0), w), hz), mul(z, rc)));
-    let swap = _mm512_test_epi64_mask(r2, _mm512_set1_epi64(1));
-    let cx = _mm512_mask_blend_pd(swap, cos, sin);
-    let sy = _mm512_mask_blend_pd(swap, sin, cos);
-    let neg_c = _mm512_slli_epi64::<63>(_mm512_xor_si512(r2, _mm512_srli_epi64::<1>(r2)));
-    let neg_s = _mm512_slli_epi64::<63>(_mm512_srli_epi64::<1>(r2));
-    let cx = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(cx), neg_c));
-    let sy = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(sy), neg_s));
-    (mul(cx, radius), mul(sy, radius))
+impl Lanes for __m512d {
+    type Bits = __m512i;
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        _mm512_set1_pd(x)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm512_add_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        _mm512_sub_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        _mm512_mul_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        _mm512_div_pd(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        _mm512_sqrt_pd(self)
+    }
+    #[inline(always)]
+    unsafe fn unit(r: __m512i) -> Self {
+        _mm512_castsi512_pd(_mm512_or_si512(
+            _mm512_srli_epi64::<12>(r),
+            _mm512_set1_epi64(ONE_BITS as i64),
+        ))
+    }
+    #[inline(always)]
+    unsafe fn exponent_mantissa(self) -> (Self, Self) {
+        let bits = _mm512_castpd_si512(self);
+        // Biased exponent e (971..1023) → e − 1023 exactly, via 2^52 + e − (2^52 + 1023).
+        let e = _mm512_srli_epi64::<52>(bits);
+        let magic = _mm512_set1_epi64(0x4330_0000_0000_0000);
+        let k = _mm512_sub_pd(
+            _mm512_castsi512_pd(_mm512_or_si512(e, magic)),
+            Self::splat((1u64 << 52) as f64 + 1023.0),
+        );
+        let m = _mm512_castsi512_pd(_mm512_or_si512(
+            _mm512_and_si512(bits, _mm512_set1_epi64(MANTISSA as i64)),
+            _mm512_set1_epi64(ONE_BITS as i64),
+        ));
+        let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, Self::splat(SQRT_2));
+        let m = _mm512_mask_mul_pd(m, big, m, Self::splat(0.5));
+        let k = _mm512_mask_add_pd(k, big, k, Self::splat(1.0));
+        (k, m)
+    }
+    #[inline(always)]
+    unsafe fn quadrant(c: Self, s: Self, r: __m512i) -> (Self, Self) {
+        let swap = _mm512_test_epi64_mask(r, _mm512_set1_epi64(1));
+        let cx = _mm512_mask_blend_pd(swap, c, s);
+        let sy = _mm512_mask_blend_pd(swap, s, c);
+        let neg_c = _mm512_slli_epi64::<63>(_mm512_xor_si512(r, _mm512_srli_epi64::<1>(r)));
+        let neg_s = _mm512_slli_epi64::<63>(_mm512_srli_epi64::<1>(r));
+        (
+            _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(cx), neg_c)),
+            _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(sy), neg_s)),
+        )
+    }
 }
 
 /// Fills `out` (a multiple of NORMAL_BLOCK long) block by block.
@@ -108,8 +96,8 @@ pub unsafe fn fill(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
     let p = out.as_mut_ptr();
     let blocks = out.len() / NORMAL_BLOCK;
     let mut i = 0;
-    // Two blocks per iteration: two independent Box–Muller chains in flight (the evaluation
-    // is latency-bound; 7 % faster than one block at a time here). The stream is unchanged.
+    // Two blocks per iteration: two independent Box–Muller chains in flight, since the
+    // evaluation is latency-bound (docs/performance.md). The stream is unchanged.
     {
         while i + 2 <= blocks {
             let (x0, x1, x2, x3) = next_2blocks(&mut st);
@@ -169,8 +157,8 @@ pub(crate) unsafe fn next_2blocks(st: &mut [__m512i; 4]) -> (__m512d, __m512d, _
     let r2 = next(st);
     let r3 = next(st);
     let r4 = next(st);
-    let (c, sn) = box_muller(r1, r2);
-    let (c2, sn2) = box_muller(r3, r4);
+    let (c, sn) = lanes::box_muller::<__m512d>(r1, r2);
+    let (c2, sn2) = lanes::box_muller::<__m512d>(r3, r4);
     (
         _mm512_permutex2var_pd(c, lo, sn),
         _mm512_permutex2var_pd(c, hi, sn),
@@ -192,6 +180,6 @@ pub(crate) unsafe fn next_block(st: &mut [__m512i; 4]) -> (__m512d, __m512d) {
     let hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
     let r1 = next(st);
     let r2 = next(st);
-    let (c, sn) = box_muller(r1, r2);
+    let (c, sn) = lanes::box_muller::<__m512d>(r1, r2);
     (_mm512_permutex2var_pd(c, lo, sn), _mm512_permutex2var_pd(c, hi, sn))
 }

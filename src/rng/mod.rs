@@ -113,36 +113,7 @@ const ONE_BITS: u64 = 0x3FF0_0000_0000_0000;
 const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
 
 pub mod jump;
-
-#[allow(clippy::excessive_precision)] // fdlibm's published digits, kept as printed.
-mod fdlibm {
-    // fdlibm e_log.c (Sun Microsystems 1993): log(1+f) = f − f²/2 + s(f²/2 + R(s²)), s = f/(2+f).
-    pub(super) const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
-    pub(super) const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    pub(super) const LG1: f64 = 6.666_666_666_666_735_130e-01;
-    pub(super) const LG2: f64 = 3.999_999_999_940_941_908e-01;
-    pub(super) const LG3: f64 = 2.857_142_874_366_239_149e-01;
-    pub(super) const LG4: f64 = 2.222_219_843_214_978_396e-01;
-    pub(super) const LG5: f64 = 1.818_357_216_161_805_012e-01;
-    pub(super) const LG6: f64 = 1.531_383_769_920_937_332e-01;
-    pub(super) const LG7: f64 = 1.479_819_860_511_658_591e-01;
-    // fdlibm k_sin.c / k_cos.c: minimax polynomials on |y| ≤ π/4.
-    pub(super) const S1: f64 = -1.666_666_666_666_663_243_48e-01;
-    pub(super) const S2: f64 = 8.333_333_333_322_489_461_24e-03;
-    pub(super) const S3: f64 = -1.984_126_982_985_794_931_34e-04;
-    pub(super) const S4: f64 = 2.755_731_370_707_006_767_89e-06;
-    pub(super) const S5: f64 = -2.505_076_025_340_686_341_95e-08;
-    pub(super) const S6: f64 = 1.589_690_995_211_550_102_21e-10;
-    pub(super) const C1: f64 = 4.166_666_666_666_660_190_37e-02;
-    pub(super) const C2: f64 = -1.388_888_888_887_410_957_49e-03;
-    pub(super) const C3: f64 = 2.480_158_728_947_672_941_78e-05;
-    pub(super) const C4: f64 = -2.755_731_435_139_066_330_35e-07;
-    pub(super) const C5: f64 = 2.087_572_321_298_174_827_90e-09;
-    pub(super) const C6: f64 = -1.135_964_755_778_819_482_65e-11;
-}
-use fdlibm::*;
-const SQRT2: f64 = std::f64::consts::SQRT_2;
-const FRAC_PI_2: f64 = std::f64::consts::FRAC_PI_2;
+mod lanes;
 
 /// One xoshiro256++ step (Blackman & Vigna 2018) on a state `[s0, s1, s2, s3]`; returns the output.
 #[inline(always)]
@@ -181,42 +152,6 @@ pub fn xoshiro256_jump(s: &mut [u64; 4]) {
     *s = acc;
 }
 
-/// ln(u) for u ∈ (0, 1] a normal double, fdlibm's algorithm without special cases, written with
-/// the exact operation sequence of the AVX2 version so that both round identically.
-#[inline(always)]
-fn ln_unit(u: f64) -> f64 {
-    let bits = u.to_bits();
-    let mut k = ((bits >> 52) as i64 - 1023) as f64;
-    let mut m = f64::from_bits((bits & MANTISSA) | ONE_BITS);
-    if m > SQRT2 {
-        m *= 0.5;
-        k += 1.0;
-    }
-    let f = m - 1.0;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let w = z * z;
-    let t1 = w * (LG2 + w * (LG4 + w * LG6));
-    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
-    let r = t2 + t1;
-    let hfsq = 0.5 * f * f;
-    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
-}
-
-/// (cos y, sin y) for |y| ≤ π/4 (fdlibm kernels, tail term zero).
-#[inline(always)]
-fn sincos_kernel(y: f64) -> (f64, f64) {
-    let z = y * y;
-    let v = z * y;
-    let rs = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)));
-    let sin = y + v * (S1 + z * rs);
-    let rc = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
-    let hz = 0.5 * z;
-    let w = 1.0 - hz;
-    let cos = w + (((1.0 - w) - hz) + z * rc);
-    (cos, sin)
-}
-
 /// The Box–Muller map of two xoshiro outputs to two independent N(0, 1) numbers.
 ///
 /// u₁ = 2 − (1 + 52 random bits of `r1`) ∈ (0, 1]; the angle θ = kπ/2 + y with k the two low bits
@@ -225,15 +160,8 @@ fn sincos_kernel(y: f64) -> (f64, f64) {
 /// accurate to about an ulp. Returns (√(−2 ln u₁) cos θ, √(−2 ln u₁) sin θ).
 #[inline(always)]
 pub fn box_muller(r1: u64, r2: u64) -> (f64, f64) {
-    let u1 = 2.0 - f64::from_bits((r1 >> 12) | ONE_BITS);
-    let radius = (-2.0 * ln_unit(u1)).sqrt();
-    let y = (f64::from_bits((r2 >> 12) | ONE_BITS) - 1.5) * FRAC_PI_2;
-    let (c, s) = sincos_kernel(y);
-    let (mut cx, mut sy) = if r2 & 1 != 0 { (s, c) } else { (c, s) };
-    // k = 1, 2 negate the cosine; k = 2, 3 the sine.
-    cx = f64::from_bits(cx.to_bits() ^ (((r2 ^ (r2 >> 1)) & 1) << 63));
-    sy = f64::from_bits(sy.to_bits() ^ (((r2 >> 1) & 1) << 63));
-    (cx * radius, sy * radius)
+    // SAFETY: f64 lanes need no instruction-set extension.
+    unsafe { lanes::box_muller(r1, r2) }
 }
 
 /// A fast exact standard-normal generator: the Box–Muller transform ([`box_muller`]) over
@@ -241,8 +169,8 @@ pub fn box_muller(r1: u64, r2: u64) -> (f64, f64) {
 ///
 /// Numbers come in blocks of [`NORMAL_BLOCK`]: in block order, for lane groups g = 0, 1 (lanes
 /// 4g..4g+3): the four cosine outputs, then the four sine outputs. The AVX2 and portable paths
-/// perform the same IEEE operations in the same order (no FMA, own log/sin/cos), so they produce
-/// bit-identical streams; the stream depends only on the seed. On CPUs with AVX-512F the AVX2
+/// evaluate one Box–Muller transform, written once over lanes of f64 (no FMA, own log/sin/cos),
+/// so they produce bit-identical streams; the stream depends only on the seed. On CPUs with AVX-512F the AVX2
 /// choice runs an AVX-512 version of the same operations (about 1.5× faster; set
 /// `HDSGD_NO_AVX512=1` to disable it), again bit-identical.
 ///
@@ -375,11 +303,16 @@ impl FastNormal {
         &mut self.s
     }
 
+    /// Whether this generator runs the AVX-512F path.
+    pub(crate) fn runs_avx512(&self) -> bool {
+        self.isa == Isa::Avx2Fma && self.wide
+    }
+
     /// The state of the eight lanes, if this generator runs the AVX-512F path (for kernels that
     /// generate the stream themselves with [`avx512::next_block`], bit-identical to [`Self::fill`]).
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn avx512_state(&mut self) -> Option<&mut [[u64; NORMAL_LANES]; 4]> {
-        (self.isa == Isa::Avx2Fma && self.wide).then_some(&mut self.s)
+        self.runs_avx512().then_some(&mut self.s)
     }
 
     /// The jump that skips `blocks` blocks of the stream (each block advances every lane by two
@@ -444,6 +377,15 @@ pub(crate) mod avx512;
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+    use std::f64::consts::{FRAC_PI_2, SQRT_2 as SQRT2};
+
+    // SAFETY (both): f64 lanes need no instruction-set extension.
+    fn ln_unit(u: f64) -> f64 {
+        unsafe { lanes::ln_unit(u) }
+    }
+    fn sincos_kernel(y: f64) -> (f64, f64) {
+        unsafe { lanes::sincos_kernel(y) }
+    }
 
     fn to_seed(s: [u64; 4]) -> [u8; 32] {
         let mut b = [0u8; 32];

@@ -463,8 +463,18 @@ pub fn table(cells: &[BenchCell]) -> String {
     s
 }
 
-/// `hdsgd bench`.
-pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
+/// The resolved and validated arguments of `hdsgd bench`: the defaults filled in.
+struct BenchPlan {
+    ns: Vec<usize>,
+    ps: Vec<usize>,
+    acts: Vec<Activation>,
+    budget: f64,
+    isa: Isa,
+}
+
+/// Resolves `args` into a [`BenchPlan`], rejecting a bad value before anything is measured (a
+/// bench run can take minutes, so an error should not come at the end).
+fn plan(args: &BenchArgs) -> anyhow::Result<BenchPlan> {
     let ns = if !args.n.is_empty() {
         args.n.clone()
     } else if args.quick {
@@ -505,20 +515,22 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         "avx2" => anyhow::bail!("--isa: this CPU has no AVX2/FMA"),
         other => anyhow::bail!("--isa: unknown value {other:?} (auto, avx2, portable)"),
     };
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads = if args.threads == 0 { cores } else { args.threads };
-    let load_start = load_average();
-    eprintln!(
-        "hdsgd bench: {} ({} cores), kernels {}, generator {}, {budget} s per quantity, load average {load_start}",
-        cpu_name(),
-        cores,
-        isa.name(),
-        FastNormal::with_isa(0, isa).simd_name()
-    );
+    Ok(BenchPlan {
+        ns,
+        ps,
+        acts,
+        budget,
+        isa,
+    })
+}
+
+/// Measures every (N, p, activation) cell, echoing each row to stderr as it is done so a long
+/// bench shows progress (the full table goes to stdout at the end).
+fn measure_all(plan: &BenchPlan, threads: usize) -> Vec<BenchCell> {
     let mut cells = Vec::new();
-    for &n in &ns {
-        for &p in &ps {
-            let c = bench_np(&acts, n, p, budget, threads, isa);
+    for &n in &plan.ns {
+        for &p in &plan.ps {
+            let c = bench_np(&plan.acts, n, p, plan.budget, threads, plan.isa);
             for cell in &c {
                 eprint!("{}", table(std::slice::from_ref(cell)).lines().nth(1).unwrap_or(""));
                 eprintln!();
@@ -526,18 +538,12 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
             cells.extend(c);
         }
     }
-    print!("{}", table(&cells));
-    let report = BenchReport {
-        cpu: cpu_name(),
-        isa: isa.name().into(),
-        generator: FastNormal::with_isa(0, isa).simd_name().into(),
-        cores,
-        budget_s: budget,
-        clock: "thread CPU time (CLOCK_THREAD_CPUTIME_ID); par_* on the wall clock".into(),
-        load_average_start: load_start,
-        load_average_end: load_average(),
-        cells,
-    };
+    cells
+}
+
+/// The lines under the table: which kernels and clock the numbers are for, and the load before
+/// and after (on a shared machine the load says how far to trust them).
+fn print_footer(report: &BenchReport) {
     println!(
         "kernels {}, generator {}{}; one-core times on the thread CPU clock, best of 5 batches",
         report.isa,
@@ -552,6 +558,36 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         "load average (1, 5, 15 min): {} at start, {} at end",
         report.load_average_start, report.load_average_end
     );
+}
+
+/// `hdsgd bench`.
+pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
+    let plan = plan(args)?;
+    let (budget, isa) = (plan.budget, plan.isa);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = if args.threads == 0 { cores } else { args.threads };
+    let load_start = load_average();
+    eprintln!(
+        "hdsgd bench: {} ({} cores), kernels {}, generator {}, {budget} s per quantity, load average {load_start}",
+        cpu_name(),
+        cores,
+        isa.name(),
+        FastNormal::with_isa(0, isa).simd_name()
+    );
+    let cells = measure_all(&plan, threads);
+    print!("{}", table(&cells));
+    let report = BenchReport {
+        cpu: cpu_name(),
+        isa: isa.name().into(),
+        generator: FastNormal::with_isa(0, isa).simd_name().into(),
+        cores,
+        budget_s: budget,
+        clock: "thread CPU time (CLOCK_THREAD_CPUTIME_ID); par_* on the wall clock".into(),
+        load_average_start: load_start,
+        load_average_end: load_average(),
+        cells,
+    };
+    print_footer(&report);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -109,8 +109,45 @@ fn series(exp: &Experiment, pts: impl Iterator<Item = (f64, Overlaps, f64)>) -> 
     Ok(out)
 }
 
+/// Writes `geometry.csv`, `geometry.json` and `geometry_drift.svg` (module docs). Every series is
+/// computed first, so a degenerate start fails before any file of this observable is written.
 fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Result<()> {
     let k = exp.model.p_star();
+    let mut csv = CsvTable::new(conserved_header(k))?;
+    let mut runs = vec![];
+    // Per N: the drift curves of the SGD runs and of the ODEs, for the figure and the summary.
+    let mut curves: Vec<DriftCurves> = vec![];
+    for r in results {
+        let (n, seed) = (r.task.n, r.task.seed_index);
+        let (sgd, ode) = run_series(exp, r)?;
+        let mut summary = json!({"n": n, "seed": seed});
+        for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
+            let Some(s) = s else { continue };
+            push_conserved_rows(&mut csv, n, seed, name, s, k)?;
+            summary[name] = series_summary(s);
+        }
+        runs.push(summary);
+        curves.push(drift_curves(n, &sgd, ode.as_deref()));
+    }
+    let per_n: Vec<_> = exp.ns.iter().map(|&n| conserved_per_n(&runs, n)).collect();
+    let panel = drift_panel(exp, &curves);
+    csv.write(&dir.join("geometry.csv"))?;
+    let summary = json!({
+        "observable": "I(t) = M̃ᵀ Q⊥⁻¹ M̃, M̃ = M exp(−4(η/B) a V P t), Q⊥ = Q − M P⁻¹ Mᵀ; drift = ‖I(t) − I(0)‖_F / ‖I(0)‖_F",
+        "ode_variant": format!("{:?}", exp.ode_options.variant),
+        "per_n": per_n,
+        "runs": runs,
+    });
+    write_json(&dir.join("geometry.json"), &summary)?;
+    if exp.figures {
+        plots::draw(&dir.join("geometry_drift.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
+
+/// The columns of `geometry.csv`: the fixed ones, then the upper triangle (k ≤ l) of the
+/// symmetric p*×p* matrix I, row by row, so each independent entry appears once.
+fn conserved_header(k: usize) -> Vec<String> {
     let mut header: Vec<String> = ["n", "seed", "source", "t", "eg", "qperp_min", "drift"]
         .map(String::from)
         .to_vec();
@@ -119,78 +156,112 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
             header.push(format!("i_{a}_{b}"));
         }
     }
-    let mut csv = CsvTable::new(header)?;
-    let mut runs = vec![];
-    // Per N: the drift curves of the SGD runs and of the ODEs, for the figure and the summary.
-    let mut curves: Vec<DriftCurves> = vec![];
-    for r in results {
-        let (n, seed) = (r.task.n, r.task.seed_index);
-        let sgd = series(
+    header
+}
+
+/// I(t) along one run's SGD records and along its matched ODE (if any). Separate from the
+/// output so the CSV, the summary and the figure all read the same series.
+fn run_series(exp: &Experiment, r: &RunResult) -> Result<(Vec<Point>, Option<Vec<Point>>)> {
+    let (n, seed) = (r.task.n, r.task.seed_index);
+    let sgd = series(
+        exp,
+        r.trajectory
+            .records
+            .iter()
+            .map(|rec| (rec.t, rec.overlaps.clone(), rec.eg)),
+    )
+    .with_context(|| format!("run N = {n}, seed {seed}"))?;
+    let ode = match &r.ode {
+        Some(sol) => Some(series(
             exp,
-            r.trajectory
-                .records
+            sol.t
                 .iter()
-                .map(|rec| (rec.t, rec.overlaps.clone(), rec.eg)),
-        )
-        .with_context(|| format!("run N = {n}, seed {seed}"))?;
-        let ode = match &r.ode {
-            Some(sol) => Some(series(
-                exp,
-                sol.t
-                    .iter()
-                    .zip(&sol.overlaps)
-                    .zip(&sol.eg)
-                    .map(|((t, ov), eg)| (*t, ov.clone(), *eg)),
-            )?),
-            None => None,
-        };
-        let mut summary = json!({"n": n, "seed": seed});
-        for (name, s) in [("sgd", Some(&sgd)), ("ode", ode.as_ref())] {
-            let Some(s) = s else { continue };
-            for pt in s {
-                let mut row = vec![
-                    num(n),
-                    num(seed),
-                    name.to_string(),
-                    num(pt.t),
-                    num(pt.eg),
-                    cell(pt.qperp_min),
-                ];
-                match &pt.value {
-                    Some((i, d)) => {
-                        row.push(cell(*d));
-                        for a in 0..k {
-                            for b in a..k {
-                                row.push(cell(i[(a, b)]));
-                            }
-                        }
+                .zip(&sol.overlaps)
+                .zip(&sol.eg)
+                .map(|((t, ov), eg)| (*t, ov.clone(), *eg)),
+        )?),
+        None => None,
+    };
+    Ok((sgd, ode))
+}
+
+/// One `geometry.csv` row per point of series `s` (source `name`). Where Q⊥ is singular the
+/// drift and I fields stay empty rather than printing a meaningless number.
+fn push_conserved_rows(csv: &mut CsvTable, n: usize, seed: u64, name: &str, s: &[Point], k: usize) -> Result<()> {
+    for pt in s {
+        let mut row = vec![
+            num(n),
+            num(seed),
+            name.to_string(),
+            num(pt.t),
+            num(pt.eg),
+            cell(pt.qperp_min),
+        ];
+        match &pt.value {
+            Some((i, d)) => {
+                row.push(cell(*d));
+                for a in 0..k {
+                    for b in a..k {
+                        row.push(cell(i[(a, b)]));
                     }
-                    None => row.extend(std::iter::repeat_n(String::new(), 1 + k * (k + 1) / 2)),
                 }
-                csv.row(row)?;
             }
-            let drifts: Vec<f64> = s.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).collect();
-            let floor = WINDOW_FLOOR * s[0].qperp_min;
-            let window: Vec<&Point> = s.iter().take_while(|p| p.qperp_min >= floor).collect();
-            summary[name] = json!({
-                "max_drift": drifts.iter().copied().fold(0.0, f64::max),
-                "final_drift": drifts.last(),
-                "window_t_end": window.last().map(|p| p.t),
-                "max_drift_window": window.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).fold(0.0, f64::max),
-                "singular_rows": s.iter().filter(|x| x.value.is_none()).count(),
-            });
+            None => row.extend(std::iter::repeat_n(String::new(), 1 + k * (k + 1) / 2)),
         }
-        runs.push(summary);
-        let drift_of =
-            |s: &[Point]| -> Vec<f64> { s.iter().map(|p| p.value.as_ref().map_or(f64::NAN, |x| x.1)).collect() };
-        let t: Vec<f64> = sgd.iter().map(|x| x.t).collect();
-        let (ode_t, ode_d) = ode
-            .as_ref()
-            .map(|o| (o.iter().map(|x| x.t).collect(), drift_of(o)))
-            .unwrap_or_default();
-        curves.push((n, t, drift_of(&sgd), ode_t, ode_d));
+        csv.row(row)?;
     }
-    let mut per_n = vec![];
+    Ok(())
+}
+
+/// One series' entry of a run in `geometry.json`: the largest and final drift, and the largest
+/// drift inside the well-conditioned window ([`WINDOW_FLOOR`]), where the drift measures the
+/// dynamics rather than the conditioning of Q⊥.
+fn series_summary(s: &[Point]) -> serde_json::Value {
+    let drifts: Vec<f64> = s.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).collect();
+    let floor = WINDOW_FLOOR * s[0].qperp_min;
+    let window: Vec<&Point> = s.iter().take_while(|p| p.qperp_min >= floor).collect();
+    json!({
+        "max_drift": drifts.iter().copied().fold(0.0, f64::max),
+        "final_drift": drifts.last(),
+        "window_t_end": window.last().map(|p| p.t),
+        "max_drift_window": window.iter().filter_map(|p| p.value.as_ref().map(|x| x.1)).fold(0.0, f64::max),
+        "singular_rows": s.iter().filter(|x| x.value.is_none()).count(),
+    })
+}
+
+/// A run's drift curves for the figure, NaN where Q⊥ is singular (so the mean over seeds shows
+/// a gap there instead of a fabricated value).
+fn drift_curves(n: usize, sgd: &[Point], ode: Option<&[Point]>) -> DriftCurves {
+    let drift_of = |s: &[Point]| -> Vec<f64> { s.iter().map(|p| p.value.as_ref().map_or(f64::NAN, |x| x.1)).collect() };
+    let t: Vec<f64> = sgd.iter().map(|x| x.t).collect();
+    let (ode_t, ode_d) = ode
+        .map(|o| (o.iter().map(|x| x.t).collect(), drift_of(o)))
+        .unwrap_or_default();
+    (n, t, drift_of(sgd), ode_t, ode_d)
+}
+
+/// The per-N entry of `geometry.json`: means over the seeds of N of the per-run summaries, read
+/// back from `runs` so the per-N numbers are exactly those the per-run entries show.
+fn conserved_per_n(runs: &[serde_json::Value], n: usize) -> serde_json::Value {
+    let stat = |src: &str| {
+        let mean_of = |key: &str| {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter(|r| r["n"] == n)
+                .filter_map(|r| r[src][key].as_f64())
+                .collect();
+            (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
+        };
+        let (m, runs) = mean_of("max_drift");
+        json!({"mean_max_drift": m, "mean_max_drift_window": mean_of("max_drift_window").0,
+               "mean_window_t_end": mean_of("window_t_end").0, "runs": runs})
+    };
+    json!({"n": n, "sgd": stat("sgd"), "ode": stat("ode")})
+}
+
+/// `geometry_drift.svg`: per N the mean SGD drift over seeds and, when the runs have a matched
+/// ODE, its mean drift dashed; the longest time axis among the seeds is used so no run is cut.
+fn drift_panel(exp: &Experiment, curves: &[DriftCurves]) -> Panel {
     let mut panel = Panel {
         title: format!("{}: drift of the conserved quantity", exp.name),
         x_label: "t = samples / N".into(),
@@ -201,20 +272,6 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
     };
     for (ci, &n) in exp.ns.iter().enumerate() {
         let mine: Vec<_> = curves.iter().filter(|c| c.0 == n).collect();
-        let stat = |src: &str| {
-            let mean_of = |key: &str| {
-                let v: Vec<f64> = runs
-                    .iter()
-                    .filter(|r| r["n"] == n)
-                    .filter_map(|r| r[src][key].as_f64())
-                    .collect();
-                (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len())
-            };
-            let (m, runs) = mean_of("max_drift");
-            json!({"mean_max_drift": m, "mean_max_drift_window": mean_of("max_drift_window").0,
-                   "mean_window_t_end": mean_of("window_t_end").0, "runs": runs})
-        };
-        per_n.push(json!({"n": n, "sgd": stat("sgd"), "ode": stat("ode")}));
         let t = mine
             .iter()
             .map(|c| c.1.clone())
@@ -234,18 +291,7 @@ fn conserved_outputs(exp: &Experiment, results: &[RunResult], dir: &Path) -> Res
             panel.series.push(s);
         }
     }
-    csv.write(&dir.join("geometry.csv"))?;
-    let summary = json!({
-        "observable": "I(t) = M̃ᵀ Q⊥⁻¹ M̃, M̃ = M exp(−4(η/B) a V P t), Q⊥ = Q − M P⁻¹ Mᵀ; drift = ‖I(t) − I(0)‖_F / ‖I(0)‖_F",
-        "ode_variant": format!("{:?}", exp.ode_options.variant),
-        "per_n": per_n,
-        "runs": runs,
-    });
-    write_json(&dir.join("geometry.json"), &summary)?;
-    if exp.figures {
-        plots::draw(&dir.join("geometry_drift.svg"), &[panel], 1)?;
-    }
-    Ok(())
+    panel
 }
 
 /// One run's selection measurement.
@@ -317,6 +363,9 @@ pub fn selection_rows(
     Ok(out)
 }
 
+/// Writes `selection.csv`, `selection.json` and `selection.svg` (module docs). The runs are
+/// simulated again for their weights; `results`' final overlaps are handed over so the re-runs
+/// are checked to be the recorded ones.
 fn selection_outputs(
     exp: &Experiment,
     results: &[RunResult],
@@ -330,6 +379,25 @@ fn selection_outputs(
         .collect();
     let check = (finals.len() == results.len()).then_some(finals.as_slice());
     let rows = selection_rows(exp, threads, converged_eg, check)?;
+    selection_table(&rows)?.write(&dir.join("selection.csv"))?;
+    let per_n: Vec<_> = exp.ns.iter().map(|&n| selection_per_n(&rows, n)).collect();
+    let panel = selection_panel(exp, &rows);
+    let summary = json!({
+        "definition": "dist = ‖W∞ − W₀‖²_F/N at the last record; dist_min = tr Q₀ + tr(VP)/a − 2‖M₀(V/a)^{1/2}‖_* (Procrustes); ratio over runs with final e_g < converged_eg",
+        "converged_eg": converged_eg,
+        "per_n": per_n,
+        "runs": rows,
+    });
+    write_json(&dir.join("selection.json"), &summary)?;
+    if exp.figures {
+        plots::draw(&dir.join("selection.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
+
+/// `selection.csv`: one row per run; the ratio is printed as well so the table can be read
+/// without recomputing it.
+fn selection_table(rows: &[SelectionRow]) -> Result<CsvTable> {
     let mut csv = CsvTable::new([
         "n",
         "seed",
@@ -340,7 +408,7 @@ fn selection_outputs(
         "ratio",
         "dist_to_selected",
     ])?;
-    for r in &rows {
+    for r in rows {
         csv.row([
             num(r.n),
             num(r.seed),
@@ -352,8 +420,32 @@ fn selection_outputs(
             cell(r.dist_to_selected),
         ])?;
     }
-    csv.write(&dir.join("selection.csv"))?;
-    let mut per_n = vec![];
+    Ok(csv)
+}
+
+/// The per-N entry of `selection.json`: mean ± s.e. of the ratio over the converged runs only
+/// (a run still on the plateau has not reached the zero-loss manifold, so its distance says
+/// nothing about selection); `null` where there are too few converged runs.
+fn selection_per_n(rows: &[SelectionRow], n: usize) -> serde_json::Value {
+    let conv: Vec<&SelectionRow> = rows.iter().filter(|r| r.n == n && r.converged).collect();
+    let ratios: Vec<f64> = conv.iter().map(|r| r.dist / r.dist_min).collect();
+    let k = ratios.len() as f64;
+    let mean = ratios.iter().sum::<f64>() / k;
+    let sd = (ratios.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+    let to_sel: Vec<f64> = conv.iter().map(|r| r.dist_to_selected).collect();
+    json!({
+        "n": n,
+        "converged_runs": conv.len(),
+        "runs": rows.iter().filter(|r| r.n == n).count(),
+        "mean_ratio": if conv.is_empty() { None } else { Some(mean) },
+        "se_ratio": if conv.len() > 1 { Some(sd / k.sqrt()) } else { None },
+        "mean_dist_to_selected": if conv.is_empty() { None } else { Some(to_sel.iter().sum::<f64>() / k) },
+    })
+}
+
+/// `selection.svg`: dist against dist_min for every run (converged or not), one colour per N,
+/// with the diagonal y = x over the plotted range, on which a run took the shortest path.
+fn selection_panel(exp: &Experiment, rows: &[SelectionRow]) -> Panel {
     let mut panel = Panel {
         title: format!("{}: distance travelled vs Procrustes minimum", exp.name),
         x_label: "min over zero-loss manifold of ‖W − W₀‖²/N".into(),
@@ -364,20 +456,6 @@ fn selection_outputs(
     };
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for (ci, &n) in exp.ns.iter().enumerate() {
-        let conv: Vec<&SelectionRow> = rows.iter().filter(|r| r.n == n && r.converged).collect();
-        let ratios: Vec<f64> = conv.iter().map(|r| r.dist / r.dist_min).collect();
-        let k = ratios.len() as f64;
-        let mean = ratios.iter().sum::<f64>() / k;
-        let sd = (ratios.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
-        let to_sel: Vec<f64> = conv.iter().map(|r| r.dist_to_selected).collect();
-        per_n.push(json!({
-            "n": n,
-            "converged_runs": conv.len(),
-            "runs": rows.iter().filter(|r| r.n == n).count(),
-            "mean_ratio": if conv.is_empty() { None } else { Some(mean) },
-            "se_ratio": if conv.len() > 1 { Some(sd / k.sqrt()) } else { None },
-            "mean_dist_to_selected": if conv.is_empty() { None } else { Some(to_sel.iter().sum::<f64>() / k) },
-        }));
         let mine: Vec<&SelectionRow> = rows.iter().filter(|r| r.n == n).collect();
         for r in &mine {
             lo = lo.min(r.dist_min).min(r.dist);
@@ -397,17 +475,7 @@ fn selection_outputs(
         diag.dashed = true;
         panel.series.push(diag);
     }
-    let summary = json!({
-        "definition": "dist = ‖W∞ − W₀‖²_F/N at the last record; dist_min = tr Q₀ + tr(VP)/a − 2‖M₀(V/a)^{1/2}‖_* (Procrustes); ratio over runs with final e_g < converged_eg",
-        "converged_eg": converged_eg,
-        "per_n": per_n,
-        "runs": rows,
-    });
-    write_json(&dir.join("selection.json"), &summary)?;
-    if exp.figures {
-        plots::draw(&dir.join("selection.svg"), &[panel], 1)?;
-    }
-    Ok(())
+    panel
 }
 
 /// The experiment with student width `p` (second layer re-resolved from the file's `model.a`).
@@ -450,91 +518,180 @@ pub fn escape_outputs(
         series: vec![],
     };
     for (ci, &p) in widths.iter().enumerate() {
-        let own = p == exp.model.p();
         let e = with_width(exp, p)?;
+        // The experiment's own width reuses the runs `hdsgd run` just made; others are simulated.
         let owned;
-        let runs: &[RunResult] = if own {
+        let runs: &[RunResult] = if p == exp.model.p() {
             results
         } else {
             owned = simulate_all(&e, threads, false)?;
             &owned
         };
-        let p_teacher = &runs.first().context("no runs")?.trajectory.initial.p;
-        // The plateau and μ depend on P, which is exactly I for an orthonormal teacher; for a
-        // Gaussian teacher the first run's P is used for the prediction.
-        let (_, eg_plat, mu) = plateau_rate(&e.model, &e.training, e.sigma0, p_teacher)?;
-        // No plateau band with FIRST_BELOW_LOG: the tolerance is not used.
-        let rule = EscapeRule::EgFraction {
-            eg_plateau: eg_plat,
-            fraction,
-            tolerance: 0.0,
-        };
-        let mut by_n = vec![];
-        let (mut xs, mut ys, mut ses) = (vec![], vec![], vec![]);
-        for &n in &e.ns {
-            let mut times = vec![];
-            let mut total = 0;
-            let mut diverged = 0;
-            for r in runs.iter().filter(|r| r.task.n == n) {
-                total += 1;
-                diverged += usize::from(r.trajectory.diverged_at.is_some());
-                let records = r.trajectory.records.iter().map(|x| (x.t, 0.0, x.eg));
-                let t = crossing_time(rule, Crossing::FIRST_BELOW_LOG, records);
-                csv.row([
-                    num(p),
-                    num(n),
-                    num(r.task.seed_index),
-                    opt(t),
-                    num(eg_plat),
-                    opt(r.trajectory.diverged_at),
-                ])?;
-                times.extend(t);
-            }
-            let k = times.len() as f64;
-            let mean = times.iter().sum::<f64>() / k;
-            let sd = (times.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
-            if !times.is_empty() {
-                xs.push((n as f64).ln());
-                ys.push(mean);
-                ses.push(if times.len() > 1 { sd / k.sqrt() } else { f64::NAN });
-            }
-            by_n.push(
-                json!({"n": n, "escaped": times.len(), "runs": total, "diverged": diverged,
-                "mean_t_esc": (!times.is_empty()).then_some(mean),
-                "se_t_esc": (times.len() > 1).then_some(sd / k.sqrt()),
-                "sd_t_esc": (times.len() > 1).then_some(sd)}),
-            );
+        let width = width_escape(&e, runs, p, fraction, &mut csv)?;
+        per_p.push(width.summary());
+        width.push_series(&mut panel, ci);
+    }
+    csv.write(&dir.join("escape.csv"))?;
+    let summary = json!({
+        "definition": "t_esc = first t with e_g < fraction · e_g(plateau of the full ODE from (σ0² I, M = 0)), ln e_g interpolated between records; fit: mean t_esc = A + B ln N; slope_theory = 1/(2μ)",
+        "fraction": fraction,
+        "per_p": per_p,
+    });
+    write_json(&dir.join("escape.json"), &summary)?;
+    if exp.figures {
+        plots::draw(&dir.join("escape.svg"), &[panel], 1)?;
+    }
+    Ok(())
+}
+
+/// One width's escape measurements and their prediction, kept together so `escape.json` and
+/// `escape.svg` are drawn from the same numbers.
+struct WidthEscape {
+    p: usize,
+    /// The resolved second-layer weight (the first entry of a).
+    a: f64,
+    eg_plateau: f64,
+    mu: f64,
+    /// ln N and mean t_esc for every N at which some run escaped: the points of the fit.
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    /// The per-N entries of `escape.json` (every N, escaped or not).
+    by_n: Vec<serde_json::Value>,
+    /// (intercept, slope) of mean t_esc against ln N; `None` with fewer than two points.
+    fit: Option<(f64, f64)>,
+    slope_se: Option<f64>,
+    /// 1/(2μ).
+    slope_theory: f64,
+    /// √ψ′(pp*/2)/(2μ).
+    sd_theory: f64,
+}
+
+/// The escape times of width `p`'s runs (`e` the experiment at that width), written to
+/// `escape.csv` as they are measured, reduced per N and fitted against ln N.
+fn width_escape(
+    e: &Experiment,
+    runs: &[RunResult],
+    p: usize,
+    fraction: f64,
+    csv: &mut CsvTable,
+) -> Result<WidthEscape> {
+    let p_teacher = &runs.first().context("no runs")?.trajectory.initial.p;
+    // The plateau and μ depend on P, which is exactly I for an orthonormal teacher; for a
+    // Gaussian teacher the first run's P is used for the prediction.
+    let (_, eg_plat, mu) = plateau_rate(&e.model, &e.training, e.sigma0, p_teacher)?;
+    // No plateau band with FIRST_BELOW_LOG: the tolerance is not used.
+    let rule = EscapeRule::EgFraction {
+        eg_plateau: eg_plat,
+        fraction,
+        tolerance: 0.0,
+    };
+    let mut by_n = vec![];
+    let (mut xs, mut ys, mut ses) = (vec![], vec![], vec![]);
+    for &n in &e.ns {
+        let (times, total, diverged) = escape_times(runs, n, p, rule, eg_plat, csv)?;
+        let k = times.len() as f64;
+        let mean = times.iter().sum::<f64>() / k;
+        let sd = (times.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+        if !times.is_empty() {
+            xs.push((n as f64).ln());
+            ys.push(mean);
+            ses.push(if times.len() > 1 { sd / k.sqrt() } else { f64::NAN });
         }
-        // Ordinary least squares (unweighted): the slope's error is `slope_se` below.
-        let fit = linear_fit(&xs, &ys, None).map(|f| (f.intercept, f.slope));
-        // Standard error of the fitted slope from the standard errors of the means (independent
-        // seeds per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx².
-        let slope_se = {
-            let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
-            let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-            let v: f64 = xs.iter().zip(&ses).map(|(x, se)| (x - mx).powi(2) * se * se).sum();
-            (sxx > 0.0 && v.is_finite()).then(|| v.sqrt() / sxx)
-        };
-        let slope_theory = 1.0 / (2.0 * mu);
+        by_n.push(
+            json!({"n": n, "escaped": times.len(), "runs": total, "diverged": diverged,
+            "mean_t_esc": (!times.is_empty()).then_some(mean),
+            "se_t_esc": (times.len() > 1).then_some(sd / k.sqrt()),
+            "sd_t_esc": (times.len() > 1).then_some(sd)}),
+        );
+    }
+    // Ordinary least squares (unweighted): the slope's error is `slope_se` below.
+    let fit = linear_fit(&xs, &ys, None).map(|f| (f.intercept, f.slope));
+    let slope_se = slope_se(&xs, &ses);
+    Ok(WidthEscape {
+        p,
+        a: e.model.a[0],
+        eg_plateau: eg_plat,
+        mu,
+        fit,
+        slope_se,
+        slope_theory: 1.0 / (2.0 * mu),
         // theory.md §6: the spread over seeds √ψ′(pp*/2)/(2μ), independent of N.
-        let sd_theory = escape_time_sd(p, e.model.p_star(), mu);
-        per_p.push(json!({
-            "p": p, "a": e.model.a[0], "eg_plateau": eg_plat, "mu": mu, "slope_theory": slope_theory,
-            "sd_theory": sd_theory,
-            "fit_intercept": fit.map(|f| f.0), "fit_slope": fit.map(|f| f.1), "fit_slope_se": slope_se, "per_n": by_n,
-        }));
+        sd_theory: escape_time_sd(p, e.model.p_star(), mu),
+        xs,
+        ys,
+        by_n,
+    })
+}
+
+/// The escape times of the runs at `n` (runs that never crossed have none), one `escape.csv`
+/// row per run, with the number of runs and of diverged runs: (times, total, diverged).
+fn escape_times(
+    runs: &[RunResult],
+    n: usize,
+    p: usize,
+    rule: EscapeRule,
+    eg_plat: f64,
+    csv: &mut CsvTable,
+) -> Result<(Vec<f64>, usize, usize)> {
+    let mut times = vec![];
+    let mut total = 0;
+    let mut diverged = 0;
+    for r in runs.iter().filter(|r| r.task.n == n) {
+        total += 1;
+        diverged += usize::from(r.trajectory.diverged_at.is_some());
+        let records = r.trajectory.records.iter().map(|x| (x.t, 0.0, x.eg));
+        let t = crossing_time(rule, Crossing::FIRST_BELOW_LOG, records);
+        csv.row([
+            num(p),
+            num(n),
+            num(r.task.seed_index),
+            opt(t),
+            num(eg_plat),
+            opt(r.trajectory.diverged_at),
+        ])?;
+        times.extend(t);
+    }
+    Ok((times, total, diverged))
+}
+
+/// Standard error of the fitted slope from the standard errors of the means (independent seeds
+/// per N): se_B² = Σ (x_i − x̄)² se_i² / Sxx². `None` when the x are all equal or some N has a
+/// single escaped run (NaN s.e.), where the error is not estimable.
+fn slope_se(xs: &[f64], ses: &[f64]) -> Option<f64> {
+    let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let v: f64 = xs.iter().zip(ses).map(|(x, se)| (x - mx).powi(2) * se * se).sum();
+    (sxx > 0.0 && v.is_finite()).then(|| v.sqrt() / sxx)
+}
+
+impl WidthEscape {
+    /// This width's entry of `escape.json`.
+    fn summary(&self) -> serde_json::Value {
+        let p = self.p;
+        json!({
+            "p": p, "a": self.a, "eg_plateau": self.eg_plateau, "mu": self.mu, "slope_theory": self.slope_theory,
+            "sd_theory": self.sd_theory,
+            "fit_intercept": self.fit.map(|f| f.0), "fit_slope": self.fit.map(|f| f.1), "fit_slope_se": self.slope_se,
+            "per_n": self.by_n,
+        })
+    }
+
+    /// This width's curves in `escape.svg`: the mean escape times, and with a fit the fitted
+    /// line and the theory slope drawn through the data's centre of mass (only the slope is
+    /// predicted, not the intercept).
+    fn push_series(&self, panel: &mut Panel, ci: usize) {
+        let (p, xs, ys, slope_theory) = (self.p, &self.xs, &self.ys, self.slope_theory);
         let nx: Vec<f64> = xs.iter().map(|x| x.exp()).collect();
         let mut s = Series::line(format!("p = {p}"), nx.clone(), ys.clone(), ci);
         s.markers = true;
         panel.series.push(s);
-        if let Some((a, b)) = fit {
+        if let Some((a, b)) = self.fit {
             panel.series.push(Series::line(
                 format!("p = {p} fit, slope {b:.2}"),
                 nx.clone(),
                 xs.iter().map(|x| a + b * x).collect(),
                 ci,
             ));
-            // Theory slope through the data's centre of mass.
             let (mx, my) = (
                 xs.iter().sum::<f64>() / xs.len() as f64,
                 ys.iter().sum::<f64>() / ys.len() as f64,
@@ -549,15 +706,4 @@ pub fn escape_outputs(
             panel.series.push(th);
         }
     }
-    csv.write(&dir.join("escape.csv"))?;
-    let summary = json!({
-        "definition": "t_esc = first t with e_g < fraction · e_g(plateau of the full ODE from (σ0² I, M = 0)), ln e_g interpolated between records; fit: mean t_esc = A + B ln N; slope_theory = 1/(2μ)",
-        "fraction": fraction,
-        "per_p": per_p,
-    });
-    write_json(&dir.join("escape.json"), &summary)?;
-    if exp.figures {
-        plots::draw(&dir.join("escape.svg"), &[panel], 1)?;
-    }
-    Ok(())
 }

@@ -91,6 +91,45 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let model = &exp.model;
     check_model(model).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (p, k) = (model.p(), model.p_star());
+    let n = checked_hessian_n(&cfg, p, k)?;
+    let opts = &preflight(exp, Command::Hessian, opts)?;
+    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
+    let dir = stage.path().to_path_buf();
+    let GeometryConfig { zero_tol, .. } = cfg;
+    let start = start_overlaps(exp, n);
+    let mut reports = vec![plateau_report(exp, &start, n, zero_tol)?];
+    match selected_solution(&start, model) {
+        Ok(sol) => reports.push(analyse(
+            "solution",
+            model,
+            &sol,
+            n,
+            exp.base_seed,
+            zero_tol,
+            Some(expected_solution_counts(p, k, n)),
+        )?),
+        Err(e) => eprintln!("no solution point: {e}"),
+    }
+    let csv = spectra_table(&reports, p, k, n, zero_tol)?;
+    let summary = json!({
+        "n": n,
+        "p": p,
+        "p_star": k,
+        "zero_tol_relative": zero_tol,
+        "start": {"q": start.q.iter().copied().collect::<Vec<_>>(), "m": start.m.iter().copied().collect::<Vec<_>>(), "p": start.p.iter().copied().collect::<Vec<_>>()},
+        "points": reports.iter().map(|r| (r.name.to_string(), r.json.clone())).collect::<serde_json::Map<_, _>>(),
+    });
+    write_json(&dir.join("hessian.json"), &summary)?;
+    csv.write(&dir.join("hessian_spectra.csv"))?;
+    let dir = stage.commit()?;
+    eprintln!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `geometry.hessian_n` as N, refused before any work when the dense (pN)² Hessian would be
+/// too large or when N < p + p* (the weights realising the overlaps need p + p* independent
+/// directions).
+fn checked_hessian_n(cfg: &GeometryConfig, p: usize, k: usize) -> Result<usize> {
     let n = cfg.hessian_n as usize;
     if (p * n) as i64 > MAX_HESSIAN_DIM {
         bail!(
@@ -101,11 +140,13 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     if n < p + k {
         bail!("invalid value for `geometry.hessian_n`: N = {n} < p + p* = {}", p + k);
     }
-    let opts = &preflight(exp, Command::Hessian, opts)?;
-    let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
-    let dir = stage.path().to_path_buf();
-    let GeometryConfig { zero_tol, .. } = cfg;
-    let start = match &exp.explicit_initial {
+    Ok(n)
+}
+
+/// The start overlaps: the explicit ones when given, else those of run (N = `n`, seed index 0),
+/// so the command analyses the same start `hdsgd run` would simulate.
+fn start_overlaps(exp: &Experiment, n: usize) -> Overlaps {
+    match &exp.explicit_initial {
         Some(ov) => ov.clone(),
         None => initial_overlaps(
             exp,
@@ -115,14 +156,21 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
                 seed: run_seed(exp.base_seed, n, 0),
             },
         ),
-    };
+    }
+}
+
+/// The plateau's report: the plateau is found from (Q₀, M = 0) by gradient flow, and its
+/// residual (and, for uniform layers, the distance to the closed form q* of theory.md §5) is
+/// reported beside the spectrum, so a badly converged plateau is visible in `hessian.json`.
+fn plateau_report(exp: &Experiment, start: &Overlaps, n: usize, zero_tol: f64) -> Result<PointReport> {
+    let model = &exp.model;
+    let (p, k) = (model.p(), model.p_star());
     let a = model.a[0];
     let uniform = uniform_layers(model, &start.p);
     let m0 = Overlaps::new(start.q.clone(), DMatrix::zeros(p, k), start.p.clone());
     let method = PlateauMethod::Integrate { tol: 1e-13 };
     let found = find_plateau(model, &exp.training, OdeVariant::GradientFlow, &m0, &method)?;
     let (plat, rate) = (found.overlaps, found.residual);
-    let mut reports = vec![];
     let mut plateau_json = json!({"max_dq_dt": rate});
     if uniform {
         let q_star = model.v[0] * k as f64 / (a * (p as f64 + 2.0));
@@ -139,26 +187,19 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
         uniform.then(|| expected_plateau_counts(p, k, n)),
     )?;
     rp.json["plateau"] = plateau_json;
-    reports.push(rp);
-    match selected_solution(&start, model) {
-        Ok(sol) => reports.push(analyse(
-            "solution",
-            model,
-            &sol,
-            n,
-            exp.base_seed,
-            zero_tol,
-            Some(expected_solution_counts(p, k, n)),
-        )?),
-        Err(e) => eprintln!("no solution point: {e}"),
-    }
+    Ok(rp)
+}
+
+/// Prints the count table to stdout and returns `hessian_spectra.csv` (every eigenvalue of every
+/// point), one pass over the reports so the two cannot disagree.
+fn spectra_table(reports: &[PointReport], p: usize, k: usize, n: usize, zero_tol: f64) -> Result<CsvTable> {
     let mut csv = CsvTable::new(["point", "index", "eigenvalue"])?;
     println!("Hessian of e_g w.r.t. W ({p} × {n}), p = {p}, p* = {k}; zero means |λ| ≤ {zero_tol:e}·max|λ|");
     println!(
         "{:<9} {:>8} {:>8} {:>8}   {:>13} {:>13}   expected (neg, zero, pos)",
         "point", "negative", "zero", "positive", "min", "max"
     );
-    for r in &reports {
+    for r in reports {
         for (i, e) in r.eigenvalues.iter().enumerate() {
             csv.row([r.name.to_string(), num(i), num(e)])?;
         }
@@ -172,17 +213,5 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
             r.name, c.negative, c.zero, c.positive, c.min, c.max
         );
     }
-    let summary = json!({
-        "n": n,
-        "p": p,
-        "p_star": k,
-        "zero_tol_relative": zero_tol,
-        "start": {"q": start.q.iter().copied().collect::<Vec<_>>(), "m": start.m.iter().copied().collect::<Vec<_>>(), "p": start.p.iter().copied().collect::<Vec<_>>()},
-        "points": reports.iter().map(|r| (r.name.to_string(), r.json.clone())).collect::<serde_json::Map<_, _>>(),
-    });
-    write_json(&dir.join("hessian.json"), &summary)?;
-    csv.write(&dir.join("hessian_spectra.csv"))?;
-    let dir = stage.commit()?;
-    eprintln!("wrote {}", dir.display());
-    Ok(())
+    Ok(csv)
 }

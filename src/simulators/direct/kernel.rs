@@ -1,6 +1,9 @@
-//! The per-sample kernels of the direct simulator: Gaussian input generation, the projections
-//! λ = Wx/√N, ν = W*x/√N, and the rank-B update of W. Kept separate and allocation-free so that
-//! faster (explicit-SIMD) versions can replace them without touching the simulator.
+//! The per-sample kernels of the direct simulator: the projections λ = Wx/√N, ν = W*x/√N and the
+//! rank-B update of W, in two forms. [`project`] and [`update`] are the reference: theory.md §2
+//! written plainly, which the tests check the fast step against. The chunk kernels ([`dot_rows`],
+//! [`update_dot_rows`], [`axpy_row`]) are what the fast step runs, dispatched on the instruction
+//! set (AVX2/FMA in `avx2`, portable here); the Gaussian inputs come from
+//! [`crate::rng::FastNormal`].
 //!
 //! Weight matrices are row-major slices of `rows × n` numbers.
 
@@ -69,16 +72,26 @@ fn check_rows(len_w: usize, stride: usize, rows: usize, j0: usize, len: usize) {
 /// `acc_r += Σ_{j<len} w[r·stride + j0 + j] · x[j]` for rows r < acc.len()  (projections λ, ν).
 #[inline]
 pub fn dot_rows(isa: Isa, w: &[f64], stride: usize, j0: usize, x: &[f64], acc: &mut [Acc]) {
-    let (rows, len) = (acc.len(), x.len());
-    check_rows(w.len(), stride, rows, j0, len);
+    check_rows(w.len(), stride, acc.len(), j0, x.len());
+    // SAFETY: the extents are checked above; `w` is borrowed whole.
+    unsafe { dot_rows_at(isa, w.as_ptr().add(j0), stride, x, acc) }
+}
+
+/// [`dot_rows`] on the rows at `w`, `w + stride`, … (each read for `x.len()` numbers), for passes
+/// that hand column ranges of the same rows to several threads.
+///
+/// # Safety
+/// The rows must be valid for those reads, and no thread may write them meanwhile.
+#[inline]
+pub(crate) unsafe fn dot_rows_at(isa: Isa, w: *const f64, stride: usize, x: &[f64], acc: &mut [Acc]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only selected on CPUs that have it; bounds checked above.
-        Isa::Avx2Fma => unsafe { super::avx2::dot_rows(w.as_ptr().add(j0), stride, x, acc) },
+        // SAFETY: Avx2Fma is only selected on CPUs that have it.
+        Isa::Avx2Fma => super::avx2::dot_rows(w, stride, x, acc),
         _ => {
             // Blocks of 8 (one per lane) so that LLVM vectorises with the baseline SIMD.
             for (r, a) in acc.iter_mut().enumerate() {
-                let row = &w[r * stride + j0..r * stride + j0 + len];
+                let row = std::slice::from_raw_parts(w.add(r * stride), x.len());
                 let (wc, xc) = (row.chunks_exact(8), x.chunks_exact(8));
                 let (wt, xt) = (wc.remainder(), xc.remainder());
                 for (wb, xb) in wc.zip(xc) {
@@ -110,16 +123,39 @@ pub fn update_dot_rows(
     xn: &[f64],
     acc: &mut [Acc],
 ) {
-    let (rows, len) = (acc.len(), xn.len());
-    check_rows(w.len(), stride, rows, j0, len);
-    assert!(c.len() == rows && xp.len() == len);
+    check_rows(w.len(), stride, acc.len(), j0, xn.len());
+    // SAFETY: the extents are checked above (and those of c, xp by update_dot_rows_at); `w` is
+    // borrowed whole.
+    unsafe { update_dot_rows_at(isa, w.as_mut_ptr().add(j0), stride, decay, c, xp, xn, acc) }
+}
+
+/// [`update_dot_rows`] on the rows at `w`, `w + stride`, … (each read and written for `xn.len()`
+/// numbers), for passes that hand column ranges of the same rows to several threads.
+///
+/// # Safety
+/// The rows must be valid for those reads and writes, and no other thread may access them
+/// meanwhile.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn update_dot_rows_at(
+    isa: Isa,
+    w: *mut f64,
+    stride: usize,
+    decay: f64,
+    c: &[f64],
+    xp: &[f64],
+    xn: &[f64],
+    acc: &mut [Acc],
+) {
+    let len = xn.len();
+    assert!(c.len() >= acc.len() && xp.len() == len);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in dot_rows.
-        Isa::Avx2Fma => unsafe { super::avx2::update_dot_rows(w.as_mut_ptr().add(j0), stride, decay, c, xp, xn, acc) },
+        // SAFETY: as in dot_rows_at.
+        Isa::Avx2Fma => super::avx2::update_dot_rows(w, stride, decay, c, xp, xn, acc),
         _ => {
             for (r, a) in acc.iter_mut().enumerate() {
-                let row = &mut w[r * stride + j0..r * stride + j0 + len];
+                let row = std::slice::from_raw_parts_mut(w.add(r * stride), len);
                 let cr = c[r];
                 let mut upd = |wb: &mut [f64], pb: &[f64], nb: &[f64]| {
                     for l in 0..wb.len() {

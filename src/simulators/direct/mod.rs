@@ -7,7 +7,9 @@
 //!
 //! Speed (issue 5, docs/performance.md): the inputs come from the fast exact generator
 //! [`FastNormal`], generated chunk by chunk and consumed while hot in cache by explicit-SIMD kernels
-//! ([`kernel`], AVX2/FMA chosen at run time). W is streamed once per step: the update of step t is
+//! ([`kernel`], AVX2/FMA chosen at run time; the AVX-512F fused pass); how a step traverses the
+//! weights, and over how many threads, is chosen in one place (`traverse`), and every traversal
+//! gives the same numbers bit for bit. W is streamed once per step: the update of step t is
 //! kept *pending* and applied during the pass of step t + 1 that computes λ = W x_{t+1}/√N with the
 //! updated rows (so λ is exactly the projection on the current weights, as in theory.md §2).
 //! Pending updates are flushed, with the same floating-point operations, before the overlaps are
@@ -24,6 +26,7 @@ pub mod kernel;
 mod split;
 #[cfg(target_arch = "x86_64")]
 mod team;
+mod traverse;
 
 #[cfg(target_arch = "x86_64")]
 pub use split::SPLIT_MIN_N;
@@ -37,6 +40,7 @@ use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 use std::ops::ControlFlow;
+use traverse::{Traversal, SUPER_CHUNK};
 
 /// Bytes of padding around the buffers a step writes, and alignment of the simulator: two cache
 /// lines (the adjacent-line prefetcher pairs them).
@@ -101,20 +105,6 @@ struct Scratch {
     /// [`SUPER_CHUNK`] (0 disables super-chunks: tests compare both orders).
     super_chunk: usize,
 }
-
-/// Chunk of the input processed at a time: a multiple of [`NORMAL_BLOCK`] small enough for the B
-/// input chunks (new and previous) to stay in L1 while every weight row streams past them.
-fn chunk_len(batch: usize) -> usize {
-    ((2048 / batch).clamp(64, 512) / NORMAL_BLOCK) * NORMAL_BLOCK
-}
-
-/// Super-chunk of a B = 1 step with more than [`SUPER_MIN_ROWS`] rows (see `step_fused`): a
-/// multiple of the chunk; x_{t+1} and x_t over it (2 × 512 KiB) stay in L2/L3 while the rows stream
-/// from memory. Measured at p = p* = 16 (docs/performance.md): 4096 → 65536 took the step from 1.6
-/// to 1.2 floors at N = 10⁵ and from 1.24 to 1.05 at N = 10⁶ (512, i.e. no super-chunk: 2.4, 1.5).
-const SUPER_CHUNK: usize = 65536;
-/// Rows (p + p*) above which a B = 1 step without the AVX-512 pass streams rows over super-chunks.
-const SUPER_MIN_ROWS: usize = 8;
 
 /// The direct N-dimensional SGD simulator.
 ///
@@ -261,13 +251,9 @@ impl DirectSimulator {
 
     /// The code paths of a step, for reports: "avx512f fused pass", "avx2+fma" or "portable".
     pub fn kernel_name(&self) -> &'static str {
-        let fused = self.spec.training.batch == 1
-            && self.spec.model.p() + self.spec.model.p_star() <= 8
-            && self.gauss.simd_name() == "avx512f";
-        if fused {
-            "avx512f fused pass"
-        } else {
-            self.isa.name()
+        match self.traversal() {
+            Traversal::Fused => "avx512f fused pass",
+            _ => self.isa.name(),
         }
     }
 
@@ -328,160 +314,26 @@ impl DirectSimulator {
         s.pending = false;
     }
 
-    /// One SGD step, leaving its update pending (see the module documentation): one pass over the
-    /// input chunks generates x, applies the previous step's update to the student rows and
-    /// accumulates λ and ν; then the residuals and coefficients of this step are computed.
+    /// One SGD step (theory.md §2) on B fresh inputs x^b, leaving its update pending:
+    ///
+    /// w_i ← w_i (1 − ηℓ₂/N) + (η/(B√N)) Σ_b δ_i^b x^b,   δ_i^b = a_i g'(λ_i^b) r^b,
+    /// r^b = Σ_k v_k g(ν_k^b) + √Δ ξ^b − Σ_i a_i g(λ_i^b),   λ^b = W x^b/√N,   ν^b = W* x^b/√N.
+    ///
+    /// The pass ([`Self::pass`]) generates the x^b, applies the previous step's pending update to
+    /// W and accumulates the projections on the updated rows; this step's update is applied by
+    /// the next pass, or by [`Self::flush`]. Returns Σ_b ½(r^b)².
     fn step_fused(&mut self) -> f64 {
+        self.pass();
         let model = &self.spec.model;
         let (p, k, n, batch) = (model.p(), model.p_star(), self.spec.n, self.spec.training.batch);
-        let g = model.activation;
+        let (eta, l2) = (self.spec.training.eta, self.spec.training.weight_decay);
         let inv_sqrt_n = 1.0 / (n as f64).sqrt();
         let noise_sd = model.noise.sqrt();
-        let lr = self.spec.training.eta / batch as f64 * inv_sqrt_n;
-        let isa = self.isa;
+        let lr = eta / batch as f64 * inv_sqrt_n;
         let s = &mut self.scratch;
-        let npad = s.npad;
-        let w = self.w.as_slice_mut().expect("standard layout");
-        let w_star = self.w_star.as_slice().expect("standard layout");
-        s.acc.iter_mut().for_each(|a| *a = [0.0; 8]);
-        let ch = chunk_len(batch);
-        let mut j0 = 0;
-        #[cfg(target_arch = "x86_64")]
-        if batch == 1 && isa == Isa::Avx2Fma && p + k <= avx512::MAX_ROWS {
-            // The extents the raw-pointer passes below rely on.
-            assert!(w.len() == p * n && w_star.len() == k * n && s.acc.len() == p + k);
-            assert!(s.x_prev.len() >= n && s.x_new.len() >= n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK);
-            if let Some(state) = self.gauss.avx512_state() {
-                // The whole pass in one AVX-512 kernel, bit-identical to the chunk loop below.
-                debug_assert_eq!(ch, avx512::CHUNK);
-                let update = match (s.pending, s.decay == 1.0) {
-                    (false, _) => avx512::Update::None,
-                    (true, true) => avx512::Update::Plain,
-                    (true, false) => avx512::Update::Decay,
-                };
-                let pass = avx512::Pass {
-                    w: w.as_mut_ptr(),
-                    p,
-                    ws: w_star.as_ptr(),
-                    k,
-                    n,
-                    begin: 0,
-                    end: n,
-                    update,
-                    decay: s.decay,
-                    c: s.coef.as_ptr(),
-                    xp: s.x_prev.as_ptr(),
-                    xn: s.x_new.as_mut_ptr(),
-                    acc: s.acc.as_mut_ptr(),
-                };
-                // SAFETY: the generator runs AVX-512F only on CPUs that have it (avx512_state);
-                // the extents are checked above; a split was built for these p + p* rows.
-                unsafe {
-                    match &mut self.split {
-                        Some(sp) => sp.step_avx512(&pass, state),
-                        None => avx512::run(&pass, state),
-                    }
-                }
-                j0 = n;
-            } else if let Some(sp) = &mut self.split {
-                // The chunk loop below, split over threads (bit-identical, see `split`).
-                debug_assert_eq!(ch, avx512::CHUNK);
-                let chunks = split::ChunkLoop {
-                    w: w.as_mut_ptr(),
-                    p,
-                    ws: w_star.as_ptr(),
-                    k,
-                    n,
-                    pending: s.pending,
-                    decay: s.decay,
-                    c: s.coef.as_ptr(),
-                    xp: s.x_prev.as_ptr(),
-                    xn: s.x_new.as_mut_ptr(),
-                    acc: s.acc.as_mut_ptr(),
-                };
-                // SAFETY: isa is Avx2Fma only on CPUs with AVX2 and FMA; extents checked above.
-                unsafe { sp.step_avx2(&chunks, &mut self.gauss) };
-                j0 = n;
-            }
-        }
-        let (acc_s, acc_t) = s.acc.split_at_mut(p * batch);
-        let sup = s.super_chunk;
-        if batch == 1 && p + k > SUPER_MIN_ROWS && sup > 0 {
-            // Many rows: generate a super-chunk of x, then stream each group of 4 rows over it, one
-            // chunk after another (rows outer). The chunks, and so every floating-point operation,
-            // are those of the loop below; only the order in which rows visit them changes, so
-            // that each row is read in long runs (the hardware prefetcher stops at every 4 KiB
-            // page, i.e. at every chunk, and many interleaved short streams defeat it).
-            while j0 < n {
-                let slen = sup.min(n - j0);
-                let glen = slen.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
-                self.gauss.fill(&mut s.x_new[j0..j0 + glen]);
-                for r0 in (0..p).step_by(4) {
-                    let r1 = (r0 + 4).min(p);
-                    let rows = &mut w[r0 * n..];
-                    for c0 in (j0..j0 + slen).step_by(ch) {
-                        let len = ch.min(j0 + slen - c0);
-                        let xn = &s.x_new[c0..c0 + len];
-                        if s.pending {
-                            let xp = &s.x_prev[c0..c0 + len];
-                            let c = &s.coef[r0..r1];
-                            kernel::update_dot_rows(isa, rows, n, c0, s.decay, c, xp, xn, &mut acc_s[r0..r1]);
-                        } else {
-                            kernel::dot_rows(isa, rows, n, c0, xn, &mut acc_s[r0..r1]);
-                        }
-                    }
-                }
-                for r0 in (0..k).step_by(4) {
-                    let r1 = (r0 + 4).min(k);
-                    let rows = &w_star[r0 * n..];
-                    for c0 in (j0..j0 + slen).step_by(ch) {
-                        let len = ch.min(j0 + slen - c0);
-                        kernel::dot_rows(isa, rows, n, c0, &s.x_new[c0..c0 + len], &mut acc_t[r0..r1]);
-                    }
-                }
-                j0 += slen;
-            }
-        }
-        while j0 < n {
-            let len = ch.min(n - j0);
-            let glen = len.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
-            for b in 0..batch {
-                self.gauss.fill(&mut s.x_new[b * npad + j0..b * npad + j0 + glen]);
-            }
-            if batch == 1 {
-                let xn = &s.x_new[j0..j0 + len];
-                if s.pending {
-                    let xp = &s.x_prev[j0..j0 + len];
-                    kernel::update_dot_rows(isa, w, n, j0, s.decay, &s.coef, xp, xn, acc_s);
-                } else {
-                    kernel::dot_rows(isa, w, n, j0, xn, acc_s);
-                }
-                kernel::dot_rows(isa, w_star, n, j0, xn, acc_t);
-            } else {
-                for i in 0..p {
-                    let row = &mut w[i * n..(i + 1) * n];
-                    if s.pending {
-                        let c = &s.coef[i * batch..(i + 1) * batch];
-                        kernel::axpy_row(isa, &mut row[j0..j0 + len], s.decay, c, &s.x_prev[j0..], npad);
-                    }
-                    for b in 0..batch {
-                        let xn = &s.x_new[b * npad + j0..b * npad + j0 + len];
-                        kernel::dot_rows(isa, row, n, j0, xn, &mut acc_s[i * batch + b..][..1]);
-                    }
-                }
-                for r in 0..k {
-                    let row = &w_star[r * n..(r + 1) * n];
-                    for b in 0..batch {
-                        let xn = &s.x_new[b * npad + j0..b * npad + j0 + len];
-                        kernel::dot_rows(isa, row, n, j0, xn, &mut acc_t[r * batch + b..][..1]);
-                    }
-                }
-            }
-            j0 += len;
-        }
+        let (acc_s, acc_t) = s.acc.split_at(p * batch);
         let mut loss = 0.0;
         for b in 0..batch {
-            // λ = Wx/√N, ν = W*x/√N
             let lambda = &mut s.lambda[b * p..(b + 1) * p];
             let nu = &mut s.nu[b * k..(b + 1) * k];
             for i in 0..p {
@@ -495,15 +347,14 @@ impl DirectSimulator {
             } else {
                 0.0
             };
-            // r = y − ŷ with y = Σ v_k g(ν_k) + √Δ ξ
             let r = model.teacher_output(nu) + noise_sd * xi - model.student_output(lambda);
             loss += 0.5 * r * r;
             for i in 0..p {
-                // η δ_i^b /(B√N), δ_i = a_i g'(λ_i) r
-                s.coef[i * batch + b] = lr * model.a[i] * g.dg(lambda[i]) * r;
+                // η δ_i^b /(B√N)
+                s.coef[i * batch + b] = lr * model.a[i] * model.activation.dg(lambda[i]) * r;
             }
         }
-        s.decay = 1.0 - self.spec.training.eta * self.spec.training.weight_decay / n as f64;
+        s.decay = 1.0 - eta * l2 / n as f64;
         s.pending = true;
         std::mem::swap(&mut s.x_new, &mut s.x_prev);
         loss

@@ -21,12 +21,12 @@
 //! and the hand-over per step, so it is used from [`SPLIT_MIN_N`] on.
 #![cfg(target_arch = "x86_64")]
 
-use super::avx2;
-use super::avx512::{self, Pass, CHUNK};
+use super::avx512;
 use super::kernel::Acc;
 use super::team::Team;
+use super::traverse::{Pass, CHUNK};
 use super::Padded;
-use crate::rng::{jump::Jump, FastNormal, NORMAL_BLOCK, NORMAL_LANES};
+use crate::rng::{jump::Jump, FastNormal, Isa, NORMAL_BLOCK, NORMAL_LANES};
 
 /// Smallest N for which [`super::DirectSimulator::with_split`] splits a step: below it the join
 /// and the jumps cost more than half a step saves (measured: docs/performance.md).
@@ -133,41 +133,39 @@ impl Split {
     /// # Safety
     /// As [`avx512::run`] for `a`, and `a.p + a.k` must be the `rows` of [`Split::new`].
     pub(crate) unsafe fn step_avx512(&mut self, a: &Pass, state: &mut State) {
-        let run =
-            |begin: usize, end: usize, st: &mut State, acc: *mut Acc| avx512::run(&Pass { begin, end, acc, ..*a }, st);
-        self.step(a.n, a.p + a.k, a.acc, state, &run);
+        self.step(a, state, &|seg: &Pass, st: &mut State| avx512::run(seg, st));
     }
 
-    /// The AVX2 chunk loop `l` (B = 1), split; `gauss` is the step's generator, left after the
-    /// step's last block.
+    /// The AVX2 chunk loop of the pass `a` ([`Pass::chunks`], all columns), split; `gauss` is the
+    /// step's generator, left after the step's last block.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA; the pointers of `l` must be valid for the extents of a
-    /// step (see [`ChunkLoop`]), and `l.p + l.k` must be the `rows` of [`Split::new`].
-    pub(crate) unsafe fn step_avx2(&mut self, l: &ChunkLoop, gauss: &mut FastNormal) {
+    /// The CPU must support AVX2 and FMA; as [`Pass::chunks`] for `a`, and `a.p + a.k` must be
+    /// the `rows` of [`Split::new`].
+    pub(crate) unsafe fn step_avx2(&mut self, a: &Pass, gauss: &mut FastNormal) {
         // Each segment generates with a copy of the step's generator set to its own state.
         let template = gauss.clone();
-        let run = |begin: usize, end: usize, st: &mut State, acc: *mut Acc| {
+        let run = |seg: &Pass, st: &mut State| {
             let mut g = template.clone();
             *g.state_mut() = *st;
-            l.run(begin, end, &mut g, acc);
+            seg.chunks(Isa::Avx2Fma, &mut g);
             *st = *g.state_mut();
         };
         let mut state = *gauss.state_mut();
-        self.step(l.n, l.p + l.k, l.acc, &mut state, &run);
+        self.step(a, &mut state, &run);
         *gauss.state_mut() = state;
     }
 
-    /// One split step: `run(begin, end, state, acc)` must do the step's work on the columns
-    /// `begin..end` (`begin` a multiple of [`CHUNK`]), generating from `state` (the stream's state
-    /// at block begin/16, to be advanced past block ⌈end/16⌉) and accumulating into the `rows`
-    /// accumulators at `acc`, exactly as the unsplit step does on those columns.
-    unsafe fn step(&mut self, n: usize, rows: usize, acc: *mut Acc, state: &mut State, run: &SegmentWork) {
+    /// One split step of the pass `a` (all columns): `run(seg, state)` must do the pass `seg` (a
+    /// copy of `a` restricted to some columns and accumulators), generating from `state` (the
+    /// stream's state at block seg.begin/16, to be advanced past block ⌈seg.end/16⌉), exactly as
+    /// the unsplit pass does on those columns.
+    unsafe fn step(&mut self, a: &Pass, state: &mut State, run: &SegmentWork) {
+        let rows = a.p + a.k;
         let start = *state;
         let first_split = self.segments[0].end;
         let parts = Shared(self.parts.as_mut_ptr());
         let segs = Shared(self.segments.as_mut_ptr());
-        let target = Shared(acc);
         // Member i runs segment i and touches only its columns, its chunks' partial sums and its
         // own `Segment`.
         self.team.run(&|i| {
@@ -175,7 +173,14 @@ impl Split {
             let mut st = start;
             if i == 0 {
                 // Segment 0 accumulates straight into the step's accumulators, as unsplit.
-                run(seg.begin, seg.end, &mut st, target.ptr());
+                run(
+                    &Pass {
+                        begin: seg.begin,
+                        end: seg.end,
+                        ..*a
+                    },
+                    &mut st,
+                );
             } else {
                 seg.jump.apply_lanes(&mut st);
                 for c in (seg.begin..seg.end).step_by(CHUNK) {
@@ -183,14 +188,22 @@ impl Split {
                     for r in 0..rows {
                         *slot.add(r) = [0.0; 8];
                     }
-                    run(c, c + CHUNK, &mut st, slot);
+                    run(
+                        &Pass {
+                            begin: c,
+                            end: c + CHUNK,
+                            acc: slot,
+                            ..*a
+                        },
+                        &mut st,
+                    );
                 }
             }
             seg.end_state = st;
         });
         // The split chunks' partial sums, in chunk order, lane by lane: as the kernels add a
         // chunk's partial sums to the accumulators.
-        let acc = std::slice::from_raw_parts_mut(acc, rows);
+        let acc = std::slice::from_raw_parts_mut(a.acc, rows);
         for part in self.parts.chunks_exact(rows) {
             for (acc_r, part_r) in acc.iter_mut().zip(part) {
                 for (x, y) in acc_r.iter_mut().zip(part_r) {
@@ -199,58 +212,10 @@ impl Split {
             }
         }
         let mut st = self.segments.last().expect("two segments or more").end_state;
-        run(self.last, n, &mut st, acc.as_mut_ptr());
+        run(&Pass { begin: self.last, ..*a }, &mut st);
         *state = st;
     }
 }
 
 /// The work of a split step on a column range (see `Split::step`).
-type SegmentWork<'a> = dyn Fn(usize, usize, &mut State, *mut Acc) + Sync + 'a;
-
-/// The operands of the AVX2 chunk loop of a B = 1 step (raw pointers, as [`Pass`]): for each
-/// 512-number chunk, generate x_{t+1} there, apply the pending update to the student rows and
-/// accumulate their projections, then the teacher rows' (the unsplit loop of `step_fused`).
-pub(crate) struct ChunkLoop {
-    /// Student rows, p × n (updated in place), and teacher rows, k × n.
-    pub w: *mut f64,
-    pub p: usize,
-    pub ws: *const f64,
-    pub k: usize,
-    pub n: usize,
-    /// The pending update, if any: w_r ← c_r·x_t + decay·w_r.
-    pub pending: bool,
-    pub decay: f64,
-    pub c: *const f64,
-    /// x_t and x_{t+1} (n rounded up to a multiple of 16).
-    pub xp: *const f64,
-    pub xn: *mut f64,
-    /// p + k accumulators of the step.
-    pub acc: *mut Acc,
-}
-
-// SAFETY: as for `Pass`: the split step gives threads disjoint column ranges and accumulators.
-unsafe impl Sync for ChunkLoop {}
-
-impl ChunkLoop {
-    /// The loop over the columns `begin..end` into the accumulators at `acc`.
-    unsafe fn run(&self, begin: usize, end: usize, gauss: &mut FastNormal, acc: *mut Acc) {
-        let (p, k, n) = (self.p, self.k, self.n);
-        for c0 in (begin..end).step_by(CHUNK) {
-            let len = CHUNK.min(end - c0);
-            let glen = len.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
-            let xn = std::slice::from_raw_parts_mut(self.xn.add(c0), glen);
-            gauss.fill(xn);
-            let xn = &xn[..len];
-            let acc_s = std::slice::from_raw_parts_mut(acc, p);
-            let acc_t = std::slice::from_raw_parts_mut(acc.add(p), k);
-            if self.pending {
-                let xp = std::slice::from_raw_parts(self.xp.add(c0), len);
-                let c = std::slice::from_raw_parts(self.c, p);
-                avx2::update_dot_rows(self.w.add(c0), n, self.decay, c, xp, xn, acc_s);
-            } else {
-                avx2::dot_rows(self.w.add(c0), n, xn, acc_s);
-            }
-            avx2::dot_rows(self.ws.add(c0), n, xn, acc_t);
-        }
-    }
-}
+type SegmentWork<'a> = dyn Fn(&Pass, &mut State) + Sync + 'a;

@@ -2,8 +2,7 @@
 //!
 //! Why not rayon: a split step at N = 10⁵ lasts ~100 µs per thread, and a rayon worker that went
 //! to sleep between two steps is woken through the kernel, which in this VM took long enough to
-//! eat a third of the gain (measured: 1.46–1.50× on 2 cores at N = 10⁵ with `rayon::join`, see
-//! docs/performance.md). The team's workers busy-wait for the next step for a bounded time (the
+//! eat a third of the gain (docs/performance.md). The team's workers busy-wait for the next step for a bounded time (the
 //! gap between steps is a few hundred nanoseconds of scalar work), then park until woken, so an
 //! idle simulator does not hold a core.
 
