@@ -228,7 +228,8 @@ fn sharded_studies_on_slurm_merge_to_the_one_machine_bytes() {
         states.lines().filter(|l| l.ends_with(" COMPLETED 0:0")).count(),
         4 + 1 + 5 + 1
     );
-    assert_eq!(assert_same_outputs(&t.join("escape-one"), &t.join("escape")), 5);
+    // escape_times, escape_summary, escape_fit, escape_runs.json (the runs file's hash) and two figures.
+    assert_eq!(assert_same_outputs(&t.join("escape-one"), &t.join("escape")), 6);
     assert_eq!(assert_same_outputs(&t.join("run-one"), &t.join("run")), 4);
     for i in 0..4 {
         assert!(t.join(format!("escape/slurm/logs/shard-{i}-job{ea}.out")).exists());
