@@ -19,7 +19,9 @@ def crossings(path, col, thr, below, t_min):
     runs = defaultdict(list)
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            runs[(int(r["n"]), int(r["seed"]))].append((float(r["t"]), float(r[col])))
+            # The exact step time (t_exact) where the file has it; t is the nominal grid time.
+            t = float(r.get("t_exact") or r["t"])
+            runs[(int(r["n"]), int(r["seed"]))].append((t, float(r[col])))
     out = {}
     for key, pts in runs.items():
         pts.sort()

@@ -24,7 +24,7 @@ import os
 import sys
 from collections import defaultdict
 
-SKIP = {"n", "seed", "t", "train_loss"}
+SKIP = {"n", "seed", "t", "t_exact", "train_loss"}
 
 
 def load(path):

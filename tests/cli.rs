@@ -120,7 +120,30 @@ fn results_are_identical_with_one_and_two_threads() {
     // 2 N × 3 seeds × 9 records + header.
     let rows = std::fs::read_to_string(out.join("trajectories.csv")).unwrap();
     assert_eq!(rows.lines().count(), 1 + 2 * 3 * 9);
-    assert!(rows.starts_with("n,seed,t,eg,train_loss,q_0_0,q_0_1,q_1_1,m_0_0,m_1_0\n"));
+    assert!(rows.starts_with("n,seed,t,t_exact,eg,train_loss,q_0_0,q_0_1,q_1_1,m_0_0,m_1_0\n"));
+    // t is the nominal grid time, the same for every N (and equal to summary.json's grid);
+    // t_exact, the step actually recorded, is within half a step B/(2N) of it.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let grid: Vec<f64> = summary["experiment"]["grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for n in ["60", "120"] {
+        let mut ts: Vec<f64> = vec![];
+        for line in rows.lines().skip(1).filter(|l| l.starts_with(&format!("{n},0,"))) {
+            let f: Vec<f64> = line.split(',').take(4).map(|x| x.parse().unwrap()).collect();
+            assert!((f[2] - f[3]).abs() <= 0.5 / f[0] + 1e-15, "{line}");
+            ts.push(f[2]);
+        }
+        assert_eq!(ts, grid, "N = {n}");
+    }
+    assert!(rows.lines().any(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        f[0] == "60" && f[2] != f[3]
+    }));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["runs"].as_array().unwrap().len(), 6);

@@ -371,9 +371,11 @@ fn scaling_tabulates_the_conserved_quantity() {
     assert_eq!(csv.lines().count(), 1 + 2 * 5 * 10);
     let mut seen = 0;
     for line in csv.lines().skip(1) {
+        // n,t,t_exact,observable,mean,variance,mean_dev_matched,…: `num(k)` is the k-th column
+        // after `observable` counted from 3 (mean = 3, variance = 4, mean_dev_matched = 5).
         let f: Vec<&str> = line.split(',').collect();
-        let (t, name) = (f[1].parse::<f64>().unwrap(), f[2]);
-        let num = |i: usize| f[i].parse::<f64>().unwrap();
+        let (t, name) = (f[2].parse::<f64>().unwrap(), f[3]);
+        let num = |i: usize| f[i + 1].parse::<f64>().unwrap();
         match name {
             "cons_drift" => {
                 seen += 1;

@@ -106,13 +106,15 @@ class OdeSolution:
     stop: Optional[Tuple[str, float, str]] = None
 
     def to_frame(self):
-        """A pandas DataFrame with the columns of ``ode.csv`` after ``n, seed`` (t, eg,
-        train_loss, q_i_j..., m_i_k...)."""
+        """A pandas DataFrame with the columns of ``ode.csv`` after ``n, seed`` (t, t_exact, eg,
+        train_loss, q_i_j..., m_i_k...); t and t_exact are both the solution's times (in
+        ``ode.csv`` of a matched ODE, t is the nominal grid time of each record, t_exact its step time)."""
         import pandas as pd
 
         df = pd.DataFrame(self.state, columns=self.columns)
         df.insert(0, "train_loss", self.train_loss)
         df.insert(0, "eg", self.eg)
+        df.insert(0, "t_exact", self.t)
         df.insert(0, "t", self.t)
         return df
 

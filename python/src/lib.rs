@@ -297,8 +297,9 @@ impl Simulator {
         self.with(py, |s| s.eg())
     }
 
-    /// The current state as one row of `trajectories.csv`: a dict with n, seed, t, eg,
-    /// train_loss (the argument, e.g. what `advance` returned) and the q_i_j, m_i_k columns.
+    /// The current state as one row of `trajectories.csv`: a dict with n, seed, t (the exact step
+    /// time: the file's `t_exact`; the file's `t` is the nominal grid time), eg, train_loss (the
+    /// argument, e.g. what `advance` returned) and the q_i_j, m_i_k columns.
     #[pyo3(signature = (train_loss=None))]
     fn record<'py>(&self, py: Python<'py>, train_loss: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
         let (n, seed, t, eg, state, p, k) = self.with(py, |s| {

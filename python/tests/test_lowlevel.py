@@ -3,6 +3,7 @@ bit (trajectories.csv), integrate_ode reproduces `hdsgd ode`, seeds and divergen
 
 import copy
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -12,19 +13,40 @@ import hdsgd
 from conftest import REPO, assert_frames_identical, read_csv, write_toml
 
 
+def rust_round(x):
+    """f64::round (half away from zero) for x ≥ 0; Python's round() rounds half to even."""
+    f = math.floor(x)
+    return f + (1 if x - f >= 0.5 else 0)
+
+
+def nominal_times(resolved, n):
+    """The CLI's t column: a record at step s stands for the first grid time that rounds to s
+    (its exact time is the t_exact column)."""
+    b = resolved["training"]["batch"]
+    by_step = {}
+    for g in resolved["grid"]:
+        by_step.setdefault(rust_round(g * n / b), g)
+    return lambda t: by_step.get(rust_round(t * n / b), t)
+
+
 def python_trajectories(exp, kind="direct", threads=1):
     """trajectories.csv of an experiment, computed by a Python loop over the low-level API."""
     resolved = hdsgd.check(exp)
     cls = hdsgd.ChainSimulator if kind == "chain" else hdsgd.DirectSimulator
     rows = []
     for n in resolved["ns"]:
+        nominal = nominal_times(resolved, n)
         for seed in range(resolved["seeds"]):
             kw = {"threads": threads} if kind == "direct" else {}
             sim = cls(exp, n, seed, **kw)
             for t in hdsgd.record_times(exp, n):
                 loss = sim.advance_to(t)
-                rows.append(sim.record(loss))
-    cols = ["n", "seed", "t", "eg", "train_loss"] + hdsgd.columns(len(resolved["model"]["a"]), len(resolved["model"]["v"]))
+                row = sim.record(loss)
+                row["t_exact"] = row["t"]
+                row["t"] = nominal(row["t"])
+                rows.append(row)
+    cols = ["n", "seed", "t", "t_exact", "eg", "train_loss"]
+    cols += hdsgd.columns(len(resolved["model"]["a"]), len(resolved["model"]["v"]))
     return pd.DataFrame(rows)[cols]
 
 
@@ -153,12 +175,15 @@ def test_matched_ode_from_python_equals_cli_ode_csv(small, tmp_path, cli):
     out = cli_run(cli, tmp_path, small)
     ode = read_csv(out / "ode.csv")
     rows = []
+    resolved = hdsgd.check(small)
     for n in [60, 120]:
+        nominal = nominal_times(resolved, n)
         for seed in range(3):
             q, m, p = hdsgd.DirectSimulator(small, n, seed).initial_overlaps()
             times = hdsgd.record_times(small, n)
             sol = hdsgd.integrate_ode(small["model"], small["training"], q, m, p, times)
             df = sol.to_frame()
+            df["t"] = [nominal(t) for t in df["t_exact"]]
             df.insert(0, "seed", seed)
             df.insert(0, "n", n)
             rows.append(df)

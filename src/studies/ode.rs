@@ -55,7 +55,12 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         }
     }
     for (n, seed, sol) in &sols {
-        ode_rows(exp, &mut csv, *n, *seed, sol)?;
+        let nominal = if *seed < 0 {
+            runner::NominalTimes::identity()
+        } else {
+            runner::NominalTimes::new(exp, *n)
+        };
+        ode_rows(exp, &mut csv, *n, *seed, sol, &nominal)?;
         divergences.extend(ode_divergence(sol, *n, *seed));
     }
     csv.write(&dir.join("ode.csv"))?;

@@ -137,9 +137,12 @@ pub fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
     x.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// Header of the trajectory tables: `n,seed,t,eg,train_loss,q_i_j…,m_i_k…`.
+/// Header of the trajectory tables: `n,seed,t,t_exact,eg,train_loss,q_i_j…,m_i_k…` (t the nominal
+/// grid time, identical across N; t_exact the time of the step actually recorded).
 pub fn trajectory_header(p: usize, p_star: usize) -> Vec<String> {
-    let mut h: Vec<String> = ["n", "seed", "t", "eg", "train_loss"].map(String::from).to_vec();
+    let mut h: Vec<String> = ["n", "seed", "t", "t_exact", "eg", "train_loss"]
+        .map(String::from)
+        .to_vec();
     h.extend(Overlaps::column_names(p, p_star));
     h
 }
@@ -149,17 +152,20 @@ pub fn trajectory_table(p: usize, p_star: usize) -> Result<CsvTable> {
     CsvTable::new(trajectory_header(p, p_star))
 }
 
-/// Appends one trajectory row (an absent training loss is an empty field).
+/// Appends one trajectory row: nominal time `t`, exact time `t_exact` (an absent training loss is
+/// an empty field).
+#[allow(clippy::too_many_arguments)]
 pub fn push_row(
     table: &mut CsvTable,
     n: usize,
     seed: i64,
     t: f64,
+    t_exact: f64,
     eg: f64,
     train: Option<f64>,
     ov: &Overlaps,
 ) -> Result<()> {
-    let mut row = vec![num(n), num(seed), num(t), num(eg), opt(train)];
+    let mut row = vec![num(n), num(seed), num(t), num(t_exact), num(eg), opt(train)];
     row.extend(ov.to_state().iter().map(num));
     table.row(row)
 }

@@ -6,7 +6,7 @@ use super::outdir::Staging;
 use super::output::{push_row, trajectory_table, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
-use super::runner::{simulate_all, RunResult};
+use super::runner::{simulate_all, NominalTimes, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
 use crate::config::{Experiment, OdeInitial};
 use crate::ode::{integrate, OdeSolution};
@@ -16,10 +16,28 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub(crate) fn ode_rows(exp: &Experiment, out: &mut CsvTable, n: usize, seed: i64, sol: &OdeSolution) -> Result<()> {
+/// The rows of one ODE solution (matched: at its run's record times, labelled with their nominal
+/// grid times `nominal`; explicit: on the grid, [`NominalTimes::identity`]).
+pub(crate) fn ode_rows(
+    exp: &Experiment,
+    out: &mut CsvTable,
+    n: usize,
+    seed: i64,
+    sol: &OdeSolution,
+    nominal: &NominalTimes,
+) -> Result<()> {
     // The ODE's training loss is its expectation, the population loss e_g + Δ/2.
     for ((t, ov), eg) in sol.t.iter().zip(&sol.overlaps).zip(&sol.eg) {
-        push_row(out, n, seed, *t, *eg, Some(eg + exp.model.noise / 2.0), ov)?;
+        push_row(
+            out,
+            n,
+            seed,
+            nominal.of(*t),
+            *t,
+            *eg,
+            Some(eg + exp.model.noise / 2.0),
+            ov,
+        )?;
     }
     Ok(())
 }
@@ -57,12 +75,17 @@ pub(crate) fn write_outputs(
     let mut traj_csv = trajectory_table(p, k)?;
     let mut ode_csv = trajectory_table(p, k)?;
     let mut divergences = vec![];
+    let mut nominal: std::collections::BTreeMap<usize, NominalTimes> = Default::default();
     for r in results {
+        let nominal = nominal
+            .entry(r.task.n)
+            .or_insert_with(|| NominalTimes::new(exp, r.task.n));
         for rec in &r.trajectory.records {
             push_row(
                 &mut traj_csv,
                 r.task.n,
                 r.task.seed_index as i64,
+                nominal.of(rec.t),
                 rec.t,
                 rec.eg,
                 rec.train_loss,
@@ -78,13 +101,13 @@ pub(crate) fn write_outputs(
             });
         }
         if let Some(sol) = &r.ode {
-            ode_rows(exp, &mut ode_csv, r.task.n, r.task.seed_index as i64, sol)?;
+            ode_rows(exp, &mut ode_csv, r.task.n, r.task.seed_index as i64, sol, nominal)?;
             divergences.extend(ode_divergence(sol, r.task.n, r.task.seed_index as i64));
         }
     }
     let explicit = explicit_ode(exp)?;
     if let Some(sol) = &explicit {
-        ode_rows(exp, &mut ode_csv, 0, -1, sol)?;
+        ode_rows(exp, &mut ode_csv, 0, -1, sol, &NominalTimes::identity())?;
         divergences.extend(ode_divergence(sol, 0, -1));
     }
     traj_csv.write(&dir.join("trajectories.csv"))?;

@@ -211,6 +211,46 @@ pub fn simulate_tasks(
     results.into_iter().collect()
 }
 
+/// The nominal grid time of the records of runs at one N: a run records at the grid times rounded
+/// to whole steps of B/N, which differ between N in the last digits; the tables label each record
+/// with the grid time it stands for, identical across N (and keep the exact time beside it). When
+/// several grid times round to the same step (steps coarser than the grid), the record stands for
+/// the first of them.
+#[derive(Debug, Clone)]
+pub struct NominalTimes {
+    /// Step → nominal time; empty for an explicit ODE (its times are the grid itself).
+    by_step: std::collections::HashMap<u64, f64>,
+    n: usize,
+    batch: usize,
+}
+
+impl NominalTimes {
+    /// For the runs at dimension `n`.
+    pub fn new(exp: &Experiment, n: usize) -> Self {
+        let batch = exp.training.batch;
+        let mut by_step = std::collections::HashMap::new();
+        for &t in &exp.grid {
+            by_step.entry((t * n as f64 / batch as f64).round() as u64).or_insert(t);
+        }
+        NominalTimes { by_step, n, batch }
+    }
+
+    /// Times that are already nominal (an explicit ODE on the grid).
+    pub fn identity() -> Self {
+        NominalTimes {
+            by_step: Default::default(),
+            n: 1,
+            batch: 1,
+        }
+    }
+
+    /// The nominal time of a record at exact time `t_exact` (itself if it is not on the grid).
+    pub fn of(&self, t_exact: f64) -> f64 {
+        let step = (t_exact * self.n as f64 / self.batch as f64).round() as u64;
+        self.by_step.get(&step).copied().unwrap_or(t_exact)
+    }
+}
+
 /// The times a run at dimension `n` records (grid rounded to whole steps).
 pub fn record_times(exp: &Experiment, n: usize) -> Vec<f64> {
     let b = exp.training.batch;

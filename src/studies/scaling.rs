@@ -7,7 +7,7 @@ use super::outdir::Staging;
 use super::output::{cell, num, summary as output_summary, write_json, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
-use super::runner::{record_times, simulate_all, RunResult};
+use super::runner::{record_times, simulate_all, NominalTimes, RunResult};
 use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::fits::{summarize, PowerLawFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
@@ -125,6 +125,7 @@ pub(crate) fn write_outputs(
     let mut csv = CsvTable::new([
         "n",
         "t",
+        "t_exact",
         "observable",
         "mean",
         "variance",
@@ -152,6 +153,7 @@ pub(crate) fn write_outputs(
     let mut collapse: Collapse = vec![vec![]; names.len()];
     for &n in &exp.ns {
         let times = record_times(exp, n);
+        let nominal = NominalTimes::new(exp, n);
         let typical = integrate(
             &exp.model,
             &exp.training,
@@ -211,6 +213,7 @@ pub(crate) fn write_outputs(
                 let dt = s.mean - obs.typical[kk];
                 csv.row([
                     num(n),
+                    num(nominal.of(t)),
                     num(t),
                     name.clone(),
                     cell(s.mean),
