@@ -484,10 +484,19 @@ fn write_outputs(
     {
         println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
         println!("  N      count censored diverged   mean      s.e.     std     median");
+        // Undefined statistics (no run escaped) print as "—", as they are empty in the CSV.
+        let f = |x: f64| if x.is_finite() { format!("{x:.4}") } else { "—".into() };
         for s in &summaries {
             println!(
-                "  {:<6} {:>5} {:>8} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
-                s.n, s.count, s.censored, s.diverged, s.mean, s.se, s.std, s.median
+                "  {:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                s.n,
+                s.count,
+                s.censored,
+                s.diverged,
+                f(s.mean),
+                f(s.se),
+                f(s.std),
+                f(s.median)
             );
         }
         if let Some(f) = fit {

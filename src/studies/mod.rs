@@ -83,8 +83,19 @@ impl std::fmt::Display for Divergence {
 
 /// Error returned when outputs were written but some runs diverged.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{} run(s) diverged; their trajectories stop at the divergence time:\n  {}", .0.len(), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n  "))]
+#[error("{}; their trajectories stop at the divergence time:\n  {}", diverged_count(.0), .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n  "))]
 pub struct DivergedRuns(pub Vec<Divergence>);
+
+/// "3 simulation run(s) and 3 ODE(s) diverged": the two kinds counted apart.
+fn diverged_count(d: &[Divergence]) -> String {
+    let sim = d.iter().filter(|x| x.what == "simulation").count();
+    let ode = d.len() - sim;
+    match (sim, ode) {
+        (s, 0) => format!("{s} simulation run(s) diverged"),
+        (0, o) => format!("{o} ODE(s) diverged"),
+        (s, o) => format!("{s} simulation run(s) and {o} ODE(s) diverged"),
+    }
+}
 
 pub(crate) fn ode_divergence(sol: &OdeSolution, n: usize, seed: i64) -> Option<Divergence> {
     match &sol.stop {
