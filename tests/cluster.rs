@@ -15,6 +15,8 @@
 //!    pointed at it (`scontrol update ... Dependency=afterok:`), and the merged files are again
 //!    identical to the one-machine ones.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -22,48 +24,22 @@ use std::time::{Duration, Instant};
 /// Upper bound on any wait for jobs (seconds).
 const WAIT: &str = "150";
 
-const ESCAPE: &str = r#"
-name = "cluster_escape"
-[model]
-activation = "quadratic"
-p = 1
-p_star = 1
-a = "ones"
-v = "ones"
-[init]
-sigma0 = 0.1
-[training]
-eta = 0.15
-[simulation]
-n = [100, 200, 400]
-seeds = 4
-base_seed = 11
-[time]
-t_max = 30.0
-points = 600
-[escape]
-fraction = 0.5
-"#;
+/// Quadratic p = p* = 1 escape (tests/studies.rs), 3 N × 4 seeds.
+fn escape_text() -> String {
+    common::escape_p1("[100, 200, 400]", 4, 30.0, 600)
+        .set("", "name", "\"cluster_escape\"")
+        .text()
+}
 
-const RUN: &str = r#"
-name = "cluster_run"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[training]
-eta = 0.2
-[simulation]
-n = [60, 120, 240]
-seeds = 3
-base_seed = 7
-[time]
-t_max = 3.0
-grid = "log"
-t_min = 0.05
-points = 8
-"#;
+/// A small `run` study: quadratic p = 2, p* = 1, 3 N × 3 seeds, log grid.
+fn run_text() -> String {
+    common::small_quadratic("[60, 120, 240]", 3, 3.0, 8)
+        .set("", "name", "\"cluster_run\"")
+        .set("simulation", "base_seed", 7)
+        .set("time", "grid", "\"log\"")
+        .set("time", "t_min", 0.05)
+        .text()
+}
 
 /// Chain runs of 1.5·10⁷ samples each (≈ 1 s on an idle core at 1.4·10⁷ samples/s for p = 2,
 /// p* = 1), 3 per shard of 4: long enough to cancel a shard between its first and its last run.
@@ -213,9 +189,9 @@ fn sharded_studies_on_slurm_merge_to_the_one_machine_bytes() {
     let tmp = tempdir();
     let t = tmp.path();
     let esc = t.join("escape.toml");
-    std::fs::write(&esc, ESCAPE).unwrap();
+    std::fs::write(&esc, escape_text()).unwrap();
     let runx = t.join("run.toml");
-    std::fs::write(&runx, RUN).unwrap();
+    std::fs::write(&runx, run_text()).unwrap();
     // Both studies in the queue at once: 9 one-CPU array tasks and 2 merges.
     let (ea, em) = submit(&esc, "escape", 4, &t.join("escape"));
     let (ra, rm) = submit(&runx, "run", 5, &t.join("run"));

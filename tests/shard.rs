@@ -3,52 +3,27 @@
 //! duplicated, missing and foreign-format shards, naming them; an interrupted shard resumes; bad
 //! `--shard` values and `hdsgd slurm` errors are one-line errors that write nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const RUN: &str = r#"
-name = "small"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-v = "ones"
-[training]
-eta = 0.2
-[simulation]
-n = [60, 120]
-seeds = 3
-base_seed = 7
-[time]
-t_max = 3.0
-grid = "log"
-t_min = 0.05
-points = 8
-"#;
+/// A small `run` study: quadratic p = 2, p* = 1, 2 N × 3 seeds, log grid.
+fn run_text() -> String {
+    common::small_quadratic("[60, 120]", 3, 3.0, 8)
+        .set("", "name", "\"small\"")
+        .set("simulation", "base_seed", 7)
+        .set("time", "grid", "\"log\"")
+        .set("time", "t_min", 0.05)
+        .text()
+}
 
 /// Quadratic p = p* = 1 escape (tests/studies.rs), 2 N × 4 seeds.
-const ESCAPE: &str = r#"
-name = "esc"
-[model]
-activation = "quadratic"
-p = 1
-p_star = 1
-a = "ones"
-v = "ones"
-[init]
-sigma0 = 0.1
-[training]
-eta = 0.15
-[simulation]
-n = [100, 200]
-seeds = 4
-base_seed = 11
-[time]
-t_max = 30.0
-points = 600
-[escape]
-fraction = 0.5
-"#;
+fn escape_text() -> String {
+    common::escape_p1("[100, 200]", 4, 30.0, 600)
+        .set("", "name", "\"esc\"")
+        .text()
+}
 
 const SCALING: &str = r#"
 name = "sca"
@@ -156,13 +131,13 @@ fn check_study(cmd: &str, text: &str, ks: &[usize], files: usize) {
 #[test]
 fn run_shards_merge_to_the_one_machine_bytes() {
     // 6 tasks; K = 10 leaves shards without tasks.
-    check_study("run", RUN, &[1, 3, 4, 10], 4);
+    check_study("run", &run_text(), &[1, 3, 4, 10], 4);
 }
 
 #[test]
 fn escape_shards_merge_to_the_one_machine_bytes() {
     // escape_times, escape_summary, escape_fit, the runs file's sidecar escape_runs.json and the two figures.
-    check_study("escape", ESCAPE, &[1, 3, 4], 6);
+    check_study("escape", &escape_text(), &[1, 3, 4], 6);
 }
 
 #[test]
@@ -175,7 +150,7 @@ fn scaling_shards_merge_to_the_one_machine_bytes() {
 #[test]
 fn merged_escape_folder_is_complete_for_the_escape_command() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = write(tmp.path(), "exp.toml", ESCAPE);
+    let exp = write(tmp.path(), "exp.toml", &escape_text());
     let dir = tmp.path().join("m");
     shards("escape", &exp, 3, &dir);
     ok(&["merge", s(&dir)]);
@@ -193,7 +168,7 @@ fn merged_escape_folder_is_complete_for_the_escape_command() {
 #[test]
 fn bad_shard_values_are_one_line_errors_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = write(tmp.path(), "exp.toml", RUN);
+    let exp = write(tmp.path(), "exp.toml", &run_text());
     let out = tmp.path().join("out");
     for (value, needle) in [
         ("0/0", "at least 1"),
@@ -235,7 +210,7 @@ fn merge_error(dir: &Path) -> String {
 fn merge_refuses_what_does_not_fit_and_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let (exp, dir) = sharded(t, "a", RUN, "run", 3);
+    let (exp, dir) = sharded(t, "a", &run_text(), "run", 3);
     let shard1 = dir.join("shard-0001-of-0003");
     let results = shard1.join("results.jsonl");
     let text = std::fs::read_to_string(&results).unwrap();
@@ -307,7 +282,7 @@ fn merge_refuses_what_does_not_fit_and_names_it() {
     std::fs::write(&results, &text).unwrap();
 
     // Shards of another experiment in the folder.
-    let (_, other) = sharded(t, "b", &RUN.replace("eta = 0.2", "eta = 0.25"), "run", 3);
+    let (_, other) = sharded(t, "b", &run_text().replace("eta = 0.2", "eta = 0.25"), "run", 3);
     let keep = t.join("keep");
     std::fs::rename(dir.join("shard-0002-of-0003"), &keep).unwrap();
     std::fs::rename(other.join("shard-0002-of-0003"), dir.join("shard-0002-of-0003")).unwrap();
@@ -320,7 +295,7 @@ fn merge_refuses_what_does_not_fit_and_names_it() {
     std::fs::rename(&keep, dir.join("shard-0002-of-0003")).unwrap();
 
     // Shards of another K.
-    let (_, k4) = sharded(t, "c", RUN, "run", 4);
+    let (_, k4) = sharded(t, "c", &run_text(), "run", 4);
     std::fs::rename(k4.join("shard-0003-of-0004"), dir.join("shard-0003-of-0004")).unwrap();
     let e = merge_error(&dir);
     assert!(e.contains("different shard counts K"), "{e}");
@@ -353,7 +328,7 @@ fn merge_refuses_what_does_not_fit_and_names_it() {
 fn interrupted_shards_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    for (cmd, text) in [("run", RUN), ("escape", ESCAPE)] {
+    for (cmd, text) in [("run", &run_text()), ("escape", &escape_text())] {
         let (exp, dir) = sharded(t, cmd, text, cmd, 2);
         ok(&["merge", s(&dir), "--out", s(&t.join(format!("{cmd}-ref")))]);
         let results = dir.join("shard-0000-of-0002/results.jsonl");
@@ -394,7 +369,7 @@ fn interrupted_shards_resume() {
 fn slurm_writes_the_job_folder_and_refuses_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let exp = write(t, "exp.toml", ESCAPE);
+    let exp = write(t, "exp.toml", &escape_text());
     let out = t.join("study");
     let o = ok(&[
         "slurm",
@@ -524,7 +499,7 @@ fn slurm_writes_the_job_folder_and_refuses_bad_input() {
 fn a_running_shard_is_not_run_twice() {
     use std::os::unix::io::AsRawFd;
     let tmp = tempfile::tempdir().unwrap();
-    let (exp, dir) = sharded(tmp.path(), "a", RUN, "run", 2);
+    let (exp, dir) = sharded(tmp.path(), "a", &run_text(), "run", 2);
     let results = dir.join("shard-0001-of-0002/results.jsonl");
     let before = std::fs::read(&results).unwrap();
     let f = std::fs::File::open(&results).unwrap();
