@@ -366,6 +366,30 @@ fn write_outputs(
     wall: f64,
     opts: &OutputOptions,
 ) -> Result<()> {
+    write_times_table(exp, dir, runs)?;
+    let summaries = summarize_runs(runs);
+    write_summary_table(dir, &summaries)?;
+    let a = analyse(exp, cfg, stability, summaries);
+    write_json(&dir.join("escape_fit.json"), &fit_json(exp, cfg, stability, popts, &a))?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds_this_invocation": wall,
+            "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
+            "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
+    print_summary(exp, cfg, stability, &a);
+    if exp.figures {
+        figures(exp, dir, runs, &a.summaries, a.fit, a.slope_theory, &a.ode_times)?;
+    }
+    Ok(())
+}
+
+/// `escape_times.csv`: one row per run.
+fn write_times_table(exp: &Experiment, dir: &Path, runs: &[EscapeRun]) -> Result<()> {
     let conserved = conserved_requested(exp);
     let mut header = vec!["n", "seed", "t_escape", "censored", "status"];
     header.extend(conserved.then_some("conserved_drift"));
@@ -381,12 +405,15 @@ fn write_outputs(
         row.extend(conserved.then(|| opt(r.conserved_drift)));
         times.row(row)?;
     }
-    times.write(&dir.join("escape_times.csv"))?;
-    let summaries = summarize_runs(runs);
+    times.write(&dir.join("escape_times.csv"))
+}
+
+/// `escape_summary.csv`: the per-N statistics.
+fn write_summary_table(dir: &Path, summaries: &[EscapeSummary]) -> Result<()> {
     let mut csv = CsvTable::new([
         "n", "ln_n", "count", "censored", "diverged", "mean", "std", "se", "q25", "median", "q75",
     ])?;
-    for s in &summaries {
+    for s in summaries {
         csv.row([
             num(s.n),
             num((s.n as f64).ln()),
@@ -402,7 +429,23 @@ fn write_outputs(
             cell(s.q75),
         ])?;
     }
-    csv.write(&dir.join("escape_summary.csv"))?;
+    csv.write(&dir.join("escape_summary.csv"))
+}
+
+/// The per-N statistics, the ln N fit, the theory and the deterministic (ODE) reference.
+struct Analysis {
+    summaries: Vec<EscapeSummary>,
+    fit: Option<LinearFit>,
+    slope_theory: Option<f64>,
+    std_theory: Option<f64>,
+    ode_times: Vec<(usize, Option<f64>)>,
+    ode_fit: Option<LinearFit>,
+    ode_local_slopes: Vec<serde_json::Value>,
+    censored: usize,
+    diverged: usize,
+}
+
+fn analyse(exp: &Experiment, cfg: &EscapeConfig, stability: &Stability, summaries: Vec<EscapeSummary>) -> Analysis {
     let fit = fit_log_n(&summaries);
     let slope_theory = stability.escape_slope();
     // The deterministic reference: the ODE's escape time from the typical initial size, at the
@@ -448,7 +491,29 @@ fn write_outputs(
         .map(|mu| escape_time_sd(exp.model.p(), exp.model.p_star(), mu));
     let censored: usize = summaries.iter().map(|s| s.censored).sum();
     let diverged: usize = summaries.iter().map(|s| s.diverged).sum();
-    let fit_json = json!({
+    Analysis {
+        summaries,
+        fit,
+        slope_theory,
+        std_theory,
+        ode_times,
+        ode_fit,
+        ode_local_slopes,
+        censored,
+        diverged,
+    }
+}
+
+/// The content of `escape_fit.json`.
+fn fit_json(
+    exp: &Experiment,
+    cfg: &EscapeConfig,
+    stability: &Stability,
+    popts: &PlateauOptions,
+    a: &Analysis,
+) -> serde_json::Value {
+    let (fit, slope_theory) = (a.fit, a.slope_theory);
+    json!({
         "model": "mean t_escape = slope·ln N + intercept, weighted least squares (weights 1/se², se of the parameters from the per-N se), over the N without censored runs",
         "slope": fit.map(|f| f.slope),
         "se_slope": fit.map(|f| f.se_slope),
@@ -456,83 +521,71 @@ fn write_outputs(
         "se_intercept": fit.map(|f| f.se_intercept),
         "chi2": fit.map(|f| f.chi2),
         "dof": fit.map(|f| f.dof),
-        "n_used": summaries.iter().filter(|s| usable_for_fit(s)).map(|s| s.n).collect::<Vec<_>>(),
+        "n_used": a.summaries.iter().filter(|s| usable_for_fit(s)).map(|s| s.n).collect::<Vec<_>>(),
         "theory_slope": slope_theory,
-        "theory_std": std_theory,
+        "theory_std": a.std_theory,
         "theory_std_formula": "√ψ′(p p*/2)/(2μ) (initial-overlap fluctuations only, theory.md §6)",
         "slope_minus_theory_in_se": match (fit, slope_theory) { (Some(f), Some(s)) => Some((f.slope - s) / f.se_slope), _ => None },
         "ode_typical_start": "ODE from Q0 = σ0² I, M0 = σ0/√N (all entries), same escape rule",
-        "ode_escape_times": ode_times.iter().map(|(n, t)| json!({"n": n, "t_escape": t})).collect::<Vec<_>>(),
-        "ode_slope_at_experiment_n": ode_fit.map(|f| f.slope),
-        "ode_local_slopes_large_n": ode_local_slopes,
-        "censored_runs": censored,
-        "diverged_runs": diverged,
+        "ode_escape_times": a.ode_times.iter().map(|(n, t)| json!({"n": n, "t_escape": t})).collect::<Vec<_>>(),
+        "ode_slope_at_experiment_n": a.ode_fit.map(|f| f.slope),
+        "ode_local_slopes_large_n": a.ode_local_slopes,
+        "censored_runs": a.censored,
+        "diverged_runs": a.diverged,
         "criterion": cfg,
         "stability": to_json(exp.sigma0, stability, popts),
-    });
-    write_json(&dir.join("escape_fit.json"), &fit_json)?;
-    let summary = output_summary(
-        exp,
-        opts.threads,
-        json!({
-            "wall_seconds_this_invocation": wall,
-            "cpu_seconds_all_runs": runs.iter().map(|r| r.wall_seconds).sum::<f64>(),
-            "samples_all_runs": runs.iter().map(|r| r.samples).sum::<u64>(),
-        }),
-    );
-    write_json(&dir.join("summary.json"), &summary)?;
-    {
-        println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
-        println!("  N      count censored diverged   mean      s.e.     std     median");
-        // Undefined statistics (no run escaped) print as "—", as they are empty in the CSV.
-        let f = |x: f64| if x.is_finite() { format!("{x:.4}") } else { "—".into() };
-        for s in &summaries {
-            println!(
-                "  {:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                s.n,
-                s.count,
-                s.censored,
-                s.diverged,
-                f(s.mean),
-                f(s.se),
-                f(s.std),
-                f(s.median)
-            );
-        }
-        if let Some(f) = fit {
-            println!(
-                "  fit: mean t_esc = ({:.4} ± {:.4})·ln N + ({:.4} ± {:.4}), χ²/dof = {:.3}/{}",
-                f.slope, f.se_slope, f.intercept, f.se_intercept, f.chi2, f.dof
-            );
-        }
-        if let (Some(s), Some(mu)) = (slope_theory, stability.mu) {
-            println!(
-                "  theory: μ = {mu:.6}, slope 1/(2μ) = {s:.4}; spread √ψ′(pp*/2)/(2μ) = {:.4}",
-                std_theory.unwrap_or(f64::NAN)
-            );
-        }
-        if let Some(f) = ode_fit {
-            let last = ode_local_slopes.last().and_then(|v| v["slope"].as_f64());
-            println!(
-                "  ODE from the typical start (M0 = σ0/√N): slope {:.4} over the experiment's N; local slope {:.4} at N = 1e10…1e12",
-                f.slope,
-                last.unwrap_or(f64::NAN)
-            );
-        }
-        if censored > diverged {
-            println!(
-                "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
-                censored - diverged
-            );
-        }
-        if diverged > 0 {
-            println!("  warning: {diverged} run(s) diverged (listed in escape_times.csv, left out of the means)");
-        }
+    })
+}
+
+/// The per-N table, the fit, the theory and the warnings on stdout.
+fn print_summary(exp: &Experiment, cfg: &EscapeConfig, stability: &Stability, a: &Analysis) {
+    let (censored, diverged) = (a.censored, a.diverged);
+    println!("{}: escape times (criterion {:?})", exp.name, cfg.criterion);
+    println!("  N      count censored diverged   mean      s.e.     std     median");
+    // Undefined statistics (no run escaped) print as "—", as they are empty in the CSV.
+    let f = |x: f64| if x.is_finite() { format!("{x:.4}") } else { "—".into() };
+    for s in &a.summaries {
+        println!(
+            "  {:<6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            s.n,
+            s.count,
+            s.censored,
+            s.diverged,
+            f(s.mean),
+            f(s.se),
+            f(s.std),
+            f(s.median)
+        );
     }
-    if exp.figures {
-        figures(exp, dir, runs, &summaries, fit, slope_theory, &ode_times)?;
+    if let Some(f) = a.fit {
+        println!(
+            "  fit: mean t_esc = ({:.4} ± {:.4})·ln N + ({:.4} ± {:.4}), χ²/dof = {:.3}/{}",
+            f.slope, f.se_slope, f.intercept, f.se_intercept, f.chi2, f.dof
+        );
     }
-    Ok(())
+    if let (Some(s), Some(mu)) = (a.slope_theory, stability.mu) {
+        println!(
+            "  theory: μ = {mu:.6}, slope 1/(2μ) = {s:.4}; spread √ψ′(pp*/2)/(2μ) = {:.4}",
+            a.std_theory.unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(f) = a.ode_fit {
+        let last = a.ode_local_slopes.last().and_then(|v| v["slope"].as_f64());
+        println!(
+            "  ODE from the typical start (M0 = σ0/√N): slope {:.4} over the experiment's N; local slope {:.4} at N = 1e10…1e12",
+            f.slope,
+            last.unwrap_or(f64::NAN)
+        );
+    }
+    if censored > diverged {
+        println!(
+            "  warning: {} run(s) reached t_max without escaping; the N with such runs are left out of the fit",
+            censored - diverged
+        );
+    }
+    if diverged > 0 {
+        println!("  warning: {diverged} run(s) diverged (listed in escape_times.csv, left out of the means)");
+    }
 }
 
 fn figures(

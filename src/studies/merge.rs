@@ -13,8 +13,12 @@
 
 use super::outdir::Staging;
 use super::output::{check_output_dir, write_atomic};
-use super::shard::{self, absolute, read_manifest, read_results, shard_tasks, Manifest, ShardSpec, TaskId, TaskResult};
+use super::runner::RunTask;
+use super::shard::{
+    self, absolute, read_manifest, read_results, shard_tasks, Manifest, ShardSpec, StudyCommand, TaskId, TaskResult,
+};
 use super::{DivergedRuns, OutputOptions};
+use crate::config::Experiment;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
@@ -65,6 +69,56 @@ struct Found {
 pub fn command(args: &MergeArgs) -> Result<PathBuf> {
     let start = Instant::now();
     let dir = &args.dir;
+    let found = find_shards(dir)?;
+    let (exp, expected) = check_study(dir, &found)?;
+    let first = &found[0].manifest;
+    let command = first.command;
+    let index = shard::task_index(&exp);
+    let gathered = gather(dir, &found, command, &exp, &index)?;
+    refuse_incomplete(dir, &exp, &found, &expected, gathered.problems, &gathered.missing_tasks)?;
+
+    // Every task exactly once: write the command's outputs from them, in task order.
+    let out = args.out.clone().unwrap_or_else(|| dir.clone());
+    check_merge_output(dir, &out, args.force)?;
+    // Staged (studies::outdir): into another folder, a staging folder renamed into place; beside
+    // the shard folders, staged files moved in one by one with merge.json last.
+    let stage = if absolute(&out) == absolute(dir) {
+        Staging::begin_files(&out, "merge.json")?
+    } else {
+        Staging::begin(&out, args.force)?
+    };
+    let results: Vec<TaskResult> = gathered
+        .slots
+        .into_iter()
+        .map(|r| r.expect("every task present"))
+        .collect();
+    let run_seconds: f64 = results
+        .iter()
+        .map(|r| match r {
+            TaskResult::Run(r) => r.wall_seconds,
+            TaskResult::Escape(r) => r.wall_seconds,
+        })
+        .sum();
+    let opts = OutputOptions {
+        out: Some(out.clone()),
+        threads: args.threads,
+        force: args.force,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let outcome = shard::write_outputs(command, &exp, stage.path(), &opts, start, results);
+    if outcome.is_ok() || outcome.as_ref().is_err_and(|e| e.is::<DivergedRuns>()) {
+        let merge = merge_json(dir, &found, &exp, index.len(), run_seconds, start);
+        write_atomic(
+            &stage.path().join("merge.json"),
+            serde_json::to_string_pretty(&merge)?.as_bytes(),
+        )?;
+    }
+    stage.finish(outcome)?;
+    Ok(out)
+}
+
+/// The shard folders of DIR (shard-IIII-of-KKKK/, in name order), each with its manifest.
+fn find_shards(dir: &Path) -> Result<Vec<Found>> {
     if !dir.is_dir() {
         bail!("{}: no such folder", dir.display());
     }
@@ -105,18 +159,22 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             dir.display()
         );
     }
-    // One study: same experiment, command, K and hdsgd version everywhere.
-    agree(&found, "experiments (experiment hash)", |m| m.experiment_hash.clone())?;
-    agree(&found, "commands", |m| m.command.to_string())?;
-    agree(&found, "shard counts K", |m| m.count.to_string())?;
-    agree(&found, "hdsgd versions", |m| m.crate_version.clone())?;
-    let first = &found[0].manifest;
-    let (command, k) = (first.command, first.count);
-    let exp = first
+    Ok(found)
+}
+
+/// One study: same experiment, command, K and hdsgd version everywhere, and every shard's task
+/// list its assignment in this hdsgd. Returns the experiment and the assignment of every shard.
+fn check_study(dir: &Path, found: &[Found]) -> Result<(Experiment, Vec<Vec<RunTask>>)> {
+    agree(found, "experiments (experiment hash)", |m| m.experiment_hash.clone())?;
+    agree(found, "commands", |m| m.command.to_string())?;
+    agree(found, "shard counts K", |m| m.count.to_string())?;
+    agree(found, "hdsgd versions", |m| m.crate_version.clone())?;
+    let exp = found[0]
+        .manifest
         .experiment()
         .with_context(|| format!("{}/manifest.json", found[0].folder))?;
-    let expected = shard_tasks(&exp, k);
-    for f in &found {
+    let expected = shard_tasks(&exp, found[0].manifest.count);
+    for f in found {
         let want: Vec<TaskId> = expected[f.spec.index].iter().map(TaskId::from).collect();
         if f.manifest.tasks != want {
             bail!(
@@ -126,15 +184,33 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             );
         }
     }
+    Ok((exp, expected))
+}
 
-    // Gather the results; note what is missing, duplicated or out of place.
+/// The shards' results in task order, and what is out of place, duplicated or missing.
+struct Gathered {
+    slots: Vec<Option<TaskResult>>,
+    /// Tasks out of place, then duplicated tasks.
+    problems: Vec<String>,
+    /// Per shard index, its tasks without a result.
+    missing_tasks: BTreeMap<usize, Vec<TaskId>>,
+}
+
+fn gather(
+    dir: &Path,
+    found: &[Found],
+    command: StudyCommand,
+    exp: &Experiment,
+    index: &BTreeMap<(usize, u64), usize>,
+) -> Result<Gathered> {
     let (p, p_star) = (exp.model.p(), exp.model.p_star());
-    let index = shard::task_index(&exp);
-    let mut slots: Vec<Option<TaskResult>> = (0..index.len()).map(|_| None).collect();
+    let mut g = Gathered {
+        slots: (0..index.len()).map(|_| None).collect(),
+        problems: vec![],
+        missing_tasks: BTreeMap::new(),
+    };
     let mut seen: BTreeMap<TaskId, Vec<String>> = BTreeMap::new();
-    let mut problems = vec![];
-    let mut missing_tasks: BTreeMap<usize, Vec<TaskId>> = BTreeMap::new();
-    for f in &found {
+    for f in found {
         let path = dir.join(&f.folder).join("results.jsonl");
         let file = read_results(&path, command, p, p_star)?;
         if file.torn {
@@ -150,18 +226,18 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
                 .or_default()
                 .push(format!("{}/results.jsonl line {line}", f.folder));
             if !f.manifest.tasks.contains(&id) {
-                problems.push(format!(
+                g.problems.push(format!(
                     "{}/results.jsonl line {line}: task {id} is not one of shard {}'s tasks",
                     f.folder, f.spec
                 ));
                 continue;
             }
             here.insert(id);
-            slots[index[&(id.n, id.seed)]] = Some(r);
+            g.slots[index[&(id.n, id.seed)]] = Some(r);
         }
         let missing: Vec<TaskId> = f.manifest.tasks.iter().filter(|t| !here.contains(t)).copied().collect();
         if !missing.is_empty() {
-            missing_tasks.insert(f.spec.index, missing);
+            g.missing_tasks.insert(f.spec.index, missing);
         }
     }
     let duplicates: Vec<String> = seen
@@ -170,8 +246,24 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
         .map(|(id, at)| format!("task {id} found {} times ({})", at.len(), at.join(", ")))
         .collect();
     if !duplicates.is_empty() {
-        problems.push(format!("duplicated tasks: {}", name_some(&duplicates)));
+        g.problems.push(format!("duplicated tasks: {}", name_some(&duplicates)));
     }
+    Ok(g)
+}
+
+/// Refuses to merge when anything is out of place, duplicated or missing: one error listing the
+/// problems (`problems`, then the missing shards, then the unfinished ones) and the commands that
+/// rerun the shards concerned.
+fn refuse_incomplete(
+    dir: &Path,
+    exp: &Experiment,
+    found: &[Found],
+    expected: &[Vec<RunTask>],
+    mut problems: Vec<String>,
+    missing_tasks: &BTreeMap<usize, Vec<TaskId>>,
+) -> Result<()> {
+    let first = &found[0].manifest;
+    let (command, k) = (first.command, first.count);
     let present: Vec<usize> = found.iter().map(|f| f.spec.index).collect();
     let missing_shards: Vec<usize> = (0..k).filter(|i| !present.contains(i)).collect();
     if !missing_shards.is_empty() {
@@ -188,7 +280,7 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             name_some(&names)
         ));
     }
-    for (i, tasks) in &missing_tasks {
+    for (i, tasks) in missing_tasks {
         problems.push(format!(
             "shard {i}/{k} is unfinished: {} of its {} task(s) missing: {}",
             tasks.len(),
@@ -196,96 +288,75 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
             name_some(tasks)
         ));
     }
-    if !problems.is_empty() {
-        let mut msg = format!(
-            "cannot merge {} ({} of `hdsgd {command}`, {k} shard(s)):\n  {}",
-            dir.display(),
-            exp.name,
-            problems.join("\n  ")
-        );
-        let rerun: Vec<usize> = missing_shards
-            .iter()
-            .chain(missing_tasks.keys())
-            .copied()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !rerun.is_empty() {
-            msg.push_str("\nrerun (a shard resumes from its finished tasks):");
-            for &i in &rerun {
-                msg.push_str(&format!("\n  {}", first.rerun_command(i, dir)));
-            }
-            let script = absolute(&dir.join("slurm").join("array.sh"));
-            if script.exists() {
-                let list: Vec<String> = rerun.iter().map(|i| i.to_string()).collect();
-                msg.push_str(&format!(
-                    "\nor on SLURM: sbatch --array={} {}",
-                    list.join(","),
-                    shard::shell_quote(&script.to_string_lossy())
-                ));
-            }
-        }
-        bail!(msg);
+    if problems.is_empty() {
+        return Ok(());
     }
-
-    // Every task exactly once: write the command's outputs from them, in task order.
-    let out = args.out.clone().unwrap_or_else(|| dir.clone());
-    check_merge_output(dir, &out, args.force)?;
-    // Staged (studies::outdir): into another folder, a staging folder renamed into place; beside
-    // the shard folders, staged files moved in one by one with merge.json last.
-    let stage = if absolute(&out) == absolute(dir) {
-        Staging::begin_files(&out, "merge.json")?
-    } else {
-        Staging::begin(&out, args.force)?
-    };
-    let results: Vec<TaskResult> = slots.into_iter().map(|r| r.expect("every task present")).collect();
-    let run_seconds: f64 = results
+    let mut msg = format!(
+        "cannot merge {} ({} of `hdsgd {command}`, {k} shard(s)):\n  {}",
+        dir.display(),
+        exp.name,
+        problems.join("\n  ")
+    );
+    let rerun: Vec<usize> = missing_shards
         .iter()
-        .map(|r| match r {
-            TaskResult::Run(r) => r.wall_seconds,
-            TaskResult::Escape(r) => r.wall_seconds,
-        })
-        .sum();
-    let opts = OutputOptions {
-        out: Some(out.clone()),
-        threads: args.threads,
-        force: args.force,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
-    };
-    let outcome = shard::write_outputs(command, &exp, stage.path(), &opts, start, results);
-    if outcome.is_ok() || outcome.as_ref().is_err_and(|e| e.is::<DivergedRuns>()) {
-        let shards: Vec<serde_json::Value> = found
-            .iter()
-            .map(|f| {
-                let done = std::fs::read_to_string(dir.join(&f.folder).join("done.json"))
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-                json!({"shard": f.spec.to_string(), "folder": f.folder, "tasks": f.manifest.tasks.len(), "done": done})
-            })
-            .collect();
-        let merge = json!({
-            "crate": env!("CARGO_PKG_NAME"),
-            "version": env!("CARGO_PKG_VERSION"),
-            "shard_format_version": shard::FORMAT_VERSION,
-            "command": command,
-            "experiment": exp.name,
-            "experiment_hash": first.experiment_hash,
-            "experiment_file": first.experiment_file,
-            "merged_from": absolute(dir),
-            "shard_count": k,
-            "tasks": index.len(),
-            "run_wall_seconds_sum": run_seconds,
-            "wall_seconds_merge": start.elapsed().as_secs_f64(),
-            "cpu_seconds_merge": shard::process_cpu_seconds(),
-            "shards": shards,
-        });
-        write_atomic(
-            &stage.path().join("merge.json"),
-            serde_json::to_string_pretty(&merge)?.as_bytes(),
-        )?;
+        .chain(missing_tasks.keys())
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !rerun.is_empty() {
+        msg.push_str("\nrerun (a shard resumes from its finished tasks):");
+        for &i in &rerun {
+            msg.push_str(&format!("\n  {}", first.rerun_command(i, dir)));
+        }
+        let script = absolute(&dir.join("slurm").join("array.sh"));
+        if script.exists() {
+            let list: Vec<String> = rerun.iter().map(|i| i.to_string()).collect();
+            msg.push_str(&format!(
+                "\nor on SLURM: sbatch --array={} {}",
+                list.join(","),
+                shard::shell_quote(&script.to_string_lossy())
+            ));
+        }
     }
-    stage.finish(outcome)?;
-    Ok(out)
+    bail!(msg);
+}
+
+/// The content of `merge.json`: the shards merged, their hosts and timings.
+fn merge_json(
+    dir: &Path,
+    found: &[Found],
+    exp: &Experiment,
+    tasks: usize,
+    run_seconds: f64,
+    start: Instant,
+) -> serde_json::Value {
+    let first = &found[0].manifest;
+    let shards: Vec<serde_json::Value> = found
+        .iter()
+        .map(|f| {
+            let done = std::fs::read_to_string(dir.join(&f.folder).join("done.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            json!({"shard": f.spec.to_string(), "folder": f.folder, "tasks": f.manifest.tasks.len(), "done": done})
+        })
+        .collect();
+    json!({
+        "crate": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "shard_format_version": shard::FORMAT_VERSION,
+        "command": first.command,
+        "experiment": exp.name,
+        "experiment_hash": first.experiment_hash,
+        "experiment_file": first.experiment_file,
+        "merged_from": absolute(dir),
+        "shard_count": first.count,
+        "tasks": tasks,
+        "run_wall_seconds_sum": run_seconds,
+        "wall_seconds_merge": start.elapsed().as_secs_f64(),
+        "cpu_seconds_merge": shard::process_cpu_seconds(),
+        "shards": shards,
+    })
 }
 
 /// All shards must agree on `what`; otherwise an error naming the groups of folders.

@@ -224,119 +224,17 @@ pub fn plan(exp: &Experiment, command: Command, opts: &OutputOptions) -> Result<
 pub fn plan_with(exp: &Experiment, command: Command, opts: &OutputOptions, check_folder: bool) -> Result<Plan> {
     let large = allow_large();
     let mut warnings = vec![];
-    let (p, k) = (exp.model.p(), exp.model.p_star());
     if !large {
-        if p > MAX_WIDTH {
-            bail!(field(
-                "model.p",
-                format!("p = {p} exceeds {MAX_WIDTH} (the ODE's state has p(p+1)/2 + p·p* entries and its Jacobian their square); {}", large_hint())
-            ));
-        }
-        if k > MAX_WIDTH {
-            bail!(field(
-                "model.p_star",
-                format!("p* = {k} exceeds {MAX_WIDTH}; {}", large_hint())
-            ));
-        }
-        if let Some(w) = exp.config.geometry.as_ref().and_then(|g| g.widths.as_ref()) {
-            if let Some(&big) = w.iter().find(|&&w| w as usize > MAX_WIDTH) {
-                bail!(field(
-                    "geometry.widths",
-                    format!("width {big} exceeds {MAX_WIDTH}; {}", large_hint())
-                ));
-            }
-        }
+        check_widths(exp)?;
     }
-
-    let cores = cores();
-    let cap = MAX_THREADS_PER_CORE * cores;
-    let threads = match opts.threads {
-        0 => cores,
-        t if t > cap => {
-            warnings.push(format!(
-                "--threads {t} is more than {MAX_THREADS_PER_CORE} × the {cores} core(s) of this machine: using {cap} threads (results do not depend on the thread count)"
-            ));
-            cap
-        }
-        t => t,
-    };
-
+    let threads = resolve_threads(opts.threads, &mut warnings);
     // Degenerate designs of the simulated runs.
     if command.simulates() || (command == Command::Ode && !exp.ns.is_empty()) {
-        let mut seen = std::collections::BTreeSet::new();
-        for &n in &exp.ns {
-            if !seen.insert(n) {
-                bail!(field(
-                    "simulation.n",
-                    format!("N = {n} is listed twice (its runs would be pooled as if they were more seeds: raise simulation.seeds instead)")
-                ));
-            }
-        }
-        let t_max = *exp.grid.last().unwrap_or(&0.0);
-        let b = exp.training.batch;
-        for &n in &exp.ns {
-            let steps = grid_steps(&exp.grid, n, b);
-            let last = steps.last().copied().unwrap_or(0);
-            if last == 0 {
-                bail!(field(
-                    "training.batch",
-                    format!(
-                        "B = {b} exceeds the samples of a whole run at N = {n} (t_max·N = {}): no SGD step would be taken; lower the batch or raise time.t_max",
-                        t_max * n as f64
-                    )
-                ));
-            }
-            let t_last = last as f64 * b as f64 / n as f64;
-            if t_last > t_max * (1.0 + MAX_OVERSHOOT) {
-                bail!(field(
-                    "training.batch",
-                    format!(
-                        "with B = {b} at N = {n} the record times are multiples of B/N = {}, and the last one falls at t = {t_last} > t_max = {t_max}; lower the batch, raise N, or make t_max a multiple of B/N",
-                        b as f64 / n as f64
-                    )
-                ));
-            }
-            if t_last > t_max * (1.0 + 1e-12) {
-                warnings.push(format!(
-                    "time.t_max: at N = {n} the record times are rounded to whole steps of B/N = {}: the last record is at t = {t_last}, beyond t_max = {t_max}",
-                    b as f64 / n as f64
-                ));
-            }
-        }
+        check_ns_distinct(exp)?;
+        check_record_times(exp, &mut warnings)?;
     }
     if command == Command::Scaling {
-        if exp.ns.len() < 2 {
-            bail!(field("simulation.n", "`hdsgd scaling` needs at least two N"));
-        }
-        if exp.seeds < 3 {
-            bail!(field(
-                "simulation.seeds",
-                "`hdsgd scaling` needs at least 3 seeds per N"
-            ));
-        }
-        let t_max = *exp.grid.last().unwrap_or(&0.0);
-        for w in exp.config.scaling.as_ref().map(|s| s.windows.as_slice()).unwrap_or(&[]) {
-            if w[1] > t_max {
-                bail!(field(
-                    "scaling.windows",
-                    format!("window [{}, {}] ends beyond t_max = {t_max}", w[0], w[1])
-                ));
-            }
-            for &n in &exp.ns {
-                let b = exp.training.batch;
-                let inside = grid_steps(&exp.grid, n, b)
-                    .iter()
-                    .map(|&s| s as f64 * b as f64 / n as f64)
-                    .filter(|t| *t >= w[0] && *t <= w[1])
-                    .count();
-                if inside == 0 {
-                    bail!(field(
-                        "scaling.windows",
-                        format!("window [{}, {}] holds no record time at N = {n} (no fit possible): widen it or refine the time grid", w[0], w[1])
-                    ));
-                }
-            }
-        }
+        check_scaling(exp)?;
     }
 
     // Size.
@@ -345,47 +243,219 @@ pub fn plan_with(exp: &Experiment, command: Command, opts: &OutputOptions, check
     } else {
         0.0
     };
-    let samples: f64 = if command.simulates() {
-        exp.ns
-            .iter()
-            .map(|&n| {
-                let t_max = *exp.grid.last().unwrap_or(&0.0);
-                // task_samples in floating point (its u64 would overflow for absurd sizes).
-                let approx = (t_max * n as f64 / exp.training.batch as f64).round() * exp.training.batch as f64;
-                if approx < 1e15 {
-                    task_samples(exp, n) as f64
-                } else {
-                    approx
-                }
-            })
-            .sum::<f64>()
-            * exp.seeds as f64
-            * if command == Command::Run {
-                run_multiplier(exp)
-            } else {
-                1.0
-            }
-    } else {
-        0.0
-    };
-    let grid = exp.grid.len() as f64;
+    let samples = planned_samples(exp, command);
     let concurrent = (threads as f64).min(runs.max(1.0));
+    let weights = concurrent_weights(exp, concurrent);
+    let memory = memory_estimate(exp, command, runs, concurrent, weights);
+    let limit = memory_limit();
+    if !large {
+        check_memory(exp, command, threads, runs, weights, &memory, &limit)?;
+        check_samples(exp, command, runs, samples)?;
+    }
+
+    let folder = if check_folder {
+        folder_status(exp, command, opts)?
+    } else {
+        "a shard folder (resumable)".to_string()
+    };
+    Ok(Plan {
+        command,
+        threads,
+        runs,
+        samples,
+        memory,
+        memory_limit: limit,
+        folder,
+        warnings,
+    })
+}
+
+/// p, p* and the `[geometry] widths` within [`MAX_WIDTH`].
+fn check_widths(exp: &Experiment) -> Result<()> {
+    let (p, k) = (exp.model.p(), exp.model.p_star());
+    if p > MAX_WIDTH {
+        bail!(field(
+            "model.p",
+            format!("p = {p} exceeds {MAX_WIDTH} (the ODE's state has p(p+1)/2 + p·p* entries and its Jacobian their square); {}", large_hint())
+        ));
+    }
+    if k > MAX_WIDTH {
+        bail!(field(
+            "model.p_star",
+            format!("p* = {k} exceeds {MAX_WIDTH}; {}", large_hint())
+        ));
+    }
+    if let Some(w) = exp.config.geometry.as_ref().and_then(|g| g.widths.as_ref()) {
+        if let Some(&big) = w.iter().find(|&&w| w as usize > MAX_WIDTH) {
+            bail!(field(
+                "geometry.widths",
+                format!("width {big} exceeds {MAX_WIDTH}; {}", large_hint())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The thread count: all cores for 0, capped at [`MAX_THREADS_PER_CORE`] × the cores (with a
+/// warning).
+fn resolve_threads(requested: usize, warnings: &mut Vec<String>) -> usize {
+    let cores = cores();
+    let cap = MAX_THREADS_PER_CORE * cores;
+    match requested {
+        0 => cores,
+        t if t > cap => {
+            warnings.push(format!(
+                "--threads {t} is more than {MAX_THREADS_PER_CORE} × the {cores} core(s) of this machine: using {cap} threads (results do not depend on the thread count)"
+            ));
+            cap
+        }
+        t => t,
+    }
+}
+
+/// No N listed twice.
+fn check_ns_distinct(exp: &Experiment) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for &n in &exp.ns {
+        if !seen.insert(n) {
+            bail!(field(
+                "simulation.n",
+                format!("N = {n} is listed twice (its runs would be pooled as if they were more seeds: raise simulation.seeds instead)")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// At every N: at least one SGD step, and the last record time (rounded to whole steps of B/N)
+/// not beyond t_max by more than [`MAX_OVERSHOOT`] (warned below that).
+fn check_record_times(exp: &Experiment, warnings: &mut Vec<String>) -> Result<()> {
+    let t_max = *exp.grid.last().unwrap_or(&0.0);
+    let b = exp.training.batch;
+    for &n in &exp.ns {
+        let steps = grid_steps(&exp.grid, n, b);
+        let last = steps.last().copied().unwrap_or(0);
+        if last == 0 {
+            bail!(field(
+                "training.batch",
+                format!(
+                    "B = {b} exceeds the samples of a whole run at N = {n} (t_max·N = {}): no SGD step would be taken; lower the batch or raise time.t_max",
+                    t_max * n as f64
+                )
+            ));
+        }
+        let t_last = last as f64 * b as f64 / n as f64;
+        if t_last > t_max * (1.0 + MAX_OVERSHOOT) {
+            bail!(field(
+                "training.batch",
+                format!(
+                    "with B = {b} at N = {n} the record times are multiples of B/N = {}, and the last one falls at t = {t_last} > t_max = {t_max}; lower the batch, raise N, or make t_max a multiple of B/N",
+                    b as f64 / n as f64
+                )
+            ));
+        }
+        if t_last > t_max * (1.0 + 1e-12) {
+            warnings.push(format!(
+                "time.t_max: at N = {n} the record times are rounded to whole steps of B/N = {}: the last record is at t = {t_last}, beyond t_max = {t_max}",
+                b as f64 / n as f64
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `hdsgd scaling`: two N, three seeds, and windows within [0, t_max] holding a record time at
+/// every N.
+fn check_scaling(exp: &Experiment) -> Result<()> {
+    if exp.ns.len() < 2 {
+        bail!(field("simulation.n", "`hdsgd scaling` needs at least two N"));
+    }
+    if exp.seeds < 3 {
+        bail!(field(
+            "simulation.seeds",
+            "`hdsgd scaling` needs at least 3 seeds per N"
+        ));
+    }
+    let t_max = *exp.grid.last().unwrap_or(&0.0);
+    for w in exp.config.scaling.as_ref().map(|s| s.windows.as_slice()).unwrap_or(&[]) {
+        if w[1] > t_max {
+            bail!(field(
+                "scaling.windows",
+                format!("window [{}, {}] ends beyond t_max = {t_max}", w[0], w[1])
+            ));
+        }
+        for &n in &exp.ns {
+            let b = exp.training.batch;
+            let inside = grid_steps(&exp.grid, n, b)
+                .iter()
+                .map(|&s| s as f64 * b as f64 / n as f64)
+                .filter(|t| *t >= w[0] && *t <= w[1])
+                .count();
+            if inside == 0 {
+                bail!(field(
+                    "scaling.windows",
+                    format!("window [{}, {}] holds no record time at N = {n} (no fit possible): widen it or refine the time grid", w[0], w[1])
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The SGD samples `command` draws, all runs together (in floating point: no overflow).
+fn planned_samples(exp: &Experiment, command: Command) -> f64 {
+    if !command.simulates() {
+        return 0.0;
+    }
+    exp.ns
+        .iter()
+        .map(|&n| {
+            let t_max = *exp.grid.last().unwrap_or(&0.0);
+            // task_samples in floating point (its u64 would overflow for absurd sizes).
+            let approx = (t_max * n as f64 / exp.training.batch as f64).round() * exp.training.batch as f64;
+            if approx < 1e15 {
+                task_samples(exp, n) as f64
+            } else {
+                approx
+            }
+        })
+        .sum::<f64>()
+        * exp.seeds as f64
+        * if command == Command::Run {
+            run_multiplier(exp)
+        } else {
+            1.0
+        }
+}
+
+/// Bytes of the state of the `concurrent` runs held at once.
+fn concurrent_weights(exp: &Experiment, concurrent: f64) -> f64 {
     // The largest N run first: the concurrent runs are (at most) the `threads` largest.
     let mut by_n: Vec<usize> = exp.ns.clone();
     by_n.sort_unstable_by(|a, b| b.cmp(a));
-    let weights: f64 = {
-        let mut left = concurrent;
-        let mut total = 0.0;
-        for &n in &by_n {
-            let take = left.min(exp.seeds as f64);
-            total += take * run_state_bytes(exp, n as f64);
-            left -= take;
-            if left <= 0.0 {
-                break;
-            }
+    let mut left = concurrent;
+    let mut total = 0.0;
+    for &n in &by_n {
+        let take = left.min(exp.seeds as f64);
+        total += take * run_state_bytes(exp, n as f64);
+        left -= take;
+        if left <= 0.0 {
+            break;
         }
-        total
-    };
+    }
+    total
+}
+
+/// The memory `command` holds at once, part by part (bytes).
+fn memory_estimate(
+    exp: &Experiment,
+    command: Command,
+    runs: f64,
+    concurrent: f64,
+    weights: f64,
+) -> Vec<(&'static str, f64)> {
+    let (p, k) = (exp.model.p(), exp.model.p_star());
+    let grid = exp.grid.len() as f64;
     let d = (p * (p + 1) / 2 + p * k) as f64;
     let mut memory: Vec<(&'static str, f64)> = vec![];
     match command {
@@ -417,72 +487,88 @@ pub fn plan_with(exp: &Experiment, command: Command, opts: &OutputOptions, check
             memory.push(("Hessian and its eigendecomposition", 8.0 * dim * dim * 4.0));
         }
     }
-    let total: f64 = memory.iter().map(|(_, b)| b).sum();
-    let limit = memory_limit();
-    if !large {
-        if total > limit.0 {
-            let culprit = if exp.training.batch > 1 && weights > 0.5 * total {
-                "training.batch"
-            } else if weights > 0.5 * total {
-                "simulation.n"
-            } else if command == Command::Hessian {
-                "geometry.hessian_n"
-            } else if command == Command::Plateau {
-                "model.p"
-            } else if runs > grid {
-                "simulation.seeds"
-            } else if exp.config.time.times.is_some() {
-                "time.times"
-            } else {
-                "time.points"
-            };
-            let parts: Vec<String> = memory
-                .iter()
-                .filter(|(_, b)| *b > 0.0)
-                .map(|(n, b)| format!("{n} {}", bytes(*b)))
-                .collect();
-            bail!(field(
-                culprit,
-                format!(
-                    "`hdsgd {}` would need ≈ {} of memory ({}) on {threads} thread(s), more than the {} {}; lower it (or use fewer --threads, or simulation.simulator = \"chain\" for large N), or {}",
-                    command.name(),
-                    bytes(total),
-                    parts.join(", "),
-                    bytes(limit.0),
-                    limit.1,
-                    large_hint()
-                )
-            ));
-        }
-        if samples > MAX_SAMPLES {
-            let biggest = exp.ns.iter().copied().max().unwrap_or(0);
-            bail!(field(
-                if exp.seeds as f64 * exp.ns.len() as f64 > 1e6 { "simulation.seeds" } else { "simulation.n" },
-                format!(
-                    "`hdsgd {}` would draw {samples:.3e} SGD samples ({runs} runs up to N = {biggest}, t_max = {}), more than the limit of {MAX_SAMPLES:e}; {}",
-                    command.name(),
-                    exp.grid.last().unwrap_or(&0.0),
-                    large_hint()
-                )
-            ));
-        }
-    }
+    memory
+}
 
-    let folder = if check_folder {
-        folder_status(exp, command, opts)?
+/// The memory estimate within the limit, or an error naming the field that drives it.
+fn check_memory(
+    exp: &Experiment,
+    command: Command,
+    threads: usize,
+    runs: f64,
+    weights: f64,
+    memory: &[(&'static str, f64)],
+    limit: &(f64, &'static str),
+) -> Result<()> {
+    let total: f64 = memory.iter().map(|(_, b)| b).sum();
+    if total > limit.0 {
+        bail!(memory_error(exp, command, threads, runs, weights, memory, limit, total));
+    }
+    Ok(())
+}
+
+/// The error of a memory estimate beyond the limit, naming the field that drives it.
+#[allow(clippy::too_many_arguments)]
+fn memory_error(
+    exp: &Experiment,
+    command: Command,
+    threads: usize,
+    runs: f64,
+    weights: f64,
+    memory: &[(&'static str, f64)],
+    limit: &(f64, &'static str),
+    total: f64,
+) -> anyhow::Error {
+    let grid = exp.grid.len() as f64;
+    let culprit = if exp.training.batch > 1 && weights > 0.5 * total {
+        "training.batch"
+    } else if weights > 0.5 * total {
+        "simulation.n"
+    } else if command == Command::Hessian {
+        "geometry.hessian_n"
+    } else if command == Command::Plateau {
+        "model.p"
+    } else if runs > grid {
+        "simulation.seeds"
+    } else if exp.config.time.times.is_some() {
+        "time.times"
     } else {
-        "a shard folder (resumable)".to_string()
+        "time.points"
     };
-    Ok(Plan {
-        command,
-        threads,
-        runs,
-        samples,
-        memory,
-        memory_limit: limit,
-        folder,
-        warnings,
-    })
+    let parts: Vec<String> = memory
+        .iter()
+        .filter(|(_, b)| *b > 0.0)
+        .map(|(n, b)| format!("{n} {}", bytes(*b)))
+        .collect();
+    field(
+        culprit,
+        format!(
+            "`hdsgd {}` would need ≈ {} of memory ({}) on {threads} thread(s), more than the {} {}; lower it (or use fewer --threads, or simulation.simulator = \"chain\" for large N), or {}",
+            command.name(),
+            bytes(total),
+            parts.join(", "),
+            bytes(limit.0),
+            limit.1,
+            large_hint()
+        ),
+    )
+}
+
+/// The SGD samples within [`MAX_SAMPLES`].
+fn check_samples(exp: &Experiment, command: Command, runs: f64, samples: f64) -> Result<()> {
+    if samples > MAX_SAMPLES {
+        let biggest = exp.ns.iter().copied().max().unwrap_or(0);
+        bail!(field(
+            if exp.seeds as f64 * exp.ns.len() as f64 > 1e6 { "simulation.seeds" } else { "simulation.n" },
+            format!(
+                "`hdsgd {}` would draw {samples:.3e} SGD samples ({runs} runs up to N = {biggest}, t_max = {}), more than the limit of {MAX_SAMPLES:e}; {}",
+                command.name(),
+                exp.grid.last().unwrap_or(&0.0),
+                large_hint()
+            )
+        ));
+    }
+    Ok(())
 }
 
 /// How many times `hdsgd run` simulates each run: once, plus once more for the "selection"

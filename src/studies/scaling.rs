@@ -78,7 +78,64 @@ pub(crate) fn write_outputs(
 ) -> Result<()> {
     let cfg = exp.config.scaling.clone().unwrap_or_default();
     let diverged = results.iter().filter(|r| r.trajectory.diverged_at.is_some()).count();
-    // Matched ODEs (computed here when the experiment asked for an explicit one).
+    complete_matched_odes(exp, &mut results)?;
+    let names = observable_names(exp)?;
+    let windows: Vec<[f64; 2]> = if cfg.windows.is_empty() {
+        vec![[
+            exp.grid.get(1).copied().unwrap_or(0.0),
+            *exp.grid.last().unwrap_or(&0.0),
+        ]]
+    } else {
+        cfg.windows.clone()
+    };
+    let stats = compute_stats(exp, &results, &names, &windows)?;
+    let fits = fit_table(&names, &windows, &stats.all_stats)?;
+    stats.csv.write(&dir.join("scaling.csv"))?;
+    fits.csv.write(&dir.join("scaling_fits.csv"))?;
+    let summary = output_summary(
+        exp,
+        opts.threads,
+        json!({
+            "wall_seconds": start.elapsed().as_secs_f64(),
+            "diverged_runs": diverged,
+            "windows": windows,
+            "fits": fits.summary,
+        }),
+    );
+    write_json(&dir.join("summary.json"), &summary)?;
+    print_summary(exp, &names, &windows, &fits.all_fits, diverged);
+    if exp.figures {
+        figures(
+            exp,
+            dir,
+            &names,
+            &windows,
+            &stats.collapse,
+            &stats.all_stats,
+            &fits.all_fits,
+        )?;
+    }
+    // Outputs written; diverged runs (left out of the statistics) make the exit code 3.
+    let diverged: Vec<Divergence> = results
+        .iter()
+        .filter_map(|r| {
+            r.trajectory.diverged_at.map(|t| Divergence {
+                n: r.task.n,
+                seed: r.task.seed_index as i64,
+                what: "simulation",
+                t,
+            })
+        })
+        .collect();
+    if !diverged.is_empty() {
+        return Err(DivergedRuns(diverged).into());
+    }
+    Ok(())
+}
+
+/// Matched ODEs: computed here for the runs that do not carry one (the experiment asked for an
+/// explicit one).
+fn complete_matched_odes(exp: &Experiment, results: &mut [RunResult]) -> Result<()> {
     for r in results.iter_mut() {
         if r.ode.is_none() {
             let times: Vec<f64> = record_times(exp, r.task.n);
@@ -92,8 +149,13 @@ pub(crate) fn write_outputs(
             )?);
         }
     }
+    Ok(())
+}
+
+/// The observables studied: e_g, the overlap columns, the rotation-invariant observables and,
+/// when `[geometry]` requests it, the conserved-quantity observables.
+fn observable_names(exp: &Experiment) -> Result<Vec<String>> {
     let (p, k) = (exp.model.p(), exp.model.p_star());
-    let typical_start = symmetric_start(p, exp.sigma0, &exp.teacher_overlap());
     let mut names = vec!["eg".to_string()];
     names.extend(Overlaps::column_names(p, k));
     // The rotation-invariant observables: self-averaging even after the escape (module doc).
@@ -113,47 +175,43 @@ pub(crate) fn write_outputs(
         }
         names.extend(conserved::observable_names(k));
     }
-    let windows: Vec<[f64; 2]> = if cfg.windows.is_empty() {
-        vec![[
-            exp.grid.get(1).copied().unwrap_or(0.0),
-            *exp.grid.last().unwrap_or(&0.0),
-        ]]
-    } else {
-        cfg.windows.clone()
-    };
+    Ok(names)
+}
 
-    let mut csv = CsvTable::new([
-        "n",
-        "t",
-        "t_exact",
-        "observable",
-        "mean",
-        "variance",
-        "mean_dev_matched",
-        "mean_dev_typical",
-        "ode_typical",
-        "n_seeds",
-    ])?;
-    let mut fits_csv = CsvTable::new([
-        "observable",
-        "window_start",
-        "window_end",
-        "quantity",
-        "exponent",
-        "se_exponent",
-        "theory",
-        "log_prefactor",
-        "chi2",
-        "dof",
-        "n_points",
-    ])?;
-    // per observable, per window: the per-N stats (for the figures)
-    let mut all_stats: Vec<Vec<Vec<WindowStats>>> = vec![vec![vec![]; windows.len()]; names.len()];
-    let mut all_fits: Vec<Vec<Vec<Option<PowerLawFit>>>> = vec![vec![]; names.len()];
-    let mut collapse: Collapse = vec![vec![]; names.len()];
+/// The per-N statistics: the rows of `scaling.csv`, the window statistics (per observable, per
+/// window, per N) and the collapse curves for the figures.
+struct ScalingStats {
+    csv: CsvTable,
+    all_stats: Vec<Vec<Vec<WindowStats>>>,
+    collapse: Collapse,
+}
+
+/// Simulations against the matched and typical ODEs, N by N.
+fn compute_stats(
+    exp: &Experiment,
+    results: &[RunResult],
+    names: &[String],
+    windows: &[[f64; 2]],
+) -> Result<ScalingStats> {
+    let typical_start = symmetric_start(exp.model.p(), exp.sigma0, &exp.teacher_overlap());
+    let mut out = ScalingStats {
+        csv: CsvTable::new([
+            "n",
+            "t",
+            "t_exact",
+            "observable",
+            "mean",
+            "variance",
+            "mean_dev_matched",
+            "mean_dev_typical",
+            "ode_typical",
+            "n_seeds",
+        ])?,
+        all_stats: vec![vec![vec![]; windows.len()]; names.len()],
+        collapse: vec![vec![]; names.len()],
+    };
     for &n in &exp.ns {
         let times = record_times(exp, n);
-        let nominal = NominalTimes::new(exp, n);
         let typical = integrate(
             &exp.model,
             &exp.training,
@@ -171,80 +229,135 @@ pub(crate) fn write_outputs(
         if runs.len() < 3 {
             bail!("N = {n}: fewer than 3 complete runs (divergences?)");
         }
-        let typical_ok = typical.t.len() == times.len();
         for (j, name) in names.iter().enumerate() {
-            let obs = ObservableRuns {
-                sim: runs
-                    .iter()
-                    .map(|r| {
-                        let pts: Vec<_> = r
-                            .trajectory
-                            .records
-                            .iter()
-                            .map(|rec| (rec.t, &rec.overlaps, rec.eg))
-                            .collect();
-                        observable_series(exp, name, &pts)
-                    })
-                    .collect(),
-                matched: runs
-                    .iter()
-                    .map(|r| {
-                        let o: &OdeSolution = r.ode.as_ref().expect("set above");
-                        ode_series(exp, name, o)
-                    })
-                    .collect(),
-                typical: if typical_ok {
-                    ode_series(exp, name, &typical)
-                } else {
-                    vec![f64::NAN; times.len()]
-                },
-            };
-            let (mut nvar, mut tt) = (vec![], vec![]);
-            for (kk, &t) in times.iter().enumerate() {
-                let vals: Vec<f64> = obs.sim.iter().map(|c| c[kk]).collect();
-                let s = summarize(&vals);
-                let dm: f64 = obs
-                    .sim
-                    .iter()
-                    .zip(&obs.matched)
-                    .map(|(a, b)| a[kk] - b[kk])
-                    .sum::<f64>()
-                    / vals.len() as f64;
-                let dt = s.mean - obs.typical[kk];
-                csv.row([
-                    num(n),
-                    num(nominal.of(t)),
-                    num(t),
-                    name.clone(),
-                    cell(s.mean),
-                    cell(s.std * s.std),
-                    cell(dm),
-                    cell(dt),
-                    cell(obs.typical[kk]),
-                    num(vals.len()),
-                ])?;
-                if t > 0.0 {
-                    tt.push(t);
-                    nvar.push(n as f64 * s.std * s.std);
-                }
-            }
-            collapse[j].push((n, tt, nvar));
+            let obs = observable_runs(exp, name, &runs, &typical, times.len());
+            let (tt, nvar) = observable_rows(exp, &mut out.csv, n, &times, name, &obs)?;
+            out.collapse[j].push((n, tt, nvar));
             for (w, win) in windows.iter().enumerate() {
                 let idx: Vec<usize> = (0..times.len())
                     .filter(|&kk| times[kk] >= win[0] && times[kk] <= win[1])
                     .collect();
-                all_stats[j][w].push(window_stats(n, &obs, &idx));
+                out.all_stats[j][w].push(window_stats(n, &obs, &idx));
             }
         }
     }
-    let mut fit_summary = vec![];
+    Ok(out)
+}
+
+/// One observable along the complete runs at one N, their matched ODEs and the typical ODE (NaN
+/// where the typical ODE stopped early).
+fn observable_runs(
+    exp: &Experiment,
+    name: &str,
+    runs: &[&RunResult],
+    typical: &OdeSolution,
+    n_times: usize,
+) -> ObservableRuns {
+    let typical_ok = typical.t.len() == n_times;
+    ObservableRuns {
+        sim: runs
+            .iter()
+            .map(|r| {
+                let pts: Vec<_> = r
+                    .trajectory
+                    .records
+                    .iter()
+                    .map(|rec| (rec.t, &rec.overlaps, rec.eg))
+                    .collect();
+                observable_series(exp, name, &pts)
+            })
+            .collect(),
+        matched: runs
+            .iter()
+            .map(|r| {
+                let o: &OdeSolution = r.ode.as_ref().expect("set above");
+                ode_series(exp, name, o)
+            })
+            .collect(),
+        typical: if typical_ok {
+            ode_series(exp, name, typical)
+        } else {
+            vec![f64::NAN; n_times]
+        },
+    }
+}
+
+/// The `scaling.csv` rows of one observable at one N; returns the collapse curve (times t > 0,
+/// N·variance).
+fn observable_rows(
+    exp: &Experiment,
+    csv: &mut CsvTable,
+    n: usize,
+    times: &[f64],
+    name: &str,
+    obs: &ObservableRuns,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let nominal = NominalTimes::new(exp, n);
+    let (mut nvar, mut tt) = (vec![], vec![]);
+    for (kk, &t) in times.iter().enumerate() {
+        let vals: Vec<f64> = obs.sim.iter().map(|c| c[kk]).collect();
+        let s = summarize(&vals);
+        let dm: f64 = obs
+            .sim
+            .iter()
+            .zip(&obs.matched)
+            .map(|(a, b)| a[kk] - b[kk])
+            .sum::<f64>()
+            / vals.len() as f64;
+        let dt = s.mean - obs.typical[kk];
+        csv.row([
+            num(n),
+            num(nominal.of(t)),
+            num(t),
+            name.to_string(),
+            cell(s.mean),
+            cell(s.std * s.std),
+            cell(dm),
+            cell(dt),
+            cell(obs.typical[kk]),
+            num(vals.len()),
+        ])?;
+        if t > 0.0 {
+            tt.push(t);
+            nvar.push(n as f64 * s.std * s.std);
+        }
+    }
+    Ok((tt, nvar))
+}
+
+/// The power-law fits: the rows of `scaling_fits.csv`, their `summary.json` entries and the fits
+/// per observable, per window (for the printout and the figures).
+struct FitTable {
+    csv: CsvTable,
+    summary: Vec<serde_json::Value>,
+    all_fits: Vec<Vec<Vec<Option<PowerLawFit>>>>,
+}
+
+fn fit_table(names: &[String], windows: &[[f64; 2]], all_stats: &[Vec<Vec<WindowStats>>]) -> Result<FitTable> {
+    let mut out = FitTable {
+        csv: CsvTable::new([
+            "observable",
+            "window_start",
+            "window_end",
+            "quantity",
+            "exponent",
+            "se_exponent",
+            "theory",
+            "log_prefactor",
+            "chi2",
+            "dof",
+            "n_points",
+        ])?,
+        summary: vec![],
+        all_fits: vec![vec![]; names.len()],
+    };
     for (j, name) in names.iter().enumerate() {
         for (w, win) in windows.iter().enumerate() {
             let fits = fit_window(&all_stats[j][w]);
             for ((q, theory), f) in QUANTITIES.iter().zip(&fits) {
                 match f {
                     Some(f) => {
-                        fits_csv.row([
+                        out.csv.row([
                             name.clone(),
                             num(win[0]),
                             num(win[1]),
@@ -257,11 +370,11 @@ pub(crate) fn write_outputs(
                             num(f.line.dof),
                             num(f.line.dof + 2),
                         ])?;
-                        fit_summary.push(json!({"observable": name, "window": win, "quantity": q, "exponent": f.exponent, "se": f.se_exponent, "theory": theory}));
+                        out.summary.push(json!({"observable": name, "window": win, "quantity": q, "exponent": f.exponent, "se": f.se_exponent, "theory": theory}));
                     }
                     None => {
                         let (e, t) = (String::new(), num(theory));
-                        fits_csv.row([
+                        out.csv.row([
                             name.clone(),
                             num(win[0]),
                             num(win[1]),
@@ -277,22 +390,20 @@ pub(crate) fn write_outputs(
                     }
                 }
             }
-            all_fits[j].push(fits);
+            out.all_fits[j].push(fits);
         }
     }
-    csv.write(&dir.join("scaling.csv"))?;
-    fits_csv.write(&dir.join("scaling_fits.csv"))?;
-    let summary = output_summary(
-        exp,
-        opts.threads,
-        json!({
-            "wall_seconds": start.elapsed().as_secs_f64(),
-            "diverged_runs": diverged,
-            "windows": windows,
-            "fits": fit_summary,
-        }),
-    );
-    write_json(&dir.join("summary.json"), &summary)?;
+    Ok(out)
+}
+
+/// The fitted exponents on stdout.
+fn print_summary(
+    exp: &Experiment,
+    names: &[String],
+    windows: &[[f64; 2]],
+    all_fits: &[Vec<Vec<Option<PowerLawFit>>>],
+    diverged: usize,
+) {
     println!(
         "{}: fitted exponents (std ∝ N^-b, theory 1/2; |mean dev| ∝ N^-a, theory 1)",
         exp.name
@@ -318,25 +429,6 @@ pub(crate) fn write_outputs(
     if diverged > 0 {
         println!("  warning: {diverged} run(s) diverged and were left out");
     }
-    if exp.figures {
-        figures(exp, dir, &names, &windows, &collapse, &all_stats, &all_fits)?;
-    }
-    // Outputs written; diverged runs (left out of the statistics) make the exit code 3.
-    let diverged: Vec<Divergence> = results
-        .iter()
-        .filter_map(|r| {
-            r.trajectory.diverged_at.map(|t| Divergence {
-                n: r.task.n,
-                seed: r.task.seed_index as i64,
-                what: "simulation",
-                t,
-            })
-        })
-        .collect();
-    if !diverged.is_empty() {
-        return Err(DivergedRuns(diverged).into());
-    }
-    Ok(())
 }
 
 /// Per observable, per N: (N, times, N·variance).
