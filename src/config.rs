@@ -730,34 +730,23 @@ t_max = 1.0
         assert!(err("[model\n").contains("malformed"));
     }
 
-    const GEOMETRY: &str = r#"
-[model]
-activation = "quadratic"
-p = 2
-p_star = 1
-[training]
-eta = 0.5
-[simulation]
-n = [100]
-seeds = 2
-[time]
-t_max = 1.0
-[geometry]
-observables = ["conserved", "selection"]
-"#;
+    /// [`MINIMAL`] with a `[geometry]` section.
+    fn geometry() -> String {
+        format!("{MINIMAL}[geometry]\nobservables = [\"conserved\", \"selection\"]\n")
+    }
 
     #[test]
     fn geometry_section_validates_with_field_names() {
-        let e = Experiment::from_toml(GEOMETRY, "t").unwrap();
+        let e = Experiment::from_toml(&geometry(), "t").unwrap();
         assert_eq!(e.config.geometry.unwrap().observables.len(), 2);
         let err = |t: &str| Experiment::from_toml(t, "t").unwrap_err().to_string();
         assert!(
-            err(&GEOMETRY.replace("\"selection\"]", "\"selection\"]\nzero_tol = 2.0")).contains("geometry.zero_tol")
+            err(&geometry().replace("\"selection\"]", "\"selection\"]\nzero_tol = 2.0")).contains("geometry.zero_tol")
         );
-        assert!(err(&GEOMETRY.replace("\"selection\"]", "\"conserved\"]")).contains("geometry.observables"));
-        assert!(err(&GEOMETRY.replace("\"selection\"]", "\"bogus\"]")).contains("bogus"));
-        assert!(err(&GEOMETRY.replace("p = 2", "p = 2\na = [0.3, 0.7]")).contains("model.a"));
-        assert!(err(&GEOMETRY.replace("\"quadratic\"", "\"erf\"")).contains("model.activation"));
-        assert!(err(&GEOMETRY.replace("p_star = 1", "p_star = 3")).contains("model.p"));
+        assert!(err(&geometry().replace("\"selection\"]", "\"conserved\"]")).contains("geometry.observables"));
+        assert!(err(&geometry().replace("\"selection\"]", "\"bogus\"]")).contains("bogus"));
+        assert!(err(&geometry().replace("p = 2", "p = 2\na = [0.3, 0.7]")).contains("model.a"));
+        assert!(err(&geometry().replace("\"quadratic\"", "\"erf\"")).contains("model.activation"));
+        assert!(err(&geometry().replace("p_star = 1", "p_star = 3")).contains("model.p"));
     }
 }

@@ -159,28 +159,6 @@ fn submit(exp: &Path, command: &str, shards: usize, out: &Path) -> (String, Stri
     (array, merge)
 }
 
-/// Every output file of the one-machine folder but the timings (summary.json), escape's runs file
-/// (completion order, wall times) and merge.json is in `merged` with the same bytes.
-fn assert_same_outputs(one: &Path, merged: &Path) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(one).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if ["summary.json", "escape_runs.csv", "merge.json"].contains(&name.as_str()) {
-            continue;
-        }
-        let a = std::fs::read(one.join(&name)).unwrap();
-        let b = std::fs::read(merged.join(&name)).unwrap_or_else(|_| panic!("{name} missing in {}", merged.display()));
-        assert!(
-            a == b,
-            "{name} differs between {} and {}",
-            one.display(),
-            merged.display()
-        );
-        n += 1;
-    }
-    n
-}
-
 #[test]
 #[ignore = "needs a SLURM cluster: scripts/cluster_test.sh"]
 fn sharded_studies_on_slurm_merge_to_the_one_machine_bytes() {
@@ -205,8 +183,8 @@ fn sharded_studies_on_slurm_merge_to_the_one_machine_bytes() {
         4 + 1 + 5 + 1
     );
     // escape_times, escape_summary, escape_fit, escape_runs.json (the runs file's hash) and two figures.
-    assert_eq!(assert_same_outputs(&t.join("escape-one"), &t.join("escape")), 6);
-    assert_eq!(assert_same_outputs(&t.join("run-one"), &t.join("run")), 4);
+    assert_eq!(common::assert_same_outputs(&t.join("escape-one"), &t.join("escape")), 6);
+    assert_eq!(common::assert_same_outputs(&t.join("run-one"), &t.join("run")), 4);
     for i in 0..4 {
         assert!(t.join(format!("escape/slurm/logs/shard-{i}-job{ea}.out")).exists());
     }
@@ -290,7 +268,7 @@ fn cancelled_array_task_is_rerun_alone_and_merges_to_the_same_bytes() {
         log.contains(&format!("3 task(s), {done_before} done before")),
         "the rerun did not resume: {log}"
     );
-    assert_eq!(assert_same_outputs(&t.join("one"), &dir), 4);
+    assert_eq!(common::assert_same_outputs(&t.join("one"), &dir), 4);
     eprintln!(
         "cancel, resubmit and merge on SLURM: {:.1} s ({done_before} run(s) kept by the cancelled shard)",
         t0.elapsed().as_secs_f64()

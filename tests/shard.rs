@@ -87,29 +87,6 @@ fn shards(cmd: &str, exp: &Path, k: usize, out: &Path) {
     }
 }
 
-/// Every file of the one-machine folder, but the timings (summary.json) and escape's runs file
-/// (its lines are in completion order, with wall times) and merge.json, is in `merged` with the
-/// same bytes.
-fn assert_same_outputs(one: &Path, merged: &Path) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(one).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if ["summary.json", "escape_runs.csv", "merge.json"].contains(&name.as_str()) {
-            continue;
-        }
-        let a = std::fs::read(one.join(&name)).unwrap();
-        let b = std::fs::read(merged.join(&name)).unwrap_or_else(|_| panic!("{name} missing in {}", merged.display()));
-        assert!(
-            a == b,
-            "{name} differs between {} and {}",
-            one.display(),
-            merged.display()
-        );
-        n += 1;
-    }
-    n
-}
-
 fn one_machine(cmd: &str, exp: &Path, out: &Path) {
     ok(&[cmd, s(exp), "--out", s(out), "--threads", "2"]);
 }
@@ -123,7 +100,7 @@ fn check_study(cmd: &str, text: &str, ks: &[usize], files: usize) {
         let dir = tmp.path().join(format!("k{k}"));
         shards(cmd, &exp, k, &dir);
         ok(&["merge", s(&dir), "--threads", "1"]);
-        assert_eq!(assert_same_outputs(&one, &dir), files, "{cmd} K = {k}");
+        assert_eq!(common::assert_same_outputs(&one, &dir), files, "{cmd} K = {k}");
         assert!(dir.join("merge.json").exists());
     }
 }
@@ -355,7 +332,7 @@ fn interrupted_shards_resume() {
         assert!(stderr(&o).contains(", 0 to do"), "{}", stderr(&o));
         let merged = t.join(format!("{cmd}-merged"));
         ok(&["merge", s(&dir), "--out", s(&merged)]);
-        assert!(assert_same_outputs(&t.join(format!("{cmd}-ref")), &merged) >= 4);
+        assert!(common::assert_same_outputs(&t.join(format!("{cmd}-ref")), &merged) >= 4);
         // The folder of another experiment's shard.
         let other = write(t, "other.toml", &text.replace("seeds = ", "seeds = 1"));
         let o = hdsgd(&[cmd, s(&other), "--shard", "0/2", "--out", s(&dir)]);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use hdsgd::config::Experiment;
+use std::path::Path;
 
 /// A TOML experiment file as (section, "key = value" lines); section "" is the top level.
 #[derive(Debug, Clone)]
@@ -98,4 +99,27 @@ pub fn escape_p1(n: &str, seeds: usize, t_max: f64, points: usize) -> Toml {
         .set("time", "t_max", format!("{t_max:?}"))
         .set("time", "points", points)
         .set("escape", "fraction", 0.5)
+}
+
+/// Every file of the one-machine folder `one`, but the timings (summary.json), escape's runs file
+/// (completion order, wall times) and merge.json, is in `merged` with the same bytes; returns how
+/// many files were compared.
+pub fn assert_same_outputs(one: &Path, merged: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(one).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if ["summary.json", "escape_runs.csv", "merge.json"].contains(&name.as_str()) {
+            continue;
+        }
+        let a = std::fs::read(one.join(&name)).unwrap();
+        let b = std::fs::read(merged.join(&name)).unwrap_or_else(|_| panic!("{name} missing in {}", merged.display()));
+        assert!(
+            a == b,
+            "{name} differs between {} and {}",
+            one.display(),
+            merged.display()
+        );
+        n += 1;
+    }
+    n
 }
