@@ -11,7 +11,7 @@
 //! Modules in layers, each importing only from the layers below it (docs/architecture.md; enforced
 //! by `tests/architecture.rs`):
 //!
-//! 1. core: [`rng`], [`model`] (activations, second layers), [`overlaps`], [`init`], [`grid`];
+//! 1. core: [`isa`] (CPU-feature dispatch), [`rng`], [`model`] (activations, second layers), [`overlaps`], [`init`], [`grid`];
 //! 2. [`population`] (closed-form averages over the overlaps);
 //! 3. [`ode`] (right-hand sides, integrator) and [`simulators`] (direct, chain);
 //! 4. [`analysis`]: pure functions of model, training and overlaps (stability, escape, scaling,
@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod grid;
 pub mod init;
+pub mod isa;
 pub mod model;
 pub mod ode;
 pub mod overlaps;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first. A module may import any module of a lower layer; within a layer
 /// only the core (layer 0) modules may import each other.
 const LAYERS: &[&[&str]] = &[
-    &["rng", "model", "overlaps", "init", "grid"],
+    &["isa", "rng", "model", "overlaps", "init", "grid"],
     &["population"],
     &["ode", "simulators"],
     &["analysis"],

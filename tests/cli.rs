@@ -155,7 +155,7 @@ fn results_are_identical_with_one_and_two_threads() {
 #[test]
 fn a_single_large_run_split_over_threads_is_identical() {
     // Without AVX2 there is no split step: the comparison still holds but tests less (reported).
-    use hdsgd::rng::{simd_tests_enabled, Isa, SimdFeature};
+    use hdsgd::isa::{simd_tests_enabled, Isa, SimdFeature};
     simd_tests_enabled(
         SimdFeature::Avx2,
         Isa::Avx2Fma.available(),

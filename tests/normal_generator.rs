@@ -3,8 +3,9 @@
 //! Every tolerance is a stated multiple of the standard error predicted for iid N(0, 1) numbers;
 //! with 5σ per check and fewer than ten checks the false-alarm probability is below 1e-5 (Bonferroni).
 
+use hdsgd::isa::Isa;
 use hdsgd::model::erf;
-use hdsgd::rng::{FastNormal, Isa};
+use hdsgd::rng::FastNormal;
 
 const N: usize = 1 << 22;
 

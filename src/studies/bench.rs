@@ -19,8 +19,9 @@
 //! wall-clock. Results go to a table on stdout and, with `--json FILE`, to JSON.
 
 use crate::init::TeacherInit;
+use crate::isa::Isa;
 use crate::model::{Activation, Model, Training};
-use crate::rng::{fill_standard_normal, FastNormal, Isa, SimRng, NORMAL_BLOCK};
+use crate::rng::{fill_standard_normal, FastNormal, SimRng, NORMAL_BLOCK};
 use crate::simulators::direct::{kernel, DirectSimulator};
 use crate::simulators::RunSpec;
 use anyhow::Context;

@@ -49,7 +49,7 @@ pub fn update(rows: &mut [f64], n: usize, decay: f64, coef: &[f64], xs: &[f64]) 
 //   exact), the same operations in the fused pass and in [`axpy_rows`], so that a run's numbers do
 //   not depend on when pending updates are flushed.
 
-use crate::rng::Isa;
+use crate::isa::Isa;
 
 /// Eight partial sums of one dot product (lane = element index mod 8).
 pub type Acc = [f64; 8];
@@ -240,8 +240,8 @@ mod tests {
     }
 
     fn isas() -> Vec<Isa> {
-        let avx2 = crate::rng::simd_tests_enabled(
-            crate::rng::SimdFeature::Avx2,
+        let avx2 = crate::isa::simd_tests_enabled(
+            crate::isa::SimdFeature::Avx2,
             Isa::Avx2Fma.available(),
             "kernel tests across instruction sets",
         );

@@ -33,8 +33,9 @@ pub use split::SPLIT_MIN_N;
 
 use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{initial_weights, InitSpec, TeacherInit};
+use crate::isa::Isa;
 use crate::overlaps::Overlaps;
-use crate::rng::{standard_normal, stream, FastNormal, Isa, SimRng, NORMAL_BLOCK};
+use crate::rng::{standard_normal, stream, FastNormal, SimRng, NORMAL_BLOCK};
 use kernel::Acc;
 use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
@@ -404,8 +405,9 @@ impl SampleStepper for DirectSimulator {
 mod tests {
     use super::*;
     use crate::init::{student_weights, teacher_weights};
+    use crate::isa::{simd_tests_enabled, SimdFeature};
     use crate::model::{Activation, Model, Training};
-    use crate::rng::{fill_standard_normal, simd_tests_enabled, SimdFeature};
+    use crate::rng::fill_standard_normal;
     use rand::SeedableRng;
 
     /// The update is −η·(∂ℓ/∂w_i)·√N/... : check δ_i x/√N against finite differences of the

@@ -26,7 +26,8 @@ use super::kernel::Acc;
 use super::team::Team;
 use super::traverse::{Pass, CHUNK};
 use super::Padded;
-use crate::rng::{jump::Jump, FastNormal, Isa, NORMAL_BLOCK, NORMAL_LANES};
+use crate::isa::Isa;
+use crate::rng::{jump::Jump, FastNormal, NORMAL_BLOCK, NORMAL_LANES};
 
 /// Smallest N for which [`super::DirectSimulator::with_split`] splits a step: below it the join
 /// and the jumps cost more than half a step saves (measured: docs/performance.md).

@@ -11,7 +11,8 @@
 
 use super::kernel::{self, Acc};
 use super::DirectSimulator;
-use crate::rng::{FastNormal, Isa, NORMAL_BLOCK};
+use crate::isa::Isa;
+use crate::rng::{FastNormal, NORMAL_BLOCK};
 use std::ops::Range;
 use std::slice;
 
