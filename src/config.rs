@@ -47,7 +47,9 @@ pub struct ModelConfig {
     pub p: i64,
     /// Teacher width p* ≥ 1.
     pub p_star: i64,
-    /// Student second layer a: "uniform" (1/p), "ones" or a list of p numbers. Default "uniform".
+    /// Student second layer a: "uniform" (1/p), "ones" or a list of p numbers, fixed; or a table
+    /// `{ init = …, train = true, eta = η_a, weight_decay = ℓ_a }` to train it
+    /// ([`crate::model::SecondLayerSgd`]). Default "uniform".
     #[serde(default = "uniform")]
     pub a: SecondLayer,
     /// Teacher second layer v: "uniform" (1/p*), "ones" or a list of p* numbers. Default "uniform".
@@ -392,9 +394,17 @@ fn model_of(c: &ExperimentConfig) -> Result<Model, ConfigError> {
         }
     }
     let a = c.model.a.resolve(p).map_err(|m| field_err("model.a", m))?;
+    let train_a = c.model.a.sgd().map_err(|m| field_err("model.a", m))?;
     let v = c.model.v.resolve(p_star).map_err(|m| field_err("model.v", m))?;
+    if c.model.v.sgd().map_err(|m| field_err("model.v", m))?.is_some() {
+        return Err(field_err(
+            "model.v",
+            "the teacher's second layer is fixed (`train = true` is for `model.a`)",
+        ));
+    }
     non_negative(c.model.noise, "model.noise")?;
-    let model = Model::new(c.model.activation, a, v, c.model.noise);
+    let mut model = Model::new(c.model.activation, a, v, c.model.noise);
+    model.train_a = train_a;
     Ok(model)
 }
 
@@ -614,6 +624,12 @@ fn validate_sections(c: &ExperimentConfig, model: &Model) -> Result<(), ConfigEr
         s.validate().map_err(|(f, m)| field_err(&format!("scaling.{f}"), m))?;
     }
     if let Some(g) = &c.geometry {
+        if model.train_a.is_some() {
+            return Err(field_err(
+                "model.a",
+                "a trained second layer (`train = true`) cannot be combined with [geometry], whose observables assume a fixed a",
+            ));
+        }
         g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
         g.validate_model(model).map_err(|(f, m)| field_err(&f, m))?;
     }
@@ -716,6 +732,45 @@ t_max = 1.0
         assert_eq!(e.model.a, vec![0.5, 0.5]);
         assert_eq!(e.grid.len(), 51);
         assert_eq!(e.output_dir, Path::new("results/t"));
+    }
+
+    /// `[model] a` as a table: a trained second layer resolves to its initial weights and its SGD;
+    /// `train = false` is the fixed layer; bad rates, unknown keys, a nested table, a trained
+    /// teacher layer and [geometry] with a trained layer are errors naming `model.a` / `model.v`.
+    #[test]
+    fn trained_second_layer_config() {
+        let with_a = |a: &str| MINIMAL.replace("p_star = 1", &format!("p_star = 1\na = {a}"));
+        let e = Experiment::from_toml(
+            &with_a("{ init = [0.1, 0.3], train = true, eta = 0.7, weight_decay = 0.2 }"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(e.model.a, vec![0.1, 0.3]);
+        let sgd = e.model.train_a.unwrap();
+        assert_eq!((sgd.eta, sgd.weight_decay), (0.7, 0.2));
+        let fixed = Experiment::from_toml(&with_a("{ init = \"ones\" }"), "t").unwrap();
+        assert_eq!((fixed.model.a, fixed.model.train_a), (vec![1.0, 1.0], None));
+        let default_init = Experiment::from_toml(&with_a("{ train = true, eta = 1 }"), "t").unwrap();
+        assert_eq!(default_init.model.a, vec![0.5, 0.5]);
+        for (a, needle) in [
+            ("{ train = true }", "needs `eta`"),
+            ("{ train = true, eta = 0.0 }", "`eta` must be a finite number > 0"),
+            ("{ train = true, eta = -1.0 }", "`eta` must be a finite number > 0"),
+            ("{ train = true, eta = nan }", "`eta` must be a finite number > 0"),
+            ("{ train = true, eta = inf }", "`eta` must be a finite number > 0"),
+            ("{ train = true, eta = 1.0, weight_decay = -1.0 }", "weight_decay"),
+            ("{ eta = 1.0 }", "need `train = true`"),
+            ("{ init = [1.0], train = true, eta = 1.0 }", "init has 1 entries"),
+            ("{ init = { train = true }, train = true, eta = 1.0 }", "not a table"),
+        ] {
+            let e = err(&with_a(a));
+            assert!(e.contains("model.a") && e.contains(needle), "{a}: {e}");
+        }
+        assert!(err(&with_a("{ train = true, rate = 1.0 }")).contains("rate"));
+        let v = MINIMAL.replace("p_star = 1", "p_star = 1\nv = { train = true, eta = 1.0 }");
+        assert!(err(&v).contains("model.v"));
+        let geo = with_a("{ train = true, eta = 1.0 }") + "[geometry]\n";
+        assert!(err(&geo).contains("model.a"), "{}", err(&geo));
     }
 
     #[test]

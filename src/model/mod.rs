@@ -1,4 +1,5 @@
-//! The teacher–student model of theory.md §1: activations, widths, fixed second layers and label noise.
+//! The teacher–student model of theory.md §1: activations, widths, second layers (fixed, or the
+//! student's trained by SGD: [`SecondLayerSgd`]) and label noise.
 //!
 //! Student: ŷ = Σ_i a_i g(λ_i), λ_i = w_i·x/√N (i < p). Teacher: y = Σ_k v_k g(ν_k) + √Δ ξ,
 //! ν_k = w*_k·x/√N (k < p*). Loss per sample ℓ = ½(y − ŷ)².
@@ -9,16 +10,39 @@ pub use activation::{erf, Activation};
 
 use serde::{Deserialize, Serialize};
 
-/// How a fixed second layer is specified in an experiment file.
+/// How a second layer is specified in an experiment file.
 ///
 /// * `"uniform"`: every weight equal to 1/width (the averaging committee);
 /// * `"ones"`: every weight 1;
-/// * an explicit list of `width` numbers.
+/// * an explicit list of `width` numbers;
+/// * a table `{ init = <one of the above>, train = true, eta = η_a, weight_decay = ℓ_a }`: the
+///   student's second layer starting at `init` and trained by SGD ([`SecondLayerSgd`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SecondLayer {
     Named(SecondLayerKind),
     Explicit(Vec<f64>),
+    Table(SecondLayerTable),
+}
+
+/// The table form of [`SecondLayer`] (`[model] a = { init = "uniform", train = true, eta = 0.5 }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondLayerTable {
+    /// Initial weights: "uniform", "ones" or a list. Default "uniform".
+    #[serde(default = "uniform_layer")]
+    pub init: Box<SecondLayer>,
+    /// Whether SGD trains this layer. Default false (then `eta` and `weight_decay` must be absent).
+    #[serde(default)]
+    pub train: bool,
+    /// Second-layer learning rate η_a > 0 (required when `train = true`).
+    pub eta: Option<f64>,
+    /// Second-layer weight decay ℓ_a ≥ 0. Default 0.
+    pub weight_decay: Option<f64>,
+}
+
+fn uniform_layer() -> Box<SecondLayer> {
+    Box::new(SecondLayer::Named(SecondLayerKind::Uniform))
 }
 
 /// By hand rather than `untagged`, so that a wrong value says what is allowed (an untagged enum
@@ -29,7 +53,7 @@ impl<'de> Deserialize<'de> for SecondLayer {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = SecondLayer;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(r#""uniform", "ones" or a list of numbers"#)
+                f.write_str(r#""uniform", "ones" or a list of numbers (or a table { init, train, eta, weight_decay })"#)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecondLayer, E> {
                 match v {
@@ -45,6 +69,9 @@ impl<'de> Deserialize<'de> for SecondLayer {
                 }
                 Ok(SecondLayer::Explicit(w))
             }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecondLayer, A::Error> {
+                SecondLayerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(SecondLayer::Table)
+            }
         }
         d.deserialize_any(V)
     }
@@ -59,9 +86,14 @@ pub enum SecondLayerKind {
 }
 
 impl SecondLayer {
-    /// The weights for a layer of `width` units, or a message if an explicit list has the wrong length.
+    /// The weights for a layer of `width` units (a table's `init`), or a message if an explicit list
+    /// has the wrong length.
     pub fn resolve(&self, width: usize) -> Result<Vec<f64>, String> {
         match self {
+            SecondLayer::Table(t) => match &*t.init {
+                SecondLayer::Table(_) => Err("`init` must be \"uniform\", \"ones\" or a list, not a table".into()),
+                init => init.resolve(width).map_err(|m| format!("init {m}")),
+            },
             SecondLayer::Named(SecondLayerKind::Uniform) => Ok(vec![1.0 / width as f64; width]),
             SecondLayer::Named(SecondLayerKind::Ones) => Ok(vec![1.0; width]),
             SecondLayer::Explicit(w) => {
@@ -75,6 +107,51 @@ impl SecondLayer {
             }
         }
     }
+
+    /// The SGD of this layer: `None` when it is fixed, the rate and decay of a table with
+    /// `train = true`, or a message (η_a must be finite and > 0, ℓ_a finite and ≥ 0; a fixed layer
+    /// takes neither).
+    pub fn sgd(&self) -> Result<Option<SecondLayerSgd>, String> {
+        let SecondLayer::Table(t) = self else {
+            return Ok(None);
+        };
+        if !t.train {
+            return match (t.eta, t.weight_decay) {
+                (None, None) => Ok(None),
+                _ => Err("`eta` and `weight_decay` need `train = true`".into()),
+            };
+        }
+        let eta = t
+            .eta
+            .ok_or("`train = true` needs `eta`, the second-layer learning rate η_a > 0")?;
+        if !(eta.is_finite() && eta > 0.0) {
+            return Err(format!(
+                "`eta` must be a finite number > 0 (got {eta}); for a fixed layer write `train = false`"
+            ));
+        }
+        let weight_decay = t.weight_decay.unwrap_or(0.0);
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            return Err(format!("`weight_decay` must be finite and ≥ 0 (got {weight_decay})"));
+        }
+        Ok(Some(SecondLayerSgd { eta, weight_decay }))
+    }
+}
+
+/// One-pass SGD on the student's second layer, simultaneous with the first layer's (theory.md §2):
+///
+/// a_i ← a_i (1 − η_a ℓ_a/N) + (η_a/(B N)) Σ_b r^b g(λ_i^b),
+///
+/// with the residuals r^b and pre-activations λ^b of the same step (before either layer moves), so
+/// that per sample a moves by (η_a/N)(y − ŷ) g(λ_i) (plain SGD on ℓ = ½(y − ŷ)² with step η_a/N)
+/// and, at t = samples/N, da_i/dt = (η_a/B)(E[r g(λ_i)] − ℓ_a a_i) as N → ∞. nn2pp's `--lr2` is
+/// η_a (its second-layer step is lr2/N per sample).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SecondLayerSgd {
+    /// Second-layer learning rate η_a (> 0 from an experiment file; 0 is accepted by the library
+    /// and leaves a unchanged).
+    pub eta: f64,
+    /// Second-layer weight decay ℓ_a ≥ 0 (scaled by η_a, like ℓ₂).
+    pub weight_decay: f64,
 }
 
 /// A resolved two-layer teacher–student model (theory.md §1).
@@ -96,6 +173,10 @@ pub struct Model {
     pub v: Vec<f64>,
     /// Label-noise variance Δ: y = Σ v_k g(ν_k) + √Δ ξ.
     pub noise: f64,
+    /// SGD on the student's second layer a (`None`: a is fixed). When set, `a` is the current
+    /// second layer of a run (its initial value in an experiment's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_a: Option<SecondLayerSgd>,
 }
 
 impl Model {
@@ -106,7 +187,14 @@ impl Model {
             a,
             v,
             noise,
+            train_a: None,
         }
+    }
+
+    /// The same model with its student second layer trained by `sgd`.
+    pub fn with_trained_a(mut self, sgd: SecondLayerSgd) -> Self {
+        self.train_a = Some(sgd);
+        self
     }
 
     /// Student width p.

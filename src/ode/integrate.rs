@@ -1,12 +1,13 @@
 //! Integration of the overlap ODEs on a time grid.
 
-use super::rhs::{derivatives, OdeVariant};
+use super::rhs::{derivatives, readout_derivative, OdeVariant};
 use crate::model::{Model, Training};
 use crate::overlaps::Overlaps;
 use crate::population::{population_error, PopulationError};
 use nalgebra::{DMatrix, DVector};
 use ode_solvers::continuous_output_model::ContinuousOutputModel;
 use ode_solvers::{Dopri5, OutputType, System};
+use std::borrow::Cow;
 
 /// Integrator settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +69,8 @@ pub struct OdeSolution {
     pub overlaps: Vec<Overlaps>,
     /// e_g at those times (label noise excluded).
     pub eg: Vec<f64>,
+    /// The student's second layer a at those times, when it is trained (`Model::train_a`).
+    pub a: Option<Vec<Vec<f64>>>,
     /// `None` when the whole grid was integrated.
     pub stop: Option<OdeStop>,
 }
@@ -82,18 +85,54 @@ struct OverlapSystem<'a, 's, H> {
     stop: &'s mut Option<OdeStop>,
 }
 
+/// Whether a is part of the ODE state: a trained layer with η_a ≠ 0 (at η_a = 0 it is constant, and
+/// leaving it out keeps the integrator's error norm, hence its steps, those of the fixed layer).
+fn a_in_state(model: &Model) -> bool {
+    model.train_a.is_some_and(|s| s.eta != 0.0)
+}
+
+/// The ODE state: the overlaps ([`Overlaps::to_state`]) followed, when [`a_in_state`], by a.
+fn pack(model: &Model, ov: &Overlaps) -> DVector<f64> {
+    let s = ov.to_state();
+    if !a_in_state(model) {
+        return s;
+    }
+    DVector::from_iterator(s.len() + model.p(), s.iter().chain(&model.a).copied())
+}
+
+/// Inverse of [`pack`]: the overlaps and the model at the state's second layer (borrowed when fixed).
+fn unpack<'m>(model: &'m Model, y: &DVector<f64>, p_teacher: &DMatrix<f64>) -> (Overlaps, Cow<'m, Model>) {
+    let len = Overlaps::state_len(model.p(), model.p_star());
+    let ov = Overlaps::from_state(&y.rows(0, len).into_owned(), p_teacher);
+    if !a_in_state(model) {
+        return (ov, Cow::Borrowed(model));
+    }
+    let mut m = model.clone();
+    m.a.copy_from_slice(&y.as_slice()[len..]);
+    (ov, Cow::Owned(m))
+}
+
 impl<H: StopHook> System<f64, DVector<f64>> for OverlapSystem<'_, '_, H> {
     fn system(&self, _t: f64, y: &DVector<f64>, dy: &mut DVector<f64>) {
-        let ov = Overlaps::from_state(y, &self.p_teacher);
+        let (ov, model) = unpack(self.model, y, &self.p_teacher);
         // `integrate` checked that the activation has moments, so this cannot fail here.
-        let (dq, dm) = derivatives(self.model, &self.training, &ov, self.options.variant).expect("moments available");
-        let d = Overlaps::new(dq, dm, self.p_teacher.clone());
-        dy.copy_from(&d.to_state());
+        let (dq, dm) = derivatives(&model, &self.training, &ov, self.options.variant).expect("moments available");
+        let d = Overlaps::new(dq, dm, self.p_teacher.clone()).to_state();
+        let da = if a_in_state(&model) {
+            readout_derivative(&model, &self.training, &ov)
+        } else {
+            vec![]
+        };
+        dy.copy_from(&DVector::from_iterator(
+            d.len() + da.len(),
+            d.iter().chain(&da).copied(),
+        ));
     }
 
     fn solout(&mut self, t: f64, y: &DVector<f64>, _dy: &DVector<f64>) -> bool {
-        let ov = Overlaps::from_state(y, &self.p_teacher);
-        if !ov.is_bounded(self.options.divergence_bound) {
+        let (ov, model) = unpack(self.model, y, &self.p_teacher);
+        let bound = self.options.divergence_bound;
+        if !ov.is_bounded(bound) || !model.a.iter().all(|a| a.is_finite() && a.abs() <= bound) {
             *self.stop = Some(OdeStop::Diverged { t });
             return true;
         }
@@ -107,7 +146,9 @@ impl<H: StopHook> System<f64, DVector<f64>> for OverlapSystem<'_, '_, H> {
 
 /// Integrates the overlap ODE from `initial` (at t = grid[0]) and returns it on `grid`
 /// (increasing times). The integration stops early on divergence, on the `hook`, or on an
-/// integrator failure; the solution then holds the grid points reached.
+/// integrator failure; the solution then holds the grid points reached. A trained second layer
+/// (`model.train_a`) starts at `model.a` and is integrated with the overlaps
+/// ([`readout_derivative`]); the solution then holds it in [`OdeSolution::a`].
 ///
 /// ```
 /// use hdsgd::{model::{Activation, Model, Training}, overlaps::Overlaps, ode::{integrate, OdeOptions}};
@@ -132,6 +173,7 @@ pub fn integrate<H: StopHook>(
         t: vec![],
         overlaps: vec![],
         eg: vec![],
+        a: model.train_a.map(|_| vec![]),
         stop: None,
     };
     if grid.is_empty() {
@@ -155,9 +197,12 @@ pub fn integrate<H: StopHook>(
 }
 
 impl OdeSolution {
-    /// Appends the grid point (t, ov) with its e_g, keeping the three columns in step.
+    /// Appends the grid point (t, ov) with its e_g (and a, when trained), keeping the columns in step.
     fn push(&mut self, model: &Model, t: f64, ov: Overlaps) {
         self.eg.push(population_error(model, &ov.gram()));
+        if let Some(a) = &mut self.a {
+            a.push(model.a.clone());
+        }
         self.t.push(t);
         self.overlaps.push(ov);
     }
@@ -189,7 +234,7 @@ fn solve<H: StopHook>(
         t0,
         t1,
         t1 - t0,
-        initial.to_state(),
+        pack(model, initial),
         options.rtol,
         options.atol,
         0.9,
@@ -241,14 +286,12 @@ fn sample_grid(
         if t > t_reached {
             break;
         }
-        let ov = if t <= t0 {
-            initial.clone()
-        } else {
-            match dense.evaluate(t) {
-                Some(y) => Overlaps::from_state(&y, &p_teacher),
-                None => break,
-            }
-        };
-        sol.push(model, t, ov);
+        if t <= t0 {
+            sol.push(model, t, initial.clone());
+            continue;
+        }
+        let Some(y) = dense.evaluate(t) else { break };
+        let (ov, m) = unpack(model, &y, &p_teacher);
+        sol.push(&m, t, ov);
     }
 }

@@ -8,4 +8,4 @@ mod integrate;
 mod rhs;
 
 pub use integrate::{integrate, OdeOptions, OdeSolution, OdeStop, StopHook};
-pub use rhs::{derivatives, OdeVariant};
+pub use rhs::{derivatives, readout_derivative, OdeVariant};

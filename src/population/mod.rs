@@ -55,6 +55,43 @@ pub fn population_error(model: &Model, c: &DMatrix<f64>) -> f64 {
     }
 }
 
+/// E[g(z_m) g(z_l)] for z ~ N(0, C): the output kernel, in closed form for every activation
+/// (quadratic: C_mm C_ll + 2 C_ml² by Isserlis; linear: C_ml; erf: I2(z_m, z_l); ReLU: the
+/// arc-cosine kernel). e_g = ½ cᵀKc with c = (−a, v).
+pub fn output_kernel(activation: Activation, c: &DMatrix<f64>, m: usize, l: usize) -> f64 {
+    let cov = [[c[(m, m)], c[(m, l)]], [c[(l, m)], c[(l, l)]]];
+    match activation {
+        Activation::Quadratic => cov[0][0] * cov[1][1] + 2.0 * cov[0][1] * cov[0][1],
+        Activation::Linear => cov[0][1],
+        Activation::Erf => erf::i2(&cov),
+        Activation::Relu => relu::relu_kernel(&cov),
+    }
+}
+
+/// E[r g(λ_i)] for i < p, the drift of a trained second layer (theory.md §2, [`crate::model::SecondLayerSgd`]):
+/// with r = Σ_m c_m g(z_m) + √Δ ξ, c = (−a, v), it is Σ_m c_m E[g(λ_i) g(z_m)] (the label noise has
+/// mean zero and is independent of z), so da_i/dt = (η_a/B)(E[r g(λ_i)] − ℓ_a a_i) needs only the
+/// [`output_kernel`]. Also −∂e_g/∂a_i.
+///
+/// ```
+/// use hdsgd::{model::{Activation, Model}, population::readout_drift};
+/// use nalgebra::DMatrix;
+/// // Linear, p = p* = 1, a = 0.5, v = 1, Q = M = P = 1: E[(λ − 0.5λ) λ] = 0.5.
+/// let m = Model::new(Activation::Linear, vec![0.5], vec![1.0], 0.0);
+/// assert!((readout_drift(&m, &DMatrix::from_element(2, 2, 1.0))[0] - 0.5).abs() < 1e-15);
+/// ```
+pub fn readout_drift(model: &Model, c: &DMatrix<f64>) -> Vec<f64> {
+    let coef = model.signed_coefficients();
+    (0..model.p())
+        .map(|i| {
+            coef.iter()
+                .enumerate()
+                .map(|(m, cm)| cm * output_kernel(model.activation, c, i, m))
+                .sum()
+        })
+        .collect()
+}
+
 /// The ODE moments at Gram matrix C (see [`Moments`]).
 pub fn moments(model: &Model, c: &DMatrix<f64>) -> Result<Moments, PopulationError> {
     match model.activation {
@@ -85,12 +122,12 @@ pub mod monte_carlo {
         pub se: DMatrix<f64>,
     }
 
-    /// Estimates (e_g as 1×1, E[δλᵀ], E[δνᵀ], E[δδᵀ]).
-    pub fn estimate(model: &Model, c: &DMatrix<f64>, samples: usize, seed: u64) -> [Estimate; 4] {
+    /// Estimates (e_g as 1×1, E[δλᵀ], E[δνᵀ], E[δδᵀ], E[r g(λ)] as p×1), label noise drawn.
+    pub fn estimate(model: &Model, c: &DMatrix<f64>, samples: usize, seed: u64) -> [Estimate; 5] {
         let (p, k) = (model.p(), model.p_star());
         let l = c.clone().cholesky().expect("C must be positive definite").l();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let shapes = [(1, 1), (p, p), (p, k), (p, p)];
+        let shapes = [(1, 1), (p, p), (p, k), (p, p), (p, 1)];
         let mut sum: Vec<DMatrix<f64>> = shapes.iter().map(|&(r, c)| DMatrix::zeros(r, c)).collect();
         let mut sum2 = sum.clone();
         let g = model.activation;
@@ -112,6 +149,7 @@ pub mod monte_carlo {
                 DMatrix::from_fn(p, p, |i, j| delta[i] * z[j]),
                 DMatrix::from_fn(p, k, |i, j| delta[i] * z[p + j]),
                 DMatrix::from_fn(p, p, |i, j| delta[i] * delta[j]),
+                DMatrix::from_fn(p, 1, |i, _| r * g.g(z[i])),
             ];
             for (s, (s2, v)) in sum.iter_mut().zip(sum2.iter_mut().zip(vals)) {
                 *s += &v;
@@ -125,12 +163,7 @@ pub mod monte_carlo {
             let se = var.map(|v| (v.max(0.0) / (n - 1.0)).sqrt());
             Estimate { mean, se }
         });
-        [
-            out.next().unwrap(),
-            out.next().unwrap(),
-            out.next().unwrap(),
-            out.next().unwrap(),
-        ]
+        [(); 5].map(|_| out.next().unwrap())
     }
 
     /// A random symmetric positive-definite matrix C = B Bᵀ/d + ε I of size `d`, for tests.
@@ -150,6 +183,8 @@ pub mod monte_carlo {
         assert_within("E[δλ]", &m.delta_lambda, &est[1], k);
         assert_within("E[δν]", &m.delta_nu, &est[2], k);
         assert_within("E[δδ]", &m.delta_delta, &est[3], k);
+        let drift = DMatrix::from_column_slice(model.p(), 1, &super::readout_drift(model, c));
+        assert_within("E[r g(λ)]", &drift, &est[4], k);
     }
 
     /// Asserts |closed − mc| ≤ k·se entrywise (plus a tiny absolute floor for exact zeros).

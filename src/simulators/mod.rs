@@ -6,7 +6,7 @@
 pub mod chain;
 pub mod direct;
 
-use crate::model::{Model, Training};
+use crate::model::{Model, SecondLayerSgd, Training};
 use crate::overlaps::Overlaps;
 use crate::population::population_error;
 use std::ops::ControlFlow;
@@ -23,10 +23,13 @@ pub struct Record {
     /// Mean per-sample training loss ½(y − ŷ)² (label noise included) over the samples since the
     /// previous record; `None` for a record with no sample before it (t = 0).
     pub train_loss: Option<f64>,
+    /// The student's second layer at t, when it is trained (`Model::train_a`; `None` when fixed).
+    pub a: Option<Vec<f64>>,
 }
 
 impl Record {
-    /// A record with e_g computed from the overlaps.
+    /// A record with e_g computed from the overlaps and the model's current second layer (kept in
+    /// the record when it is trained).
     pub fn new(model: &Model, t: f64, overlaps: Overlaps, train_loss: Option<f64>) -> Self {
         let eg = population_error(model, &overlaps.gram());
         Record {
@@ -34,6 +37,7 @@ impl Record {
             overlaps,
             eg,
             train_loss,
+            a: model.train_a.map(|_| model.a.clone()),
         }
     }
 }
@@ -78,6 +82,17 @@ pub fn grid_steps(grid: &[f64], n: usize, batch: usize) -> Vec<u64> {
         .collect();
     steps.dedup();
     steps
+}
+
+/// a_i ← a_i (1 − η_a ℓ_a/N) + (η_a/(BN)) sum_i, with sum_i = Σ_b r^b g(λ_i^b) (then reset to 0):
+/// the second-layer update of one step ([`crate::model::SecondLayerSgd`]), shared by both simulators. At η_a = 0 it leaves a bit for bit unchanged (a·1 + 0 = a).
+pub(crate) fn step_second_layer(a: &mut [f64], sums: &mut [f64], sgd: SecondLayerSgd, n: usize, batch: usize) {
+    let scale = sgd.eta / (batch as f64 * n as f64);
+    let decay = 1.0 - sgd.eta * sgd.weight_decay / n as f64;
+    for (ai, si) in a.iter_mut().zip(sums.iter_mut()) {
+        *ai = *ai * decay + scale * *si;
+        *si = 0.0;
+    }
 }
 
 /// Common parameters of a simulated run.

@@ -227,6 +227,7 @@ pub fn plan_with(exp: &Experiment, command: Command, opts: &OutputOptions, check
     if !large {
         check_widths(exp)?;
     }
+    check_trained_second_layer(exp, command, check_folder)?;
     let threads = resolve_threads(opts.threads, &mut warnings);
     // Degenerate designs of the simulated runs.
     if command.simulates() || (command == Command::Ode && !exp.ns.is_empty()) {
@@ -360,6 +361,33 @@ fn check_record_times(exp: &Experiment, warnings: &mut Vec<String>) -> Result<()
                 b as f64 / n as f64
             ));
         }
+    }
+    Ok(())
+}
+
+/// A trained second layer (`[model] a = { train = true, … }`) is supported by `run` and `ode` on one
+/// machine; the plateau fixed point and its stability, the escape and scaling studies, the Hessian
+/// and shards (whose files do not carry a) assume a fixed second layer, so they refuse it.
+fn check_trained_second_layer(exp: &Experiment, command: Command, check_folder: bool) -> Result<()> {
+    if exp.model.train_a.is_none() {
+        return Ok(());
+    }
+    if !matches!(command, Command::Run | Command::Ode) {
+        bail!(field(
+            "model.a",
+            format!(
+                "`hdsgd {}` does not support a trained second layer (`train = true`): it assumes a fixed a; \
+                 use `hdsgd run` or `hdsgd ode`, or set `train = false`",
+                command.name()
+            )
+        ));
+    }
+    if !check_folder {
+        bail!(field(
+            "model.a",
+            "shards do not support a trained second layer (`train = true`) yet; run the experiment on one \
+             machine with `hdsgd run`"
+        ));
     }
     Ok(())
 }
@@ -717,6 +745,23 @@ t_max = 1.0
     fn err(text: &str, c: Command) -> String {
         let exp = Experiment::from_toml(text, "t").unwrap();
         format!("{:#}", plan(&exp, c, &opts()).unwrap_err())
+    }
+
+    /// A trained second layer passes for `run` and `ode`; every other command, and a shard, refuses it
+    /// naming `model.a`.
+    #[test]
+    fn trained_second_layer_only_for_run_and_ode() {
+        let text = BASE.replace("p_star = 1", "p_star = 1\na = { train = true, eta = 0.3 }");
+        let exp = Experiment::from_toml(&text, "t").unwrap();
+        for c in [Command::Run, Command::Ode] {
+            assert!(plan(&exp, c, &opts()).is_ok(), "{}", c.name());
+        }
+        for c in [Command::Plateau, Command::Escape, Command::Scaling, Command::Hessian] {
+            let e = format!("{:#}", plan(&exp, c, &opts()).unwrap_err());
+            assert!(e.contains("model.a") && e.contains(c.name()), "{e}");
+        }
+        let e = format!("{:#}", plan_with(&exp, Command::Run, &opts(), false).unwrap_err());
+        assert!(e.contains("model.a") && e.contains("shards"), "{e}");
     }
 
     #[test]

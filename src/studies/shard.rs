@@ -795,6 +795,8 @@ impl RunLine {
                     eg: r.eg.0,
                     train_loss: r.train_loss.map(|x| x.0),
                     overlaps: r.ov.into_overlaps(p, k)?,
+                    // Shards refuse a trained second layer (preflight), so a is fixed.
+                    a: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -808,6 +810,7 @@ impl RunLine {
                     .map(|ov| ov.into_overlaps(p, k))
                     .collect::<Result<Vec<_>>>()?,
                 eg: fs(&o.eg),
+                a: None,
                 stop: o.stop.map(|s| match s {
                     Stop::Diverged { t } => OdeStop::Diverged { t: t.0 },
                     Stop::Hook { t } => OdeStop::Hook { t: t.0 },

@@ -3,6 +3,8 @@
 //! written as TOML), `.text()` for the file, `.experiment(name)` for the validated experiment.
 #![allow(dead_code)]
 
+pub mod ks;
+
 use hdsgd::config::Experiment;
 use std::path::Path;
 

@@ -14,7 +14,7 @@
 pub mod factor;
 
 use self::factor::{bartlett, compress_rows, ChiTable, GramFactor};
-use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
+use super::{record_loop, step_second_layer, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{InitSpec, TeacherInit};
 use crate::model::Activation;
 use crate::overlaps::Overlaps;
@@ -40,6 +40,8 @@ struct Scratch {
     coef: Vec<f64>,
     /// Label noises ξ_b.
     xi: Vec<f64>,
+    /// Σ_b r^b g(λ_i^b) of the step (p), for a trained second layer.
+    da: Vec<f64>,
     /// B' = min(B, N − r̃), the number of new columns of this step.
     bp: usize,
 }
@@ -116,6 +118,7 @@ impl ChainSimulator {
                 z: vec![0.0; b * d],
                 coef: vec![0.0; b * factor.p],
                 xi: vec![0.0; b],
+                da: vec![0.0; factor.p],
                 bp: 0,
             },
             spec,
@@ -144,6 +147,11 @@ impl ChainSimulator {
         let mut o = Overlaps::from_gram(&c, self.factor.p);
         o.p.copy_from(&self.p_teacher);
         o
+    }
+
+    /// The student's current second layer a (its initial value while fixed).
+    pub fn second_layer(&self) -> &[f64] {
+        &self.spec.model.a
     }
 
     /// r̃, the dimension of the basis the rows are expressed in (≤ min(p + p*, N)).
@@ -188,7 +196,16 @@ impl ChainSimulator {
             xi: &sc.xi,
             bp: sc.bp,
         };
-        let loss = apply_step(&self.spec, &mut self.factor.f, dims, &draws, &mut sc.z, &mut sc.coef);
+        let loss = apply_step(
+            &self.spec,
+            &mut self.factor.f,
+            dims,
+            &draws,
+            &mut sc.z,
+            &mut sc.coef,
+            &mut sc.da,
+        );
+        finish_second_layer(&mut self.spec, &mut sc.da);
         self.factor.width = (dims.width + sc.bp).min(dims.rt + dims.p);
         loss
     }
@@ -269,12 +286,31 @@ fn draw_step(
     bartlett(rng, chi, d.width, d.nb, d.s, a)
 }
 
+/// The second-layer update at the end of a step (trained layer only): a is O(p) exact state of the
+/// chain, moved by the same law as in the direct simulator from the sums Σ_b r^b g(λ_i^b) that
+/// [`apply_step`] accumulated in `da`; the next step's residuals and coefficients use the new a.
+#[inline(always)]
+fn finish_second_layer(spec: &mut RunSpec, da: &mut [f64]) {
+    if let Some(sgd) = spec.model.train_a {
+        step_second_layer(&mut spec.model.a, da, sgd, spec.n, spec.training.batch);
+    }
+}
+
 /// The deterministic part of a step (see [`factor`]): z^b = F g_b, the residuals r^b, the
 /// coefficients c_ib = η δ_i^b /(B N) with δ_i^b = a_i g'(λ_i^b) r^b, the update of the student
 /// rows F_i ← [κ F_i + Σ_b c_ib g_b, Σ_b c_ib A_b], and the compression back to r̃ ≤ p + p*
-/// columns. Returns Σ_b ½ (r^b)².
+/// columns; for a trained second layer, adds Σ_b r^b g(λ_i^b) to `da` (see [`finish_second_layer`]).
+/// Returns Σ_b ½ (r^b)².
 #[inline(always)]
-fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [f64], coef_all: &mut [f64]) -> f64 {
+fn apply_step(
+    spec: &RunSpec,
+    f: &mut [f64],
+    dm: Dims,
+    dr: &Draws,
+    z_all: &mut [f64],
+    coef_all: &mut [f64],
+    da: &mut [f64],
+) -> f64 {
     let model = &spec.model;
     let (p, ps, nb, s, width, rt) = (dm.p, dm.ps, dm.nb, dm.s, dm.width, dm.rt);
     let (n, d, bp) = (spec.n, p + ps, dr.bp);
@@ -302,6 +338,11 @@ fn apply_step(spec: &RunSpec, f: &mut [f64], dm: Dims, dr: &Draws, z_all: &mut [
         for i in 0..p {
             // c_ib = η δ_i^b /(B N), δ_i = a_i g'(λ_i) r
             coef_all[i * nb + b] = coef_scale * a_c[i] * act.dg(lambda[i]) * r;
+        }
+        if model.train_a.is_some() {
+            for (d, &l) in da.iter_mut().zip(lambda) {
+                *d += r * act.g(l);
+            }
         }
     }
     // Student rows: F_i ← [κ F_i + Σ_b c_ib g_b, Σ_b c_ib A_b]; teacher rows unchanged.
@@ -344,6 +385,7 @@ fn step_fixed<const PS: usize, const P: usize>(sim: &mut ChainSimulator) -> f64 
     };
     debug_assert_eq!((sim.factor.stride, sim.factor.width, sim.factor.rt), (d + 1, d, PS));
     let (mut g, mut a, mut xi, mut z, mut coef) = ([0.0; MAX], [0.0; MAX], [0.0; 1], [0.0; MAX], [0.0; MAX_FIXED]);
+    let mut da = [0.0; MAX_FIXED];
     let noisy = sim.spec.model.noise > 0.0;
     let bp = draw_step(
         &mut sim.rng,
@@ -360,7 +402,17 @@ fn step_fixed<const PS: usize, const P: usize>(sim: &mut ChainSimulator) -> f64 
         xi: &xi,
         bp,
     };
-    apply_step(&sim.spec, &mut sim.factor.f, dims, &draws, &mut z[..d], &mut coef[..P])
+    let loss = apply_step(
+        &sim.spec,
+        &mut sim.factor.f,
+        dims,
+        &draws,
+        &mut z[..d],
+        &mut coef[..P],
+        &mut da[..P],
+    );
+    finish_second_layer(&mut sim.spec, &mut da[..P]);
+    loss
 }
 
 /// Largest p and p* with a specialised step ([`step_fixed`]).

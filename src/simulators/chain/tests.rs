@@ -1,7 +1,7 @@
 //! Exact identities of the chain step (the statistics are in `tests/chain_equivalence.rs`).
 
 use super::*;
-use crate::model::{Model, Training};
+use crate::model::{Model, SecondLayerSgd, Training};
 use crate::rng::fill_standard_normal;
 use nalgebra::DMatrix;
 use rand::SeedableRng;
@@ -74,16 +74,27 @@ fn implied_basis(r: &DMatrix<f64>, f: &DMatrix<f64>, rng: &mut SimRng) -> DMatri
 /// chain's factor is recovered from the weights at each step as U = Rᵀ F (FᵀF)⁻¹/√N).
 #[test]
 fn step_is_the_direct_update_in_coordinates() {
-    for (act, p, ps, batch, zero_student) in [
-        (Activation::Quadratic, 2, 1, 1, false),
-        (Activation::Erf, 2, 2, 3, false),
-        (Activation::Erf, 2, 1, 1, true),
-        (Activation::Erf, 3, 2, 2, true),
-        (Activation::Linear, 1, 2, 2, false),
+    for (act, p, ps, batch, zero_student, trained) in [
+        (Activation::Quadratic, 2, 1, 1, false, false),
+        (Activation::Erf, 2, 2, 3, false, false),
+        (Activation::Erf, 2, 1, 1, true, false),
+        (Activation::Erf, 3, 2, 2, true, false),
+        (Activation::Linear, 1, 2, 2, false, false),
+        (Activation::Quadratic, 2, 1, 1, false, true),
+        (Activation::Erf, 2, 2, 3, false, true),
+        (Activation::Linear, 1, 2, 2, false, true),
     ] {
         let n = 11;
         let d = p + ps;
-        let sp = spec(act, p, ps, n, batch, 0.3, 0.2);
+        let mut sp = spec(act, p, ps, n, batch, 0.3, 0.2);
+        if trained {
+            sp.model = sp.model.with_trained_a(SecondLayerSgd {
+                eta: 0.9,
+                weight_decay: 0.4,
+            });
+        }
+        // The reference's model: its second layer moves with the direct update below.
+        let mut model = sp.model.clone();
         let mut rng = SimRng::seed_from_u64(7);
         // Explicit rows, teacher first.
         let mut r = DMatrix::from_fn(d, n, |_, _| standard_normal(&mut rng));
@@ -139,12 +150,12 @@ fn step_is_the_direct_update_in_coordinates() {
             }
             sim.scratch.bp = batch;
             let loss = sim.apply();
-            // The direct update (theory.md §2) on the explicit rows.
-            let model = &sp.model;
+            // The direct update (theory.md §2) on the explicit rows, and on a when it is trained.
             let sqn = (n as f64).sqrt();
             let z = &r * &x / sqn; // d × B, teacher rows first
             let mut direct_loss = 0.0;
             let mut upd = DMatrix::zeros(p, n);
+            let mut da = vec![0.0; p];
             for b in 0..batch {
                 let nu: Vec<f64> = (0..ps).map(|k| z[(k, b)]).collect();
                 let lam: Vec<f64> = (0..p).map(|i| z[(ps + i, b)]).collect();
@@ -156,11 +167,24 @@ fn step_is_the_direct_update_in_coordinates() {
                     for j in 0..n {
                         upd[(i, j)] += coef * x[(j, b)];
                     }
+                    da[i] += res * act.g(lam[i]);
                 }
                 for i in 0..d {
                     assert!((sim.scratch.z[b * d + i] - z[(i, b)]).abs() < 1e-12, "z");
                 }
             }
+            if let Some(sgd) = model.train_a {
+                for (a, d) in model.a.iter_mut().zip(&da) {
+                    *a = *a * (1.0 - sgd.eta * sgd.weight_decay / n as f64) + sgd.eta / (batch * n) as f64 * d;
+                }
+            }
+            let a_diff = model
+                .a
+                .iter()
+                .zip(&sim.spec.model.a)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            assert!(a_diff < 1e-12, "{act:?} p={p} B={batch} step {step}: |Δa| = {a_diff}");
             let decay = 1.0 - sp.training.eta * sp.training.weight_decay / n as f64;
             let new_students = r.rows(ps, p) * decay + upd;
             r.rows_mut(ps, p).copy_from(&new_students);
@@ -353,11 +377,21 @@ fn tiny_dimensions_stay_consistent() {
 /// noise, for quadratic and erf, across the whole (p, p*) table.
 #[test]
 fn specialised_step_is_bit_identical() {
-    for (act, wd, noise, sigma0) in [(Activation::Quadratic, 0.0, 0.0, 1.0), (Activation::Erf, 0.3, 0.1, 0.0)] {
+    for (act, wd, noise, sigma0, trained) in [
+        (Activation::Quadratic, 0.0, 0.0, 1.0, false),
+        (Activation::Erf, 0.3, 0.1, 0.0, false),
+        (Activation::Erf, 0.3, 0.1, 1.0, true),
+    ] {
         for p in 1..=MAX_FIXED {
             for ps in 1..=MAX_FIXED {
                 let mut s = spec(act, p, ps, 37, 1, wd, noise);
                 s.training.eta = 0.01; // stable: the comparison is on finite numbers
+                if trained {
+                    s.model.train_a = Some(SecondLayerSgd {
+                        eta: 0.05,
+                        weight_decay: 0.2,
+                    });
+                }
                 let mut fast = ChainSimulator::new(s.clone(), TeacherInit::Gaussian, sigma0, 9);
                 let mut slow = fast.clone();
                 slow.fast = None;
@@ -373,8 +407,30 @@ fn specialised_step_is_bit_identical() {
                 }
                 assert!(fast.factor.f.iter().all(|x| x.is_finite()));
                 assert_eq!(fast.factor, slow.factor, "p = {p}, p* = {ps}");
+                assert_eq!(fast.spec.model.a, slow.spec.model.a);
                 assert_eq!(fast.rng, slow.rng);
             }
         }
+    }
+}
+
+/// A trained second layer with η_a = 0 (and any ℓ_a) leaves a, and so the whole run, bit for bit
+/// equal to the fixed-layer run: general and specialised steps, B = 1 and 3.
+#[test]
+fn zero_rate_second_layer_is_the_fixed_layer() {
+    for (p, ps, batch) in [(2, 2, 1), (3, 1, 3), (5, 5, 1)] {
+        let fixed = spec(Activation::Erf, p, ps, 41, batch, 0.2, 0.1);
+        let mut trained = fixed.clone();
+        trained.model = trained.model.with_trained_a(SecondLayerSgd {
+            eta: 0.0,
+            weight_decay: 0.7,
+        });
+        let mut a = ChainSimulator::new(fixed, TeacherInit::Gaussian, 1.0, 3);
+        let mut b = ChainSimulator::new(trained, TeacherInit::Gaussian, 1.0, 3);
+        for _ in 0..200 {
+            assert_eq!(a.step().to_bits(), b.step().to_bits());
+        }
+        assert_eq!(a.factor, b.factor);
+        assert_eq!(a.spec.model.a, b.spec.model.a);
     }
 }

@@ -31,7 +31,7 @@ mod traverse;
 #[cfg(target_arch = "x86_64")]
 pub use split::SPLIT_MIN_N;
 
-use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
+use super::{record_loop, step_second_layer, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{initial_weights, InitSpec, TeacherInit};
 use crate::isa::Isa;
 use crate::overlaps::Overlaps;
@@ -99,6 +99,8 @@ struct Scratch {
     nu: Padded<f64>,
     /// coef[i·B + b] = η δ_i^b /(B√N) of the last step.
     coef: Padded<f64>,
+    /// Σ_b r^b g(λ_i^b) of the current step (p), for a trained second layer.
+    da: Padded<f64>,
     /// 1 − ηℓ₂/N.
     decay: f64,
     /// Whether the update of the last step (coef, decay, x_prev) is still to be applied to W.
@@ -182,6 +184,7 @@ impl DirectSimulator {
                 lambda: Padded::new(0.0, b * p),
                 nu: Padded::new(0.0, b * k),
                 coef: Padded::new(0.0, b * p),
+                da: Padded::new(0.0, p),
                 decay: 1.0,
                 pending: false,
                 super_chunk: SUPER_CHUNK,
@@ -265,6 +268,11 @@ impl DirectSimulator {
         self.w.view()
     }
 
+    /// The student's current second layer a (its initial value while fixed).
+    pub fn second_layer(&self) -> &[f64] {
+        &self.spec.model.a
+    }
+
     /// Teacher weights (p* × N).
     pub fn teacher(&self) -> ArrayView2<'_, f64> {
         self.w_star.view()
@@ -322,7 +330,9 @@ impl DirectSimulator {
     ///
     /// The pass ([`Self::pass`]) generates the x^b, applies the previous step's pending update to
     /// W and accumulates the projections on the updated rows; this step's update is applied by
-    /// the next pass, or by [`Self::flush`]. Returns Σ_b ½(r^b)².
+    /// the next pass, or by [`Self::flush`]. A trained second layer ([`crate::model::SecondLayerSgd`])
+    /// moves at the end of the step, O(p) work on the same λ^b and r^b (the W update above uses the a
+    /// of before the step): a_i ← a_i (1 − η_a ℓ_a/N) + (η_a/(BN)) Σ_b r^b g(λ_i^b). Returns Σ_b ½(r^b)².
     fn step_fused(&mut self) -> f64 {
         self.pass();
         let model = &self.spec.model;
@@ -354,10 +364,18 @@ impl DirectSimulator {
                 // η δ_i^b /(B√N)
                 s.coef[i * batch + b] = lr * model.a[i] * model.activation.dg(lambda[i]) * r;
             }
+            if model.train_a.is_some() {
+                for (d, &l) in s.da.iter_mut().zip(lambda.iter()) {
+                    *d += r * model.activation.g(l);
+                }
+            }
         }
         s.decay = 1.0 - eta * l2 / n as f64;
         s.pending = true;
         std::mem::swap(&mut s.x_new, &mut s.x_prev);
+        if let Some(sgd) = self.spec.model.train_a {
+            step_second_layer(&mut self.spec.model.a, &mut s.da, sgd, n, batch);
+        }
         loss
     }
 }
@@ -406,7 +424,7 @@ mod tests {
     use super::*;
     use crate::init::{student_weights, teacher_weights};
     use crate::isa::{simd_tests_enabled, SimdFeature};
-    use crate::model::{Activation, Model, Training};
+    use crate::model::{Activation, Model, SecondLayerSgd, Training};
     use crate::rng::fill_standard_normal;
     use rand::SeedableRng;
 
@@ -576,6 +594,107 @@ mod tests {
             assert!(tc.diverged_at.is_none() && td.diverged_at.is_none());
             assert_eq!(tc.records.last().unwrap().overlaps, td.records.last().unwrap().overlaps);
             assert!(a.w.iter().zip(c.w.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    /// A trained second layer: each step moves a by theory.md §2's
+    /// a_i ← a_i (1 − η_a ℓ_a/N) + (η_a/(BN)) Σ_b r^b g(λ_i^b) from the λ^b and r^b of the weights and
+    /// a before the step, while W moves with the a before the step (recomputed by hand with the
+    /// reference kernels, B = 1 and 3); records carry a.
+    #[test]
+    fn trained_second_layer_steps() {
+        let sgd = SecondLayerSgd {
+            eta: 0.8,
+            weight_decay: 0.3,
+        };
+        for (act, batch) in [
+            (Activation::Erf, 1),
+            (Activation::Quadratic, 3),
+            (Activation::Linear, 2),
+        ] {
+            let mut sp = spec(act, 37, batch, 0.2, 0.1);
+            sp.model = sp.model.with_trained_a(sgd);
+            let mut sim = DirectSimulator::new(sp.clone(), TeacherInit::Gaussian, 1.0, 5);
+            let sq = 37f64.sqrt();
+            for _ in 0..4 {
+                let (w0, a0) = (sim.w.clone(), sim.second_layer().to_vec());
+                let model = Model {
+                    a: a0.clone(),
+                    ..sp.model.clone()
+                };
+                let mut noise_rng = sim.rng.clone();
+                sim.step();
+                let mut a_ref: Vec<f64> = a0.iter().map(|a| a * (1.0 - 0.8 * 0.3 / 37.0)).collect();
+                let mut coef = vec![0.0; 3 * batch];
+                let npad = sim.scratch.npad;
+                let xs: Vec<f64> = (0..batch)
+                    .flat_map(|b| sim.scratch.x_prev[b * npad..b * npad + 37].to_vec())
+                    .collect();
+                for b in 0..batch {
+                    let x = &xs[b * 37..(b + 1) * 37];
+                    let (mut l, mut nu) = ([0.0; 3], [0.0; 2]);
+                    kernel::project(w0.as_slice().unwrap(), 37, x, 1.0 / sq, &mut l);
+                    kernel::project(sim.w_star.as_slice().unwrap(), 37, x, 1.0 / sq, &mut nu);
+                    let r = model.teacher_output(&nu) + 0.1f64.sqrt() * standard_normal(&mut noise_rng)
+                        - model.student_output(&l);
+                    for i in 0..3 {
+                        a_ref[i] += 0.8 / (batch as f64 * 37.0) * r * act.g(l[i]);
+                        coef[i * batch + b] = 0.4 / (batch as f64 * sq) * a0[i] * act.dg(l[i]) * r;
+                    }
+                }
+                let mut w_ref = w0.clone();
+                kernel::update(w_ref.as_slice_mut().unwrap(), 37, 1.0 - 0.4 * 0.2 / 37.0, &coef, &xs);
+                for (x, y) in sim.second_layer().iter().zip(&a_ref) {
+                    assert!((x - y).abs() < 1e-12, "{act:?} B={batch}: a {x} vs {y}");
+                }
+                for (x, y) in sim.w.iter().zip(w_ref.iter()) {
+                    assert!((x - y).abs() < 1e-12, "{act:?} B={batch}: w {x} vs {y}");
+                }
+            }
+            let traj = sim.run(&[0.0, 0.5], &mut |_| ControlFlow::Continue(()));
+            assert_eq!(traj.records.last().unwrap().a.as_deref(), Some(sim.second_layer()));
+        }
+    }
+
+    /// A trained second layer with η_a = 0 (any ℓ_a) is bit for bit the fixed-layer run: weights,
+    /// losses and a, through pending updates and flushes, on the split step too.
+    #[test]
+    fn zero_rate_second_layer_is_the_fixed_layer() {
+        for (p, k, n, threads) in [(2, 2, 300, 1), (3, 1, 1100, 1), (2, 2, 70_000, 2)] {
+            let fixed = erf_spec(p, k, n, 0.3);
+            let mut trained = fixed.clone();
+            trained.model = trained.model.with_trained_a(SecondLayerSgd {
+                eta: 0.0,
+                weight_decay: 0.5,
+            });
+            let mut a = DirectSimulator::new(fixed, TeacherInit::Gaussian, 1.0, 7).with_split(threads);
+            let mut b = DirectSimulator::new(trained, TeacherInit::Gaussian, 1.0, 7).with_split(threads);
+            assert_lockstep(&mut a, &mut b, 3, &format!("p={p} k={k} n={n}"));
+            assert_eq!(a.second_layer(), b.second_layer());
+        }
+    }
+
+    /// A trained second layer is bit-identical whatever the number of threads of a split step
+    /// (its update is O(p) work after the reduction of the projections).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn trained_second_layer_is_bit_identical_when_split() {
+        let test = "trained_second_layer_is_bit_identical_when_split";
+        if !simd_tests_enabled(SimdFeature::Avx2, Isa::detect() == Isa::Avx2Fma, test) {
+            return;
+        }
+        let mut sp = erf_spec(2, 2, SPLIT_MIN_N + 1037, 0.1);
+        sp.model = sp.model.with_trained_a(SecondLayerSgd {
+            eta: 0.7,
+            weight_decay: 0.1,
+        });
+        let one = DirectSimulator::new(sp, TeacherInit::Gaussian, 1.0, 11);
+        for threads in [2, 3] {
+            let (mut a, mut b) = (one.clone(), one.clone().with_split(threads));
+            assert_lockstep(&mut a, &mut b, 2, &format!("threads={threads}"));
+            let bits = |s: &DirectSimulator| s.second_layer().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b));
+            assert_ne!(a.second_layer(), one.second_layer(), "a must move");
         }
     }
 
