@@ -1,6 +1,8 @@
 //! Experiment files (TOML): schema, validation with errors that name the field, and the resolved
 //! [`Experiment`] every command works from. Every key is documented in README.md.
 
+mod initial_file;
+
 use crate::analysis::escape::EscapeConfig;
 use crate::analysis::geometry::GeometryConfig;
 use crate::analysis::scaling::ScalingConfig;
@@ -186,15 +188,30 @@ pub enum OdeInitial {
     Matched,
     /// One ODE from `[init] q0, m0, p`.
     Explicit,
+    /// One ODE from the overlaps (and a) in `[ode] initial_file` (a row of a trajectory CSV, or JSON).
+    File,
+}
+
+impl OdeInitial {
+    /// One ODE from a given initial condition (explicit or from a file), rather than one per run.
+    pub fn is_given(self) -> bool {
+        matches!(self, OdeInitial::Explicit | OdeInitial::File)
+    }
 }
 
 /// `[ode]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OdeConfig {
-    /// "matched" (default) or "explicit".
+    /// "matched" (default), "explicit" or "file".
     #[serde(default)]
     pub initial: OdeInitial,
+    /// With `initial = "file"`: a CSV in the format of trajectories.csv/ode.csv (columns q_i_j, m_i_k,
+    /// optionally a_i) or a JSON object {q, m, p?, a?}; a relative path is from the working folder.
+    pub initial_file: Option<String>,
+    /// With a CSV `initial_file`: the data row to start from (0 = the first). Default 0.
+    #[serde(default)]
+    pub initial_row: usize,
     /// Relative tolerance. Default 1e-8.
     #[serde(default = "rtol")]
     pub rtol: f64,
@@ -217,6 +234,8 @@ impl Default for OdeConfig {
     fn default() -> Self {
         OdeConfig {
             initial: OdeInitial::Matched,
+            initial_file: None,
+            initial_row: 0,
             rtol: rtol(),
             atol: atol(),
             gradient_flow: false,
@@ -339,13 +358,13 @@ impl Experiment {
         if name.is_empty() || name.contains(['/', '\\']) {
             return Err(field_err("name", "must be a non-empty name without path separators"));
         }
-        let model = model_of(c)?;
+        let mut model = model_of(c)?;
         let (p, p_star) = (model.p(), model.p_star());
         let training = training_of(c)?;
         let init = init_of(c, p, p_star)?;
         let (simulator, ns, seeds, base_seed, divergence_bound) = simulation_of(c, p_star)?;
         let (grid, log_time) = time_grid_of(&c.time)?;
-        let (explicit_initial, ode_options) = ode_of(c, p, p_star, divergence_bound)?;
+        let (explicit_initial, ode_options) = ode_of(c, &mut model, divergence_bound)?;
         let o = &c.ode;
         let output_dir = c
             .output
@@ -534,30 +553,40 @@ fn time_grid_of(t: &TimeConfig) -> Result<(Vec<f64>, bool), ConfigError> {
 }
 
 /// `[ode]` (and `[init] q0, m0, p`) → the explicit initial overlaps and the integrator options.
+/// `[ode]` → the given initial overlaps (explicit or from a file; a file's a becomes the model's
+/// initial second layer) and the integrator options.
 fn ode_of(
     c: &ExperimentConfig,
-    p: usize,
-    p_star: usize,
+    model: &mut Model,
     divergence_bound: f64,
 ) -> Result<(Option<Overlaps>, OdeOptions), ConfigError> {
+    let (p, p_star) = (model.p(), model.p_star());
     let o = &c.ode;
     for (v, f) in [(o.rtol, "ode.rtol"), (o.atol, "ode.atol")] {
         if !(v.is_finite() && v > 0.0) {
             return Err(field_err(f, format!("must be > 0 (got {v})")));
         }
     }
-    let explicit_initial = explicit_overlaps(&c.init, p, p_star)?;
+    let explicit_initial = match o.initial {
+        OdeInitial::File => Some(file_overlaps(c, model)?),
+        _ => {
+            if o.initial_file.is_some() {
+                return Err(field_err("ode.initial_file", "needs ode.initial = \"file\""));
+            }
+            explicit_overlaps(&c.init, p, p_star)?
+        }
+    };
     if o.initial == OdeInitial::Explicit && explicit_initial.is_none() {
         return Err(field_err(
             "init.q0",
             "ode.initial = \"explicit\" needs init.q0 and init.m0",
         ));
     }
-    if o.initial == OdeInitial::Explicit && !crate::population::has_ode(c.model.activation) {
+    if o.initial.is_given() && !crate::population::has_ode(c.model.activation) {
         return Err(field_err(
             "ode.initial",
             format!(
-                "\"explicit\" needs the overlap ODE, which `{}` does not have",
+                "a given initial condition needs the overlap ODE, which `{}` does not have",
                 c.model.activation.name()
             ),
         ));
@@ -677,6 +706,51 @@ fn matrix(rows: &[Vec<f64>], r: usize, c: usize, field: &str) -> Result<DMatrix<
     Ok(DMatrix::from_fn(r, c, |i, j| rows[i][j]))
 }
 
+/// `[ode] initial = "file"`: the overlaps of `initial_file` (P from the file, else `[init] p`, else
+/// I), checked like explicit ones; the file's a, if any, becomes the trained layer's initial a.
+fn file_overlaps(c: &ExperimentConfig, model: &mut Model) -> Result<Overlaps, ConfigError> {
+    const FIELD: &str = "ode.initial_file";
+    let (p, k) = (model.p(), model.p_star());
+    let path = c
+        .ode
+        .initial_file
+        .as_ref()
+        .ok_or_else(|| field_err(FIELD, "ode.initial = \"file\" needs the file's path"))?;
+    let f = initial_file::read(Path::new(path), p, k, c.ode.initial_row).map_err(|m| field_err(FIELD, m))?;
+    let pm = match (f.p, &c.init.p) {
+        (Some(pm), _) => pm,
+        (None, Some(pp)) => matrix(pp, k, k, "init.p")?,
+        (None, None) => DMatrix::identity(k, k),
+    };
+    if let Some(a) = f.a {
+        if model.train_a.is_none() {
+            return Err(field_err(
+                FIELD,
+                format!("{path} has the second layer a (a_i), but model.a is fixed: set `train = true` or drop a"),
+            ));
+        }
+        model.a = a;
+    }
+    let ov = Overlaps::new(f.q, f.m, pm);
+    check_gram(&ov, FIELD)?;
+    Ok(ov)
+}
+
+/// The Gram matrix [[Q, M], [Mᵀ, P]] of given overlaps must be symmetric positive semi-definite.
+fn check_gram(ov: &Overlaps, field: &str) -> Result<(), ConfigError> {
+    let c = ov.gram();
+    if (&c - c.transpose()).amax() > 1e-12 {
+        return Err(field_err(field, "Q0 and P must be symmetric"));
+    }
+    if c.symmetric_eigenvalues().min() < -1e-12 {
+        return Err(field_err(
+            field,
+            "the Gram matrix [[Q0, M0], [M0ᵀ, P]] is not positive semi-definite",
+        ));
+    }
+    Ok(())
+}
+
 fn explicit_overlaps(init: &InitConfig, p: usize, k: usize) -> Result<Option<Overlaps>, ConfigError> {
     let (q0, m0) = match (&init.q0, &init.m0) {
         (None, None) => return Ok(None),
@@ -691,16 +765,7 @@ fn explicit_overlaps(init: &InitConfig, p: usize, k: usize) -> Result<Option<Ove
         None => DMatrix::identity(k, k),
     };
     let ov = Overlaps::new(q, m, pm);
-    let c = ov.gram();
-    if (&c - c.transpose()).amax() > 1e-12 {
-        return Err(field_err("init.q0", "Q0 and P must be symmetric"));
-    }
-    if c.symmetric_eigenvalues().min() < -1e-12 {
-        return Err(field_err(
-            "init.q0",
-            "the Gram matrix [[Q0, M0], [M0ᵀ, P]] is not positive semi-definite",
-        ));
-    }
+    check_gram(&ov, "init.q0")?;
     Ok(Some(ov))
 }
 
@@ -771,6 +836,44 @@ t_max = 1.0
         assert!(err(&v).contains("model.v"));
         let geo = with_a("{ train = true, eta = 1.0 }") + "[geometry]\n";
         assert!(err(&geo).contains("model.a"), "{}", err(&geo));
+    }
+
+    /// `[ode] initial = "file"` starts the ODE from a row of a trajectory CSV (its a becomes the
+    /// trained layer's a₀); a missing file, wrong widths, a fixed layer with a in the file, and
+    /// `initial_file` without `initial = "file"` are errors naming `ode.initial_file`.
+    #[test]
+    fn ode_initial_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("traj.csv");
+        std::fs::write(
+            &csv,
+            "n,seed,t,q_0_0,q_0_1,q_1_1,m_0_0,m_1_0,a_0,a_1\n10,0,0,1,0.1,0.9,0.2,0.3,0.4,0.6\n",
+        )
+        .unwrap();
+        let text = |a: &str, file: &std::path::Path| {
+            MINIMAL.replace("p_star = 1", &format!("p_star = 1\na = {a}"))
+                + &format!(
+                    "[ode]\ninitial = \"file\"\ninitial_file = {:?}\n",
+                    file.display().to_string()
+                )
+        };
+        let trained = "{ train = true, eta = 0.5 }";
+        let e = Experiment::from_toml(&text(trained, &csv), "t").unwrap();
+        let init = e.explicit_initial.as_ref().unwrap();
+        assert_eq!((init.q[(0, 1)], init.m[(1, 0)], init.p[(0, 0)]), (0.1, 0.3, 1.0));
+        assert_eq!(e.model.a, vec![0.4, 0.6]);
+        assert!(e.ode_initial.is_given());
+        let fixed = err(&text("\"uniform\"", &csv));
+        assert!(fixed.contains("ode.initial_file") && fixed.contains("fixed"), "{fixed}");
+        let missing = err(&text(trained, &dir.path().join("nope.csv")));
+        assert!(
+            missing.contains("ode.initial_file") && missing.contains("nope.csv"),
+            "{missing}"
+        );
+        let wide = err(&text(trained, &csv).replace("p = 2", "p = 3"));
+        assert!(wide.contains("ode.initial_file") && wide.contains("q_0_2"), "{wide}");
+        let stray = MINIMAL.to_string() + "[ode]\ninitial_file = \"x.csv\"\n";
+        assert!(err(&stray).contains("ode.initial_file"));
     }
 
     #[test]

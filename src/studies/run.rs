@@ -8,7 +8,7 @@ use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::runner::{simulate_all, NominalTimes, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
-use crate::config::{Experiment, OdeInitial};
+use crate::config::Experiment;
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use anyhow::{bail, Result};
@@ -139,7 +139,7 @@ pub(crate) fn write_outputs(
 
 pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
     Ok(match (&exp.ode_initial, &exp.explicit_initial) {
-        (OdeInitial::Explicit, Some(init)) => Some(integrate(
+        (initial, Some(init)) if initial.is_given() => Some(integrate(
             &exp.model,
             &exp.training,
             init,
