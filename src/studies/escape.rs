@@ -237,71 +237,93 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let opened = Journal::open(&dir, RUNS_NAME, &header, &hash, opts.force, |l| parse_line(l).is_some())?;
     let journal = opened.journal;
     let previous: Vec<EscapeRun> = opened.lines.iter().filter_map(|l| parse_line(l)).collect();
-    let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
     let all = tasks(exp);
-    let todo: Vec<RunTask> = all
-        .iter()
+    let todo = not_done(&all, &previous);
+    let study = if opened.resumed { "resuming" } else { "new study in" };
+    announce(
+        exp,
+        &stability,
+        &format!("{study} {}", dir.display()),
+        previous.len(),
+        todo.len(),
+    );
+    let start = Instant::now();
+    // One whole line per finished run, so an interruption loses only unfinished runs.
+    let new_runs = run_escapes(exp, rule, &todo, opts, exp.name.clone(), |r| {
+        journal.append(&run_line(r)?)
+    })?;
+    let runs = in_task_order(&all, previous.into_iter().chain(new_runs).collect());
+    let stage = Staging::begin(&dir, true)?;
+    journal.copy_into(stage.path())?;
+    let wall = start.elapsed().as_secs_f64();
+    write_outputs(exp, &cfg, stage.path(), &runs, &stability, &popts, wall, opts)?;
+    stage.commit()?;
+    diverged(&runs)
+}
+
+/// The tasks of `all` without a run in `done` (matched by (N, seed)).
+fn not_done(all: &[RunTask], done: &[EscapeRun]) -> Vec<RunTask> {
+    let done: std::collections::HashSet<(usize, u64)> = done.iter().map(|r| (r.n, r.seed_index)).collect();
+    all.iter()
         .filter(|t| !done.contains(&(t.n, t.seed_index)))
         .copied()
-        .collect();
+        .collect()
+}
+
+/// Prints μ, the plateau's e_g and what is left to do (`study`: new or resumed, and where).
+fn announce(exp: &Experiment, stability: &Stability, study: &str, done: usize, todo: usize) {
     eprintln!(
-        "{}: μ = {}, e_g(plateau) = {:.6}; {}: {} run(s) done before, {} to do",
+        "{}: μ = {}, e_g(plateau) = {:.6}; {study}: {done} run(s) done before, {todo} to do",
         exp.name,
         stability
             .mu
             .map_or("none (stable plateau)".to_string(), |m| format!("{m:.6}")),
         stability.plateau.eg,
-        if opened.resumed {
-            format!("resuming {}", dir.display())
-        } else {
-            format!("new study in {}", dir.display())
-        },
-        previous.len(),
-        todo.len()
     );
-    let bar = if opts.progress {
-        let b = ProgressBar::new(todo.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
-                .expect("valid template"),
-        );
-        b.set_prefix(exp.name.clone());
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let start = Instant::now();
-    let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
+}
+
+/// A progress bar over `len` runs (hidden unless `show`), labelled `prefix`.
+pub(crate) fn runs_bar(show: bool, len: usize, prefix: String) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
+            .expect("valid template"),
+    );
+    b.set_prefix(prefix);
+    b
+}
+
+/// Simulates the escape runs `todo` in parallel (with a progress bar labelled `prefix` if
+/// `opts.progress`), handing each finished run to `record` as it finishes; the runs in task order.
+pub(crate) fn run_escapes(
+    exp: &Experiment,
+    rule: EscapeRule,
+    todo: &[RunTask],
+    opts: &OutputOptions,
+    prefix: String,
+    record: impl Fn(&EscapeRun) -> Result<()> + Sync,
+) -> Result<Vec<EscapeRun>> {
+    let bar = runs_bar(opts.progress, todo.len(), prefix);
+    let runs = par_map_tasks(todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
         let r = escape_run(exp, rule, task);
-        // One whole line per finished run, so an interruption loses only unfinished runs.
-        journal.append(&run_line(&r)?)?;
+        record(&r)?;
         bar.inc(1);
         Ok(r)
     })?;
     bar.finish_and_clear();
-    let mut runs = previous;
-    for r in new_runs {
-        runs.push(r?);
-    }
-    // Keep only this configuration's tasks, in task order.
+    runs.into_iter().collect()
+}
+
+/// Only this configuration's tasks `all`, in task order, each once.
+fn in_task_order(all: &[RunTask], mut runs: Vec<EscapeRun>) -> Vec<EscapeRun> {
     let index: BTreeMap<(usize, u64), usize> = all.iter().enumerate().map(|(i, t)| ((t.n, t.seed_index), i)).collect();
     runs.retain(|r| index.contains_key(&(r.n, r.seed_index)));
     runs.sort_by_key(|r| index[&(r.n, r.seed_index)]);
     runs.dedup_by_key(|r| (r.n, r.seed_index));
-    let stage = Staging::begin(&dir, true)?;
-    journal.copy_into(stage.path())?;
-    write_outputs(
-        exp,
-        &cfg,
-        stage.path(),
-        &runs,
-        &stability,
-        &popts,
-        start.elapsed().as_secs_f64(),
-        opts,
-    )?;
-    stage.commit()?;
-    diverged(&runs)
+    runs
 }
 
 /// What `hdsgd escape` requires of an experiment (checked before any computation).
