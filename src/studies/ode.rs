@@ -29,7 +29,7 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     let dir = stage.path().to_path_buf();
     let start = Instant::now();
     let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut csv = trajectory_table(p, k)?;
+    let mut csv = trajectory_table(p, k, exp.model.train_a.is_some())?;
     let mut divergences = vec![];
     let mut sols: Vec<(usize, i64, OdeSolution)> = vec![];
     if let Some(sol) = explicit_ode(exp)? {
@@ -64,7 +64,15 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         divergences.extend(ode_divergence(sol, *n, *seed));
     }
     csv.write(&dir.join("ode.csv"))?;
-    write_summary(exp, &dir, opts, start, json!([]), &divergences)?;
+    // The teacher overlap P each ODE ran with (with the experiment's v and Δ, e_g of every row follows).
+    let runs: Vec<_> = sols
+        .iter()
+        .map(|(n, seed, sol)| {
+            let p = sol.overlaps.first().map(|o| super::run::matrix_rows(&o.p));
+            json!({"n": n, "seed": seed, "teacher_overlap": p})
+        })
+        .collect();
+    write_summary(exp, &dir, opts, start, json!(runs), &divergences)?;
     if exp.figures {
         let mut panels = vec![Panel {
             title: format!("{}: ODE", exp.name),
@@ -84,6 +92,9 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
                 .series
                 .push(Series::line(label, sol.t.clone(), sol.eg.clone(), i));
         }
+        if exp.model.train_a.is_some() {
+            panels.push(second_layer_panel(exp, &sols));
+        }
         plots::draw(&dir.join("ode.svg"), &panels, 1)?;
     }
     let dir = stage.commit()?;
@@ -91,4 +102,31 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         return Err(DivergedRuns(divergences).into());
     }
     Ok(dir)
+}
+
+/// The trained second layer a_i(t) of the first solution (one colour per i, at most 8), the other
+/// solutions' (at most 7 more) dashed in the same colours.
+fn second_layer_panel(exp: &Experiment, sols: &[(usize, i64, OdeSolution)]) -> Panel {
+    let mut series = vec![];
+    for (s, (_, _, sol)) in sols.iter().enumerate().take(8) {
+        let Some(a) = &sol.a else { continue };
+        for i in 0..exp.model.p().min(8) {
+            let y = a.iter().map(|ai| ai[i]).collect();
+            let line = Series::line(
+                if s == 0 { format!("a_{i}") } else { String::new() },
+                sol.t.clone(),
+                y,
+                i,
+            );
+            series.push(if s == 0 { line } else { line.dashed() });
+        }
+    }
+    Panel {
+        title: format!("{}: trained second layer", exp.name),
+        x_label: plots::TIME_LABEL.into(),
+        y_label: "a_i (second-layer weights)".into(),
+        log_x: exp.log_time,
+        log_y: false,
+        series,
+    }
 }

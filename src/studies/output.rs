@@ -138,22 +138,26 @@ pub fn opt<T: std::fmt::Display>(x: Option<T>) -> String {
 }
 
 /// Header of the trajectory tables: `n,seed,t,t_exact,eg,train_loss,q_i_j…,m_i_k…` (t the nominal
-/// grid time, identical across N; t_exact the time of the step actually recorded).
-pub fn trajectory_header(p: usize, p_star: usize) -> Vec<String> {
+/// grid time, identical across N; t_exact the time of the step actually recorded), then `a_i…` when
+/// the second layer is trained (`trained_a`).
+pub fn trajectory_header(p: usize, p_star: usize, trained_a: bool) -> Vec<String> {
     let mut h: Vec<String> = ["n", "seed", "t", "t_exact", "eg", "train_loss"]
         .map(String::from)
         .to_vec();
     h.extend(Overlaps::column_names(p, p_star));
+    if trained_a {
+        h.extend((0..p).map(|i| format!("a_{i}")));
+    }
     h
 }
 
-/// A trajectory table with its header.
-pub fn trajectory_table(p: usize, p_star: usize) -> Result<CsvTable> {
-    CsvTable::new(trajectory_header(p, p_star))
+/// A trajectory table with its header (see [`trajectory_header`]).
+pub fn trajectory_table(p: usize, p_star: usize, trained_a: bool) -> Result<CsvTable> {
+    CsvTable::new(trajectory_header(p, p_star, trained_a))
 }
 
 /// Appends one trajectory row: nominal time `t`, exact time `t_exact` (an absent training loss is
-/// an empty field).
+/// an empty field), the overlaps and, for a trained second layer, a.
 #[allow(clippy::too_many_arguments)]
 pub fn push_row(
     table: &mut CsvTable,
@@ -164,8 +168,10 @@ pub fn push_row(
     eg: f64,
     train: Option<f64>,
     ov: &Overlaps,
+    a: Option<&[f64]>,
 ) -> Result<()> {
     let mut row = vec![num(n), num(seed), num(t), num(t_exact), num(eg), opt(train)];
     row.extend(ov.to_state().iter().map(num));
+    row.extend(a.into_iter().flatten().map(num));
     table.row(row)
 }

@@ -169,6 +169,7 @@ pub fn observable_label(name: &str) -> String {
         (_, ["q", i, j]) => format!("Q{} (student–student overlap)", sub(&format!("{i}{j}"))),
         (_, ["m", i, k]) => format!("M{} (student–teacher overlap)", sub(&format!("{i}{k}"))),
         (_, ["cons", k, l]) => format!("I{} (conserved quantity)", sub(&format!("{k}{l}"))),
+        (_, ["a", i]) => format!("a{} (trained second-layer weight)", sub(i)),
         _ => name.into(),
     }
 }

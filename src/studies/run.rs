@@ -27,7 +27,7 @@ pub(crate) fn ode_rows(
     nominal: &NominalTimes,
 ) -> Result<()> {
     // The ODE's training loss is its expectation, the population loss e_g + Δ/2.
-    for ((t, ov), eg) in sol.t.iter().zip(&sol.overlaps).zip(&sol.eg) {
+    for (i, ((t, ov), eg)) in sol.t.iter().zip(&sol.overlaps).zip(&sol.eg).enumerate() {
         push_row(
             out,
             n,
@@ -37,6 +37,7 @@ pub(crate) fn ode_rows(
             *eg,
             Some(eg + exp.model.noise / 2.0),
             ov,
+            sol.a.as_ref().map(|a| a[i].as_slice()),
         )?;
     }
     Ok(())
@@ -71,9 +72,9 @@ pub(crate) fn write_outputs(
     start: Instant,
     results: &[RunResult],
 ) -> Result<PathBuf> {
-    let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut traj_csv = trajectory_table(p, k)?;
-    let mut ode_csv = trajectory_table(p, k)?;
+    let (p, k, trained) = (exp.model.p(), exp.model.p_star(), exp.model.train_a.is_some());
+    let mut traj_csv = trajectory_table(p, k, trained)?;
+    let mut ode_csv = trajectory_table(p, k, trained)?;
     let mut divergences = vec![];
     let mut nominal: std::collections::BTreeMap<usize, NominalTimes> = Default::default();
     for r in results {
@@ -90,6 +91,7 @@ pub(crate) fn write_outputs(
                 rec.eg,
                 rec.train_loss,
                 &rec.overlaps,
+                rec.a.as_deref(),
             )?;
         }
         if let Some(t) = r.trajectory.diverged_at {
@@ -123,6 +125,8 @@ pub(crate) fn write_outputs(
                 "wall_seconds": r.wall_seconds,
                 "samples_per_second": r.trajectory.samples as f64 / r.wall_seconds.max(1e-12),
                 "diverged_at": r.trajectory.diverged_at,
+                // P = W*W*ᵀ/N of this run (with the experiment's v and Δ, e_g of every row follows).
+                "teacher_overlap": matrix_rows(&r.trajectory.initial.p),
             })
         })
         .collect();
@@ -135,6 +139,11 @@ pub(crate) fn write_outputs(
         return Err(DivergedRuns(divergences).into());
     }
     Ok(dir.to_path_buf())
+}
+
+/// A matrix as a JSON list of rows.
+pub(crate) fn matrix_rows(m: &nalgebra::DMatrix<f64>) -> Vec<Vec<f64>> {
+    m.row_iter().map(|r| r.iter().copied().collect()).collect()
 }
 
 pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
@@ -151,8 +160,8 @@ pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
     })
 }
 
-/// An observable of the figures as a function of a record's overlaps and e_g.
-type Observable = Box<dyn Fn(&Overlaps, f64) -> f64>;
+/// An observable of the figures as a function of a record's overlaps, e_g and trained second layer.
+type Observable = Box<dyn Fn(&Overlaps, f64, Option<&[f64]>) -> f64>;
 
 /// Figures of `hdsgd run`: e_g(t) (`eg.svg`) and the chosen overlaps (`overlaps.svg`). Per N (one
 /// colour each): the simulation's median over seeds (solid) with the band of the 16–84 % quantiles
@@ -178,17 +187,34 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
     Ok(())
 }
 
-/// e_g, then the experiment's plot columns.
+/// e_g, then the experiment's plot columns, then a_i of a trained second layer (at most
+/// [`MAX_A_PANELS`] of them).
 fn observables(exp: &Experiment) -> Vec<(String, Observable)> {
-    let mut observables: Vec<(String, Observable)> = vec![("e_g".into(), Box::new(|_: &Overlaps, eg: f64| eg))];
+    let mut observables: Vec<(String, Observable)> = vec![("e_g".into(), Box::new(|_: &Overlaps, eg: f64, _| eg))];
     for col in &exp.plot_columns {
         let name = col.clone();
         observables.push((
             col.clone(),
-            Box::new(move |ov: &Overlaps, _| ov.observable(&name).expect("validated observable")),
+            Box::new(move |ov: &Overlaps, _, _| ov.observable(&name).expect("validated observable")),
         ));
     }
+    if exp.model.train_a.is_some() {
+        for i in 0..exp.model.p().min(MAX_A_PANELS) {
+            let a_i: Observable = Box::new(move |_: &Overlaps, _, a: Option<&[f64]>| a.map_or(f64::NAN, |a| a[i]));
+            observables.push((format!("a_{i}"), a_i));
+        }
+    }
     observables
+}
+
+/// Largest number of a_i panels in overlaps.svg.
+const MAX_A_PANELS: usize = 8;
+
+/// The values of `f` along an ODE solution (with its a when trained).
+fn ode_values(sol: &OdeSolution, f: &Observable) -> Vec<f64> {
+    (0..sol.t.len())
+        .map(|i| f(&sol.overlaps[i], sol.eg[i], sol.a.as_ref().map(|a| a[i].as_slice())))
+        .collect()
 }
 
 /// The times at which the runs of dimension `n` diverged.
@@ -257,7 +283,7 @@ fn observable_panel(
         keys.push(Series::style_key("ODE from each run's start (median)", true));
     }
     if let Some(sol) = explicit {
-        let y: Vec<f64> = sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect();
+        let y = ode_values(sol, f);
         series.push(Series::line("ODE (explicit initial condition)", sol.t.clone(), y, plots::INK).dashed());
     }
     series.extend(keys);
@@ -279,7 +305,7 @@ fn sgd_band(runs: &[&RunResult], f: &Observable, ci: usize) -> (Series, bool) {
             r.trajectory
                 .records
                 .iter()
-                .map(|rec| f(&rec.overlaps, rec.eg))
+                .map(|rec| f(&rec.overlaps, rec.eg, rec.a.as_deref()))
                 .collect()
         })
         .collect();
@@ -298,7 +324,7 @@ fn matched_ode_median(runs: &[&RunResult], f: &Observable, ci: usize) -> Option<
     let odes: Vec<Vec<f64>> = runs
         .iter()
         .filter_map(|r| r.ode.as_ref())
-        .map(|sol| sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect())
+        .map(|sol| ode_values(sol, f))
         .collect();
     if odes.is_empty() {
         return None;
