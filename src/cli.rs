@@ -67,11 +67,18 @@ pub struct StudyArgs {
     /// (resumes from its finished runs); `hdsgd merge OUT` then writes the outputs.
     #[arg(long, value_name = "I/K")]
     pub shard: Option<String>,
+    /// `run` only (direct simulator, not with --shard): also write each run's final weights as NumPy
+    /// files, weights/{w,w_star,a}_n{N}_seed{S}.npy.
+    #[arg(long)]
+    pub save_weights: bool,
 }
 
 impl StudyArgs {
     /// Runs shard I/K of `command` when `--shard` is given (true), else nothing (false).
     fn shard(&self, command: StudyCommand) -> anyhow::Result<bool> {
+        if self.save_weights && (self.shard.is_some() || command != StudyCommand::Run) {
+            anyhow::bail!("--save-weights is for `hdsgd run` on one machine (not with --shard, `escape` or `scaling`)");
+        }
         let Some(s) = &self.shard else {
             return Ok(false);
         };
@@ -186,9 +193,11 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(a) if a.shard(StudyCommand::Run)? => {}
         Command::Escape(a) if a.shard(StudyCommand::Escape)? => {}
         Command::Scaling(a) if a.shard(StudyCommand::Scaling)? => {}
-        Command::Run(StudyArgs { args: a, .. }) => {
+        Command::Run(StudyArgs {
+            args: a, save_weights, ..
+        }) => {
             let exp = load(&a.experiment)?;
-            let dir = studies::run(&exp, &a.output_options())?;
+            let dir = studies::run::run_with(&exp, &a.output_options(), save_weights)?;
             eprintln!("wrote {}", dir.display());
         }
         Command::Ode(a) => {

@@ -104,6 +104,9 @@ pub struct InitConfig {
     pub m0: Option<Vec<Vec<f64>>>,
     /// Explicit teacher overlap P (p*×p*); default: the identity.
     pub p: Option<Vec<Vec<f64>>>,
+    /// The teacher's weights from a file: an N × p* matrix (.npy float64, or CSV of numbers), replacing
+    /// `teacher`; every `simulation.n` must be its N; direct simulator only.
+    pub teacher_file: Option<String>,
 }
 
 fn unit() -> f64 {
@@ -119,6 +122,7 @@ impl Default for InitConfig {
             q0: None,
             m0: None,
             p: None,
+            teacher_file: None,
         }
     }
 }
@@ -309,6 +313,9 @@ pub struct Experiment {
     /// Explicit initial overlaps, when given.
     #[serde(skip)]
     pub explicit_initial: Option<Overlaps>,
+    /// The teacher rows (p* × N) of `[init] teacher_file`, when given (shared by the runs).
+    #[serde(skip)]
+    pub teacher_weights: Option<std::sync::Arc<ndarray::Array2<f64>>>,
     pub output_dir: PathBuf,
     pub figures: bool,
     pub plot_columns: Vec<String>,
@@ -365,6 +372,7 @@ impl Experiment {
         let (simulator, ns, seeds, base_seed, divergence_bound) = simulation_of(c, p_star)?;
         let (grid, log_time) = time_grid_of(&c.time)?;
         let (explicit_initial, ode_options) = ode_of(c, &mut model, divergence_bound)?;
+        let teacher_weights = teacher_file_of(c, p_star, &ns, simulator)?;
         let o = &c.ode;
         let output_dir = c
             .output
@@ -392,6 +400,7 @@ impl Experiment {
             ode_initial: o.initial,
             ode_options,
             explicit_initial,
+            teacher_weights,
             figures: c.output.figures.unwrap_or(true),
             plot_columns,
             output_dir,
@@ -460,6 +469,33 @@ fn init_of(c: &ExperimentConfig, p: usize, p_star: usize) -> Result<InitSpec, Co
         student_mix: c.init.student_mix.clone(),
     };
     Ok(init)
+}
+
+/// `[init] teacher_file` → the teacher rows (p* × N), checked against p* and every N of the runs.
+fn teacher_file_of(
+    c: &ExperimentConfig,
+    p_star: usize,
+    ns: &[usize],
+    simulator: SimulatorKind,
+) -> Result<Option<std::sync::Arc<ndarray::Array2<f64>>>, ConfigError> {
+    const FIELD: &str = "init.teacher_file";
+    let Some(path) = &c.init.teacher_file else {
+        return Ok(None);
+    };
+    if simulator != SimulatorKind::Direct {
+        return Err(field_err(
+            FIELD,
+            "a teacher from a file needs simulation.simulator = \"direct\"",
+        ));
+    }
+    let w_star = crate::init::read_teacher(Path::new(path), p_star).map_err(|m| field_err(FIELD, m))?;
+    if let Some(&n) = ns.iter().find(|&&n| n != w_star.ncols()) {
+        return Err(field_err(
+            FIELD,
+            format!("{path} has N = {} rows, but simulation.n lists N = {n}", w_star.ncols()),
+        ));
+    }
+    Ok(Some(std::sync::Arc::new(w_star)))
 }
 
 /// `[simulation]` → (simulator, N grid, seeds, base seed, divergence bound); no runs without it.
@@ -874,6 +910,44 @@ t_max = 1.0
         assert!(wide.contains("ode.initial_file") && wide.contains("q_0_2"), "{wide}");
         let stray = MINIMAL.to_string() + "[ode]\ninitial_file = \"x.csv\"\n";
         assert!(err(&stray).contains("ode.initial_file"));
+    }
+
+    /// `[init] teacher_file`: the teacher of the runs; its N must be every simulation.n, its columns p*;
+    /// the chain simulator refuses it; errors name `init.teacher_file`.
+    #[test]
+    fn teacher_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("teacher.csv");
+        std::fs::write(
+            &csv,
+            (0..100)
+                .map(|i| format!("{}\n", (i % 7) as f64 - 3.0))
+                .collect::<String>(),
+        )
+        .unwrap();
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "[training]",
+                &format!(
+                    "[init]\nteacher_file = {:?}\n{extra}[training]",
+                    csv.display().to_string()
+                ),
+            )
+        };
+        let e = Experiment::from_toml(&with(""), "t").unwrap();
+        assert_eq!(e.teacher_weights.as_ref().unwrap().dim(), (1, 100));
+        let wrong_n = err(&with("").replace("n = [100]", "n = [100, 50]"));
+        assert!(
+            wrong_n.contains("init.teacher_file") && wrong_n.contains("N = 50"),
+            "{wrong_n}"
+        );
+        let wide = err(&with("").replace("p_star = 1", "p_star = 2"));
+        assert!(wide.contains("init.teacher_file") && wide.contains("p* = 2"), "{wide}");
+        let chain = err(&with("").replace("seeds = 2", "seeds = 2\nsimulator = \"chain\""));
+        assert!(
+            chain.contains("init.teacher_file") && chain.contains("direct"),
+            "{chain}"
+        );
     }
 
     #[test]

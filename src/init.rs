@@ -106,7 +106,19 @@ pub fn initial_weights<R: Rng + ?Sized>(
     spec: &InitSpec,
 ) -> (Array2<f64>, Array2<f64>) {
     let w_star = teacher_weights(rng, p_star, n, spec.teacher);
-    let mut w = student_weights(rng, p, n, spec.sigma0);
+    let w = student_for_teacher(rng, p, spec, &w_star);
+    (w, w_star)
+}
+
+/// Student weights (p × N) drawn from `rng` for a given teacher `w_star` (p* × N), as in
+/// [`initial_weights`]: rows Σ_k mix_ik w*_k + σ₀ g_i (the teacher loaded from a file, `[init] teacher_file`).
+pub fn student_for_teacher<R: Rng + ?Sized>(
+    rng: &mut R,
+    p: usize,
+    spec: &InitSpec,
+    w_star: &Array2<f64>,
+) -> Array2<f64> {
+    let mut w = student_weights(rng, p, w_star.ncols(), spec.sigma0);
     if let Some(mix) = &spec.student_mix {
         for (i, row) in mix.iter().enumerate() {
             for (k, &c) in row.iter().enumerate() {
@@ -116,5 +128,91 @@ pub fn initial_weights<R: Rng + ?Sized>(
             }
         }
     }
-    (w, w_star)
+    w
+}
+
+/// Reads a teacher from `path`: an N × p* matrix (one column per teacher unit), NumPy `.npy` (f64) or
+/// CSV (numbers only, no header), returned as the p* × N teacher rows. Errors name the file and say
+/// what is wrong (unreadable, malformed, wrong number of columns, a non-finite entry).
+pub fn read_teacher(path: &std::path::Path, p_star: usize) -> Result<Array2<f64>, String> {
+    let at = |m: String| format!("{}: {m}", path.display());
+    let npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let m: Array2<f64> = if npy {
+        ndarray_npy::read_npy(path).map_err(|e| at(format!("not a 2-D float64 .npy array ({e})")))?
+    } else {
+        read_csv_matrix(path).map_err(at)?
+    };
+    if m.ncols() != p_star {
+        return Err(at(format!(
+            "is {} × {}, expected N × p* with p* = {p_star} columns",
+            m.nrows(),
+            m.ncols()
+        )));
+    }
+    if let Some(x) = m.iter().find(|x| !x.is_finite()) {
+        return Err(at(format!("contains a non-finite entry ({x})")));
+    }
+    Ok(m.reversed_axes().as_standard_layout().into_owned())
+}
+
+/// A CSV of numbers (no header, equal row lengths) as a matrix.
+fn read_csv_matrix(path: &std::path::Path) -> Result<Array2<f64>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut values = vec![];
+    let mut cols = None;
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("malformed CSV: {e}"))?;
+        if *cols.get_or_insert(record.len()) != record.len() {
+            return Err(format!(
+                "row {i} has {} fields, the first has {}",
+                record.len(),
+                cols.unwrap_or(0)
+            ));
+        }
+        for f in record.iter() {
+            values.push(
+                f.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("row {i}: `{f}` is not a number"))?,
+            );
+        }
+    }
+    let cols = cols.ok_or("is empty")?;
+    Array2::from_shape_vec((values.len() / cols, cols), values).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A teacher file is N × p* (.npy or CSV), returned as p* × N rows; wrong widths, non-finite
+    /// entries, malformed and missing files are errors naming the file.
+    #[test]
+    fn teacher_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ndarray::array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let npy = dir.path().join("t.npy");
+        ndarray_npy::write_npy(&npy, &m).unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "1,2\n3,4\n5,6\n").unwrap();
+        for path in [&npy, &csv] {
+            let w = read_teacher(path, 2).unwrap();
+            assert_eq!(w, m.t());
+            let e = read_teacher(path, 3).unwrap_err();
+            assert!(e.contains("3 × 2") && e.contains(path.to_str().unwrap()), "{e}");
+        }
+        std::fs::write(&csv, "1,2\n3,nan\n").unwrap();
+        assert!(read_teacher(&csv, 2).unwrap_err().contains("non-finite"));
+        std::fs::write(&csv, "1,2\n3\n").unwrap();
+        assert!(read_teacher(&csv, 2).unwrap_err().contains("fields"));
+        std::fs::write(&csv, "1,x\n").unwrap();
+        assert!(read_teacher(&csv, 2).unwrap_err().contains("`x`"));
+        assert!(read_teacher(&dir.path().join("none.npy"), 2)
+            .unwrap_err()
+            .contains("none.npy"));
+    }
 }

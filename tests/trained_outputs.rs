@@ -99,3 +99,64 @@ fn bad_initial_file_writes_nothing() {
     );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
+
+/// `run --save-weights`: weights/{w,w_star,a}_n{N}_seed{S}.npy hold each run's final weights, whose
+/// overlaps and a are exactly the last record of trajectories.csv; the chain simulator refuses it.
+#[test]
+fn save_weights_writes_the_final_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let exp = trained("[60, 80]").experiment("weights");
+    studies::run::run_with(&exp, &opts(&out), true).unwrap();
+    let (header, rows) = read_csv(&out.join("trajectories.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (n, seed) in [(60, 0), (60, 1), (80, 1)] {
+        let file = |what: &str| out.join("weights").join(format!("{what}_n{n}_seed{seed}.npy"));
+        let w: ndarray::Array2<f64> = ndarray_npy::read_npy(file("w")).unwrap();
+        let w_star: ndarray::Array2<f64> = ndarray_npy::read_npy(file("w_star")).unwrap();
+        let a: ndarray::Array1<f64> = ndarray_npy::read_npy(file("a")).unwrap();
+        assert_eq!((w.dim(), w_star.dim(), a.len()), ((2, n), (1, n), 2));
+        let ov = hdsgd::overlaps::Overlaps::from_weights(w.view(), w_star.view());
+        let last = rows
+            .iter()
+            .rfind(|r| r[col("n")] == n.to_string() && r[col("seed")] == seed.to_string())
+            .unwrap();
+        assert_eq!(last[col("q_0_1")], ov.q[(0, 1)].to_string());
+        assert_eq!(last[col("m_1_0")], ov.m[(1, 0)].to_string());
+        assert_eq!(last[col("a_1")], a[1].to_string());
+    }
+    let chain = trained("[60]")
+        .set("simulation", "simulator", "\"chain\"")
+        .experiment("chain");
+    let dir = tmp.path().join("chain");
+    let e = studies::run::run_with(&chain, &opts(&dir), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--save-weights") && e.contains("simulation.simulator"),
+        "{e}"
+    );
+    assert!(!dir.exists());
+}
+
+/// `[init] teacher_file`: the runs use the file's teacher (P = W*W*ᵀ/N in summary.json, exactly), and
+/// the student is drawn for it from the run's seed.
+#[test]
+fn teacher_from_file_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 64;
+    let w_star = ndarray::Array2::from_shape_fn((n, 1), |(j, _)| if j % 2 == 0 { 1.5 } else { -0.5 });
+    let file = tmp.path().join("teacher.npy");
+    ndarray_npy::write_npy(&file, &w_star).unwrap();
+    let exp = trained(&format!("[{n}]"))
+        .set("init", "teacher_file", format!("{:?}", file.display().to_string()))
+        .experiment("file_teacher");
+    let out = tmp.path().join("run");
+    studies::run::run_with(&exp, &opts(&out), true).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let p = w_star.column(0).dot(&w_star.column(0)) / n as f64;
+    assert_eq!(summary["runs"][1]["teacher_overlap"][0][0], p);
+    let saved: ndarray::Array2<f64> = ndarray_npy::read_npy(out.join("weights/w_star_n64_seed1.npy")).unwrap();
+    assert_eq!(saved, w_star.t());
+}

@@ -219,7 +219,7 @@ impl Sim {
         };
         let engine = match kind {
             SimKind::Direct => Engine::Direct(Box::new(
-                DirectSimulator::with_init(spec.clone(), &e.init, seed).with_split(split),
+                hdsgd::studies::runner::direct_simulator(e, n, seed).with_split(split),
             )),
             SimKind::Chain => Engine::Chain(Box::new(ChainSimulator::with_init(spec.clone(), &e.init, seed))),
         };

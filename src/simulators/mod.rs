@@ -9,6 +9,7 @@ pub mod direct;
 use crate::model::{Model, SecondLayerSgd, Training};
 use crate::overlaps::Overlaps;
 use crate::population::population_error;
+use ndarray::Array2;
 use std::ops::ControlFlow;
 
 /// One recorded point of a trajectory.
@@ -66,6 +67,12 @@ pub trait Simulator {
     /// Runs to the last time of `grid` (increasing times t = samples/N), recording at each grid
     /// time rounded to a whole number of steps (see [`grid_steps`]).
     fn run(&mut self, grid: &[f64], observe: &mut dyn FnMut(&Record) -> ControlFlow<()>) -> Trajectory;
+
+    /// The current N-dimensional weights (student W, p × N; teacher W*, p* × N) and second layer a,
+    /// for simulators that have them (the direct one; the Gram chain has only the overlaps: `None`).
+    fn weights_now(&self) -> Option<(Array2<f64>, Array2<f64>, Vec<f64>)> {
+        None
+    }
 }
 
 /// The step counts at which a grid is recorded: s_k = round(t_k N / B), without repeats

@@ -6,9 +6,9 @@ use super::outdir::Staging;
 use super::output::{push_row, trajectory_table, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
-use super::runner::{simulate_all, NominalTimes, RunResult};
+use super::runner::{simulate_all, simulate_all_keeping_weights, NominalTimes, RunResult};
 use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
-use crate::config::Experiment;
+use crate::config::{Experiment, SimulatorKind};
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use anyhow::{bail, Result};
@@ -46,13 +46,56 @@ pub(crate) fn ode_rows(
 /// `hdsgd run`: simulate every (N, seed), integrate the ODE, write `trajectories.csv`, `ode.csv`,
 /// `summary.json` and figures. Returns the output folder, or [`DivergedRuns`] (after writing).
 pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
+    run_with(exp, opts, false)
+}
+
+/// [`run`], and with `save_weights` (`hdsgd run --save-weights`) each run's final weights as NumPy
+/// files in `weights/`: `w_n{N}_seed{S}.npy` (student W, p × N), `w_star_n{N}_seed{S}.npy` (teacher,
+/// p* × N) and `a_n{N}_seed{S}.npy` (second layer, p). Direct simulator only.
+pub fn run_with(exp: &Experiment, opts: &OutputOptions, save_weights: bool) -> Result<PathBuf> {
     check(exp)?;
+    if save_weights && exp.simulator != SimulatorKind::Direct {
+        bail!(
+            "invalid value for `simulation.simulator`: --save-weights needs the direct simulator (the chain has no \
+             N-dimensional weights)"
+        );
+    }
     let opts = &preflight(exp, Command::Run, opts)?;
     let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
     let start = Instant::now();
-    let results = simulate_all(exp, opts.threads, opts.progress)?;
-    let written = write_outputs(exp, stage.path(), opts, start, &results);
+    let results = if save_weights {
+        simulate_all_keeping_weights(exp, opts.threads, opts.progress)?
+    } else {
+        simulate_all(exp, opts.threads, opts.progress)?
+    };
+    let written =
+        write_weights(stage.path(), &results).and_then(|()| write_outputs(exp, stage.path(), opts, start, &results));
     stage.finish(written)
+}
+
+/// The `weights/` files of the runs that kept their weights (see [`run_with`]).
+fn write_weights(dir: &Path, results: &[RunResult]) -> Result<()> {
+    for r in results {
+        let Some((w, w_star, a)) = &r.weights else { continue };
+        let name = |what: &str| {
+            dir.join("weights")
+                .join(format!("{what}_n{}_seed{}.npy", r.task.n, r.task.seed_index))
+        };
+        write_npy(&name("w"), w)?;
+        write_npy(&name("w_star"), w_star)?;
+        write_npy(&name("a"), &ndarray::Array1::from(a.clone()))?;
+    }
+    Ok(())
+}
+
+/// One array as a NumPy .npy file, written atomically.
+fn write_npy<A: ndarray_npy::WritableElement, D: ndarray::Dimension>(
+    path: &Path,
+    x: &ndarray::Array<A, D>,
+) -> Result<()> {
+    let mut bytes = vec![];
+    ndarray_npy::WriteNpyExt::write_npy(x, &mut bytes)?;
+    super::output::write_atomic(path, &bytes)
 }
 
 /// What `hdsgd run` requires of an experiment (checked before any computation).

@@ -2,7 +2,7 @@
 //! results are bit-identical whatever the thread count.
 
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
-use crate::init::initial_weights;
+use crate::init::{initial_weights, student_for_teacher};
 use crate::ode::{integrate, OdeSolution};
 use crate::overlaps::Overlaps;
 use crate::rng::{run_seed, stream};
@@ -10,6 +10,7 @@ use crate::simulators::chain::ChainSimulator;
 use crate::simulators::direct::DirectSimulator;
 use crate::simulators::{grid_steps, RunSpec, Simulator, Trajectory};
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
 use rayon::prelude::*;
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -57,10 +58,22 @@ pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + 
 /// [`build_simulator`] with each step of a direct run split over `split` threads where that
 /// applies ([`DirectSimulator::with_split`]; the numbers are the same).
 pub fn build_simulator_split(exp: &Experiment, task: &RunTask, split: usize) -> Box<dyn Simulator + Send> {
-    let spec = run_spec(exp, task.n);
     match exp.simulator {
-        SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed).with_split(split)),
-        SimulatorKind::Chain => Box::new(ChainSimulator::with_init(spec, &exp.init, task.seed)),
+        SimulatorKind::Direct => Box::new(direct_simulator(exp, task.n, task.seed).with_split(split)),
+        SimulatorKind::Chain => Box::new(ChainSimulator::with_init(run_spec(exp, task.n), &exp.init, task.seed)),
+    }
+}
+
+/// The direct simulator of the run (N = `n`, seed `seed`) at its initial condition: random weights as
+/// `[init]` says, or the teacher of `[init] teacher_file` with a student drawn for it.
+pub fn direct_simulator(exp: &Experiment, n: usize, seed: u64) -> DirectSimulator {
+    let spec = run_spec(exp, n);
+    match &exp.teacher_weights {
+        None => DirectSimulator::with_init(spec, &exp.init, seed),
+        Some(w_star) => {
+            let w = student_for_teacher(&mut stream(seed, 0), exp.model.p(), &exp.init, w_star);
+            DirectSimulator::from_weights(spec, w, (**w_star).clone(), seed)
+        }
     }
 }
 
@@ -81,7 +94,13 @@ pub fn initial_overlaps(exp: &Experiment, task: &RunTask) -> Overlaps {
     match exp.simulator {
         SimulatorKind::Direct => {
             let mut rng = stream(task.seed, 0);
-            let (w, w_star) = initial_weights(&mut rng, exp.model.p(), exp.model.p_star(), task.n, &exp.init);
+            let (w, w_star) = match &exp.teacher_weights {
+                None => initial_weights(&mut rng, exp.model.p(), exp.model.p_star(), task.n, &exp.init),
+                Some(w_star) => (
+                    student_for_teacher(&mut rng, exp.model.p(), &exp.init, w_star),
+                    (**w_star).clone(),
+                ),
+            };
             Overlaps::from_weights(w.view(), w_star.view())
         }
         SimulatorKind::Chain => build_simulator(exp, task).initial_overlaps(),
@@ -139,11 +158,24 @@ pub struct RunResult {
     pub wall_seconds: f64,
     /// The ODE from this run's initial overlaps on this run's record times (matched mode).
     pub ode: Option<OdeSolution>,
+    /// The final weights (student W, teacher W*, a), when asked for ([`simulate_all_keeping_weights`])
+    /// and the simulator has them.
+    pub weights: Option<(Array2<f64>, Array2<f64>, Vec<f64>)>,
 }
 
 /// Simulates every task (and integrates its matched ODE when configured).
 pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow::Result<Vec<RunResult>> {
     simulate_tasks(exp, &tasks(exp), threads, progress, &|_| Ok(()))
+}
+
+/// [`simulate_all`], keeping each run's final weights in [`RunResult::weights`] (`run --save-weights`;
+/// p·N + p*·N numbers per run held until the outputs are written).
+pub fn simulate_all_keeping_weights(
+    exp: &Experiment,
+    threads: usize,
+    progress: bool,
+) -> anyhow::Result<Vec<RunResult>> {
+    simulate_tasks_with(exp, &tasks(exp), threads, progress, &|_| Ok(()), true)
 }
 
 /// [`simulate_all`] on some of the experiment's tasks (a shard's: [`super::shard`]); `on_done` gets
@@ -155,6 +187,18 @@ pub fn simulate_tasks(
     threads: usize,
     progress: bool,
     on_done: &(dyn Fn(&RunResult) -> anyhow::Result<()> + Sync),
+) -> anyhow::Result<Vec<RunResult>> {
+    simulate_tasks_with(exp, ts, threads, progress, on_done, false)
+}
+
+/// [`simulate_tasks`], keeping the final weights of each run when `keep_weights`.
+fn simulate_tasks_with(
+    exp: &Experiment,
+    ts: &[RunTask],
+    threads: usize,
+    progress: bool,
+    on_done: &(dyn Fn(&RunResult) -> anyhow::Result<()> + Sync),
+    keep_weights: bool,
 ) -> anyhow::Result<Vec<RunResult>> {
     let total: u64 = ts.iter().map(|t| task_samples(exp, t.n)).sum();
     let bar = if progress {
@@ -203,6 +247,7 @@ pub fn simulate_tasks(
             trajectory,
             wall_seconds,
             ode,
+            weights: if keep_weights { sim.weights_now() } else { None },
         };
         on_done(&result)?;
         Ok(result)

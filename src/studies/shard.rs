@@ -849,6 +849,7 @@ impl RunLine {
             },
             wall_seconds: self.wall_seconds.0,
             ode,
+            weights: None,
         })
     }
 }

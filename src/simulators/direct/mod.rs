@@ -398,6 +398,14 @@ impl Simulator for DirectSimulator {
         self.flush();
         traj
     }
+
+    fn weights_now(&self) -> Option<(Array2<f64>, Array2<f64>, Vec<f64>)> {
+        Some((
+            self.weights().to_owned(),
+            self.w_star.clone(),
+            self.spec.model.a.clone(),
+        ))
+    }
 }
 
 impl SampleStepper for DirectSimulator {
