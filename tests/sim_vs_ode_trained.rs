@@ -105,7 +105,7 @@ fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String, f6
 fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
     const N: usize = 4000;
     let exp = experiment(&[N], 4, 151_515);
-    let results = simulate_all(&exp, 1, false).expect("runs");
+    let results = simulate_all(&exp, 1, false, &hdsgd::studies::Cancel::new()).expect("runs");
     let band = K / (N as f64).sqrt();
     for r in &results {
         assert!(r.trajectory.diverged_at.is_none());
@@ -159,7 +159,7 @@ fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
 fn deviations_scale_like_one_over_sqrt_n() {
     let ns = [1000, 2000, 4000, 8000, 16000];
     let exp = experiment(&ns, 4, 2019);
-    let results = simulate_all(&exp, 0, false).expect("runs");
+    let results = simulate_all(&exp, 0, false, &hdsgd::studies::Cancel::new()).expect("runs");
     let mut sum_sq: Vec<Vec<f64>> = vec![];
     println!("|   N | √N·max over seeds, times, observables | worst observable |");
     println!("|---|---|---|");

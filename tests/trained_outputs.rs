@@ -20,6 +20,7 @@ fn opts(dir: &Path) -> OutputOptions {
         threads: 1,
         force: false,
         progress: false,
+        ..Default::default()
     }
 }
 

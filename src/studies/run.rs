@@ -64,9 +64,9 @@ pub fn run_with(exp: &Experiment, opts: &OutputOptions, save_weights: bool) -> R
     let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
     let start = Instant::now();
     let results = if save_weights {
-        simulate_all_keeping_weights(exp, opts.threads, opts.progress)?
+        simulate_all_keeping_weights(exp, opts.threads, opts.progress, &opts.cancel)?
     } else {
-        simulate_all(exp, opts.threads, opts.progress)?
+        simulate_all(exp, opts.threads, opts.progress, &opts.cancel)?
     };
     let written =
         write_weights(stage.path(), &results).and_then(|()| write_outputs(exp, stage.path(), opts, start, &results));
@@ -177,7 +177,7 @@ pub(crate) fn write_outputs(
     if exp.figures {
         figures(exp, dir, results, explicit.as_ref())?;
     }
-    super::geometry::observe_run(exp, results, dir, opts.threads)?;
+    super::geometry::observe_run(exp, results, dir, opts.threads, &opts.cancel)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }
