@@ -726,6 +726,17 @@ t_max = 1.0
         assert_eq!(e.output_dir, Path::new("results/t"));
     }
 
+    /// `[simulation] generator`: Box–Muller by default, "ziggurat" selectable, anything else an
+    /// error naming the accepted values.
+    #[test]
+    fn generator_key() {
+        assert_eq!(Experiment::from_toml(MINIMAL, "t").unwrap().generator, Generator::BoxMuller);
+        let zig = MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"ziggurat\"");
+        assert_eq!(Experiment::from_toml(&zig, "t").unwrap().generator, Generator::Ziggurat);
+        let bad = err(&MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"polar\""));
+        assert!(bad.contains("generator") && bad.contains("box-muller"), "{bad}");
+    }
+
     #[test]
     fn bad_inputs_name_their_field() {
         assert!(err(&MINIMAL.replace("n = [100]", "n = [-5]")).contains("simulation.n"));
