@@ -730,7 +730,10 @@ t_max = 1.0
     /// error naming the accepted values.
     #[test]
     fn generator_key() {
-        assert_eq!(Experiment::from_toml(MINIMAL, "t").unwrap().generator, Generator::BoxMuller);
+        assert_eq!(
+            Experiment::from_toml(MINIMAL, "t").unwrap().generator,
+            Generator::BoxMuller
+        );
         let zig = MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"ziggurat\"");
         assert_eq!(Experiment::from_toml(&zig, "t").unwrap().generator, Generator::Ziggurat);
         let bad = err(&MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"polar\""));
