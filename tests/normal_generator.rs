@@ -206,3 +206,38 @@ fn chi_square_on_a_billion_numbers() {
         }
     }
 }
+
+/// The two streams are pinned (so that an optimisation of a fast path cannot change a number
+/// unnoticed): the bits of numbers 0, 1, 15 and 1000 of seed 1 and the XOR of the bits of the
+/// first 2¹⁶ numbers (which include ≈ 980 ziggurat fallbacks and ≈ 17 tail draws), on every path.
+#[test]
+fn streams_are_pinned() {
+    for (gen, pins, xor) in [
+        (Generator::BoxMuller, PIN_BM, XOR_BM),
+        (Generator::Ziggurat, PIN_ZIG, XOR_ZIG),
+    ] {
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut g = FastNormal::with_isa(1, isa).generator(gen);
+            let mut x = vec![0.0; 1 << 16];
+            g.fill(&mut x);
+            let got = [0, 1, 15, 1000].map(|i| x[i].to_bits());
+            assert_eq!(got, pins, "{gen:?} {isa:?}");
+            assert_eq!(x.iter().fold(0, |a, v| a ^ v.to_bits()), xor, "{gen:?} {isa:?}");
+        }
+    }
+}
+
+const PIN_BM: [u64; 4] = [
+    0xbfe6211572a3a6ed,
+    0x3fbe5df9191a4270,
+    0xc003904c42cbfa0a,
+    0x3fcd4757f15bbf3c,
+];
+const XOR_BM: u64 = 0x51f66b59342031;
+const PIN_ZIG: [u64; 4] = [
+    0x3feb0209616c0cff,
+    0x3fea19b1dc15ded1,
+    0xbfbcfd1aa4852259,
+    0xbfa1b1b77655f8b5,
+];
+const XOR_ZIG: u64 = 0x16a51c28ac5cffa;
