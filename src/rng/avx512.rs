@@ -187,14 +187,16 @@ pub(crate) unsafe fn next_block(st: &mut [__m512i; 4]) -> (__m512d, __m512d) {
 }
 
 /// The fast path of [`super::ziggurat`] on eight words (one per lane): the candidates x, and the
-/// mask of the lanes it rejected (to be completed by [`super::ziggurat::fallback`]). Branch-free:
-/// the fallback is applied a block later ([`ZigPending`]), once the mask, which waits for two
-/// table gathers, is long known, so that its ≈ 11 % of unpredictable branches are cheap.
+/// mask of the lanes it did not accept (to be completed by [`super::ziggurat::fallback`], which
+/// accepts at once those inside their rectangle). The test is |u| < t_g against the group
+/// thresholds of [`zig::GROUP_THRESHOLDS`] (`t`, in four registers), which accepts a subset of the
+/// exact fast path's words: one gather (X[i]) instead of two. Branch-free: the fallback is applied
+/// a block later ([`ZigPending`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[inline(always)]
-unsafe fn ziggurat_fast(w: __m512i) -> (__m512d, __mmask8) {
+unsafe fn ziggurat_fast(w: __m512i, t: &[__m512d; 4]) -> (__m512d, __mmask8) {
     let i = _mm512_and_si512(w, _mm512_set1_epi64(0xFF));
     let u = _mm512_sub_pd(
         _mm512_castsi512_pd(_mm512_or_si512(
@@ -203,12 +205,30 @@ unsafe fn ziggurat_fast(w: __m512i) -> (__m512d, __mmask8) {
         )),
         _mm512_set1_pd(3.0),
     );
-    let xi = _mm512_i64gather_pd::<8>(i, zig::X.as_ptr());
-    let edge = _mm512_i64gather_pd::<8>(i, zig::X.as_ptr().add(1));
-    let x = _mm512_mul_pd(u, xi);
-    // NLT: NaN cannot occur, so this is |x| ≥ X[i+1], the complement of the fast path's test.
-    let out = _mm512_cmp_pd_mask::<_CMP_NLT_UQ>(_mm512_abs_pd(x), edge);
-    (x, out)
+    let x = _mm512_mul_pd(u, _mm512_i64gather_pd::<8>(i, zig::X.as_ptr()));
+    // Group g = i div 8: bits 0–3 pick among 16 thresholds of a register pair, bit 4 the pair.
+    let g = _mm512_srli_epi64::<3>(i);
+    let lo = _mm512_permutex2var_pd(t[0], g, t[1]);
+    let hi = _mm512_permutex2var_pd(t[2], g, t[3]);
+    let tg = _mm512_mask_blend_pd(_mm512_test_epi64_mask(g, _mm512_set1_epi64(16)), lo, hi);
+    let inside =
+        _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(u), tg) & _mm512_cmpneq_epi64_mask(i, _mm512_set1_epi64(255));
+    (x, !inside)
+}
+
+/// The group thresholds of [`ziggurat_fast`] in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+pub(crate) unsafe fn zig_thresholds() -> [__m512d; 4] {
+    let p = zig::GROUP_THRESHOLDS.as_ptr();
+    [
+        _mm512_loadu_pd(p),
+        _mm512_loadu_pd(p.add(8)),
+        _mm512_loadu_pd(p.add(16)),
+        _mm512_loadu_pd(p.add(24)),
+    ]
 }
 
 /// Generates the next block of the ziggurat stream (see [`super::Generator::Ziggurat`]: numbers
@@ -222,10 +242,11 @@ unsafe fn ziggurat_fast(w: __m512i) -> (__m512d, __mmask8) {
 /// storage still valid.
 #[inline(always)]
 pub(crate) unsafe fn zig_block(st: &mut [__m512i; 4], out: *mut f64, pend: &mut ZigPending) {
+    let t = zig_thresholds();
     let r1 = next(st);
     let r2 = next(st);
-    let (x0, m0) = ziggurat_fast(r1);
-    let (x1, m1) = ziggurat_fast(r2);
+    let (x0, m0) = ziggurat_fast(r1, &t);
+    let (x1, m1) = ziggurat_fast(r2, &t);
     _mm512_storeu_pd(out, x0);
     _mm512_storeu_pd(out.add(8), x1);
     pend.complete();

@@ -282,6 +282,21 @@ mod tests {
         }
     }
 
+    /// The AVX-512F group thresholds accept only what the exact fast path accepts: for every layer
+    /// i ≠ 255, the largest |u| below its group's threshold (and so, the product being monotone,
+    /// every smaller one) gives a rounded |u·X[i]| below X[i+1]; and they lose little (each within
+    /// 30 % of the layer's own ratio).
+    #[test]
+    fn group_thresholds_are_conservative() {
+        use super::super::ziggurat_tables::GROUP_THRESHOLDS as T;
+        for i in 0..255 {
+            let t = T[i / 8];
+            let below = f64::from_bits(t.to_bits() - 1);
+            assert!(below * X[i] < X[i + 1], "layer {i}");
+            assert!(t > 0.7 * X[i + 1] / X[i], "layer {i}");
+        }
+    }
+
     /// Words of the base layer beyond R land in the tail, beyond R, with the sign of u.
     #[test]
     fn tail_words_give_tail_numbers() {
