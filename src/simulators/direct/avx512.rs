@@ -78,14 +78,18 @@ unsafe fn pass<const U: u8, const Z: bool>(a: &Pass, st: &mut [__m512i; 4], p: u
             j += NORMAL_BLOCK;
         }
         if end16 < j0 + len {
-            pend.complete();
+            if Z {
+                pend.complete();
+            }
             tail::<U>(a, p, k, part, j0, j, j0 + len);
         } else {
             add_partials(a, p + k, part);
         }
         j0 += len;
     }
-    pend.complete();
+    if Z {
+        pend.complete();
+    }
 }
 
 /// Generates block g of x_{t+1} into `a.xn` and advances g, unless all `blocks` are done (the
