@@ -646,3 +646,36 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(generators: &[&str]) -> BenchArgs {
+        BenchArgs {
+            n: vec![],
+            p: vec![],
+            activation: vec![],
+            budget: None,
+            quick: true,
+            threads: 1,
+            isa: "portable".into(),
+            generator: generators.iter().map(|s| s.to_string()).collect(),
+            json: None,
+        }
+    }
+
+    /// `--generator`: both by default (side by side), one when named, a bad name rejected before
+    /// anything is measured.
+    #[test]
+    fn generator_option() {
+        let both = vec![Generator::Ziggurat, Generator::BoxMuller];
+        assert_eq!(plan(&args(&[])).unwrap().generators, both);
+        assert_eq!(
+            plan(&args(&["box-muller"])).unwrap().generators,
+            vec![Generator::BoxMuller]
+        );
+        let e = plan(&args(&["polar"])).err().expect("rejected").to_string();
+        assert!(e.contains("--generator") && e.contains("ziggurat"), "{e}");
+    }
+}
