@@ -66,16 +66,18 @@ pub fn build_simulator_split(exp: &Experiment, task: &RunTask, split: usize) -> 
 }
 
 /// The direct simulator of the run (N = `n`, seed `seed`) at its initial condition: random weights as
-/// `[init]` says, or the teacher of `[init] teacher_file` with a student drawn for it.
+/// `[init]` says, or the teacher of `[init] teacher_file` with a student drawn for it; inputs from the
+/// experiment's generator.
 pub fn direct_simulator(exp: &Experiment, n: usize, seed: u64) -> DirectSimulator {
     let spec = run_spec(exp, n);
-    match &exp.teacher_weights {
+    let sim = match &exp.teacher_weights {
         None => DirectSimulator::with_init(spec, &exp.init, seed),
         Some(w_star) => {
             let w = student_for_teacher(&mut stream(seed, 0), exp.model.p(), &exp.init, w_star);
             DirectSimulator::from_weights(spec, w, (**w_star).clone(), seed)
         }
-    }
+    };
+    sim.with_generator(exp.generator)
 }
 
 /// Threads per run when a study has fewer runs than threads (`threads` = 0: all cores): each run
