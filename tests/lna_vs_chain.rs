@@ -142,7 +142,10 @@ fn lna_predicts_the_spread_over_seeds() {
         let (rel, z) = compare(&pred, &meas, seeds);
         eprintln!("N = {n}: largest |ratio − 1| = {rel:.3}, largest z = {z:.2}");
         if n == 100_000 {
-            assert!(z < z_limit, "N = {n}: measured N·Var {z:.2} standard errors from the LNA");
+            assert!(
+                z < z_limit,
+                "N = {n}: measured N·Var {z:.2} standard errors from the LNA"
+            );
         }
     }
 }
