@@ -5,8 +5,11 @@
 //! order (delta method), so N·Var o → ∇oᵀ Σ ∇o. For ‖M‖_F at M = 0 the map is not differentiable
 //! (its fluctuation is χ-distributed, not Gaussian): no prediction there.
 
-use crate::model::Model;
+use crate::init::InitSpec;
+use crate::model::{Model, Training};
+use crate::ode::lna::{covariance_path, initial_covariance, mean_initial_overlaps, LnaOptions};
 use crate::overlaps::Overlaps;
+use crate::population::fluctuations::FluctuationError;
 use crate::population::population_error;
 use nalgebra::{DMatrix, DVector};
 
@@ -65,4 +68,56 @@ pub fn predicted_n_var(
 ) -> Option<f64> {
     let g = observable_gradient(model, p_teacher, state, name)?;
     Some((g.transpose() * sigma * &g)[(0, 0)])
+}
+
+/// Predicted N·Var curves of the named observables on a time grid, for the two initial conditions
+/// of the linear-noise approximation (docs/fluctuations.md §2), both along the ODE of the mean
+/// initial overlaps of `init`:
+/// * `spread`: Σ(0) = N·Cov s(0), the spread over seeds (compare with N·Var over seeds);
+/// * `matched`: Σ(0) = 0, the deviation of a run from the ODE of its own initial overlaps.
+///
+/// `None` where the delta method does not apply (‖M‖ at M = 0, unknown names).
+#[derive(Debug, Clone)]
+pub struct TheoryCurves {
+    pub times: Vec<f64>,
+    pub names: Vec<String>,
+    /// spread[t][observable].
+    pub spread: Vec<Vec<Option<f64>>>,
+    /// matched[t][observable].
+    pub matched: Vec<Vec<Option<f64>>>,
+}
+
+/// [`TheoryCurves`] of `model` trained by `training` from `init` (teacher overlap `p_teacher`).
+pub fn theory_curves(
+    model: &Model,
+    training: &Training,
+    init: &InitSpec,
+    p_teacher: &DMatrix<f64>,
+    times: &[f64],
+    names: &[String],
+    opts: &LnaOptions,
+) -> Result<TheoryCurves, FluctuationError> {
+    let p = model.p();
+    let start = mean_initial_overlaps(init, p, p_teacher);
+    let len = start.to_state().len();
+    let curves = |sigma0: &DMatrix<f64>| -> Result<Vec<Vec<Option<f64>>>, FluctuationError> {
+        let sol = covariance_path(model, training, &start, sigma0, times, opts)?;
+        Ok(sol
+            .states
+            .iter()
+            .zip(&sol.sigma)
+            .map(|(s, sig)| {
+                names
+                    .iter()
+                    .map(|n| predicted_n_var(model, p_teacher, s, sig, n))
+                    .collect()
+            })
+            .collect())
+    };
+    Ok(TheoryCurves {
+        times: times.to_vec(),
+        names: names.to_vec(),
+        spread: curves(&initial_covariance(init, p, p_teacher))?,
+        matched: curves(&DMatrix::zeros(len, len))?,
+    })
 }
