@@ -163,3 +163,67 @@ fn full_study() {
         eprintln!("N = {n}: largest |ratio − 1| = {rel:.3}, largest z = {z:.2}");
     }
 }
+
+/// `hdsgd scaling` writes `scaling_theory.csv`: at t = 0 the predicted N·Var over seeds is
+/// N·Cov s(0) (2σ₀⁴ for a diagonal Q entry, σ₀² for M with P = 1) and the matched one is 0; the
+/// values at later times are those of the library (`predicted()` above, same ODE and Σ).
+#[test]
+fn scaling_command_writes_the_theory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let toml = r#"name = "scaling_theory"
+[model]
+activation = "quadratic"
+p = 2
+p_star = 1
+a = "uniform"
+v = "ones"
+[init]
+teacher = "orthonormal"
+sigma0 = 1.0
+[training]
+eta = 0.2
+batch = 1
+[simulation]
+simulator = "chain"
+n = [200, 400]
+seeds = 4
+base_seed = 1
+[time]
+t_max = 3.0
+times = [0.0, 1.0, 2.0, 3.0]
+"#;
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_hdsgd"))
+        .args([
+            "scaling",
+            cfg.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let csv = std::fs::read_to_string(out.join("scaling_theory.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let get = |t: &str, o: &str| {
+        let r = rows.iter().find(|r| r[0] == t && r[1] == o).unwrap();
+        (r[2].parse::<f64>().unwrap(), r[3].parse::<f64>().unwrap())
+    };
+    assert!((get("0", "q_0_0").0 - 2.0).abs() < 1e-9 && get("0", "q_0_0").1 == 0.0);
+    assert!((get("0", "m_1_0").0 - 1.0).abs() < 1e-9);
+    let pred = predicted();
+    for (k, t) in ["1", "3"].iter().enumerate() {
+        let ti = [2, 4][k];
+        for (o, name) in NAMES.iter().enumerate() {
+            let v = get(t, name).0;
+            assert!(
+                (v - pred[ti][o]).abs() < 1e-6 * pred[ti][o].abs().max(1.0),
+                "{name} at t = {t}: {v} vs {}",
+                pred[ti][o]
+            );
+        }
+    }
+}
