@@ -479,6 +479,7 @@ type Picker = Box<dyn Fn(&WindowStats) -> f64>;
 /// The figures of `hdsgd scaling` for e_g and the experiment's plot columns: the collapse
 /// N·Var[observable](t) per N (`scaling_collapse.svg`) and, per time window, the std and |mean
 /// deviation| against N with their fitted power laws (`scaling_fits.svg`).
+#[allow(clippy::too_many_arguments)]
 fn figures(
     exp: &Experiment,
     dir: &Path,
