@@ -229,7 +229,8 @@ impl EscapeLaw {
         }
     }
 
-    /// ρ(t) = T⁻¹(t): the radius escaping exactly at t (0 beyond… never; r_max before the table).
+    /// ρ(t) = T⁻¹(t): the radius escaping exactly at t (extrapolated below the table for late t);
+    /// `None` for t earlier than the largest tabulated radius escapes (probability ≈ 0).
     fn radius(&self, t: f64) -> Option<f64> {
         let (l0, t0) = self.table[0];
         if t >= t0 {
