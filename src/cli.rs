@@ -108,6 +108,10 @@ pub enum Command {
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
     #[command(after_help = EXIT_CODES)]
     Hessian(ExperimentArgs),
+    /// SGD phase diagram (Veiga et al. 2022): a (κ, δ) grid of width p = N^κ and learning rate
+    /// η = η₀N^(−δ), simulated at several N, classified; phase.csv, risk.csv, phase_diagram.svg.
+    #[command(after_help = EXIT_CODES)]
+    Phase(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
     #[command(after_help = EXIT_CODES)]
     Bench(studies::bench::BenchArgs),
@@ -177,7 +181,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         | Command::Scaling(StudyArgs { args: a, .. })
         | Command::Ode(a)
         | Command::Plateau(a)
-        | Command::Hessian(a) => a.allow_large,
+        | Command::Hessian(a)
+        | Command::Phase(a) => a.allow_large,
         Command::Check(c) => c.allow_large,
         Command::Bench(_) | Command::Merge(_) | Command::Slurm(_) => false,
     };
@@ -220,6 +225,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             studies::scaling::command(&load(&a.experiment)?, &a.output_options())?
         }
         Command::Hessian(a) => studies::hessian::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Phase(a) => {
+            studies::phase::command(&load(&a.experiment)?, &a.output_options())?;
+        }
         Command::Bench(a) => studies::bench::command(&a)?,
         Command::Merge(a) => {
             let dir = studies::merge::command(&a)?;
