@@ -182,14 +182,18 @@ pub struct CellResult {
     pub cell: Cell,
     pub runs: Vec<RunResult>,
     /// Per run, the matched gradient-flow ODE (first-order term alone) on its record times: the
-    /// reference of the excess risk the classification reads (`None` for a diverged run).
+    /// reference of the excess risk the classification reads (`None` for a diverged run; empty
+    /// when `[phase] ode = "none"`: the excess is then the risk itself).
     pub reference: Vec<Option<OdeSolution>>,
     pub wall_seconds: f64,
 }
 
 /// The matched gradient-flow ODE of every run of a cell (the region's own ODE when that is
-/// gradient flow).
-fn reference_odes(cell: &Cell, runs: &[RunResult]) -> Result<Vec<Option<OdeSolution>>> {
+/// gradient flow). Empty with `[phase] ode = "none"`: then the rule reads the risk itself.
+fn reference_odes(cell: &Cell, runs: &[RunResult], ode: PhaseOde) -> Result<Vec<Option<OdeSolution>>> {
+    if ode == PhaseOde::None {
+        return Ok(vec![]);
+    }
     let opts = OdeOptions {
         variant: OdeVariant::GradientFlow,
         ..cell.exp.ode_options
@@ -231,16 +235,19 @@ pub fn measure(r: &CellResult, cfg: &PhaseConfig) -> (PointAtN, Option<f64>) {
     let (sim, excess): (Vec<f64>, Vec<f64>) = r
         .runs
         .iter()
-        .zip(&r.reference)
-        .filter(|(x, _)| x.trajectory.diverged_at.is_none())
-        .map(|(x, gf)| {
+        .enumerate()
+        .filter(|(_, x)| x.trajectory.diverged_at.is_none())
+        .map(|(i, x)| {
             let risk = late(&x.trajectory.records.iter().map(|r| r.eg).collect::<Vec<_>>());
             // A reference that stopped early (it cannot diverge: gradient flow decreases e_g)
             // counts as no excess information.
-            let reference = gf
-                .as_ref()
-                .filter(|o| o.stop.is_none())
-                .map_or(f64::NAN, |o| late(&o.eg));
+            let reference = match r.reference.get(i) {
+                None => 0.0,
+                Some(gf) => gf
+                    .as_ref()
+                    .filter(|o| o.stop.is_none())
+                    .map_or(f64::NAN, |o| late(&o.eg)),
+            };
             (risk, risk - reference)
         })
         .unzip();
@@ -280,7 +287,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     for cell in cells {
         let t0 = Instant::now();
         let runs = simulate_all(&cell.exp, opts.threads, opts.progress)?;
-        let reference = reference_odes(&cell, &runs)?;
+        let reference = reference_odes(&cell, &runs, phase_config(exp)?.ode)?;
         results.push(CellResult {
             cell,
             runs,
@@ -446,6 +453,12 @@ fn summary(
                     "n": r.cell.n, "p": r.cell.exp.model.p(), "eta": r.cell.exp.training.eta,
                     "t_max": r.cell.exp.grid.last(), "samples_per_run": r.cell.samples(),
                     "wall_seconds": r.wall_seconds,
+                    "runs": r.runs.iter().map(|x| json!({
+                        "seed": x.task.seed_index, "run_seed": x.task.seed, "samples": x.trajectory.samples,
+                        "wall_seconds": x.wall_seconds,
+                        "samples_per_second": x.trajectory.samples as f64 / x.wall_seconds.max(1e-12),
+                        "diverged_at": x.trajectory.diverged_at,
+                    })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
         })
