@@ -237,71 +237,93 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let opened = Journal::open(&dir, RUNS_NAME, &header, &hash, opts.force, |l| parse_line(l).is_some())?;
     let journal = opened.journal;
     let previous: Vec<EscapeRun> = opened.lines.iter().filter_map(|l| parse_line(l)).collect();
-    let done: std::collections::HashSet<(usize, u64)> = previous.iter().map(|r| (r.n, r.seed_index)).collect();
     let all = tasks(exp);
-    let todo: Vec<RunTask> = all
-        .iter()
+    let todo = not_done(&all, &previous);
+    let study = if opened.resumed { "resuming" } else { "new study in" };
+    announce(
+        exp,
+        &stability,
+        &format!("{study} {}", dir.display()),
+        previous.len(),
+        todo.len(),
+    );
+    let start = Instant::now();
+    // One whole line per finished run, so an interruption loses only unfinished runs.
+    let new_runs = run_escapes(exp, rule, &todo, opts, exp.name.clone(), |r| {
+        journal.append(&run_line(r)?)
+    })?;
+    let runs = in_task_order(&all, previous.into_iter().chain(new_runs).collect());
+    let stage = Staging::begin(&dir, true)?;
+    journal.copy_into(stage.path())?;
+    let wall = start.elapsed().as_secs_f64();
+    write_outputs(exp, &cfg, stage.path(), &runs, &stability, &popts, wall, opts)?;
+    stage.commit()?;
+    diverged(&runs)
+}
+
+/// The tasks of `all` without a run in `done` (matched by (N, seed)).
+fn not_done(all: &[RunTask], done: &[EscapeRun]) -> Vec<RunTask> {
+    let done: std::collections::HashSet<(usize, u64)> = done.iter().map(|r| (r.n, r.seed_index)).collect();
+    all.iter()
         .filter(|t| !done.contains(&(t.n, t.seed_index)))
         .copied()
-        .collect();
+        .collect()
+}
+
+/// Prints μ, the plateau's e_g and what is left to do (`study`: new or resumed, and where).
+fn announce(exp: &Experiment, stability: &Stability, study: &str, done: usize, todo: usize) {
     eprintln!(
-        "{}: μ = {}, e_g(plateau) = {:.6}; {}: {} run(s) done before, {} to do",
+        "{}: μ = {}, e_g(plateau) = {:.6}; {study}: {done} run(s) done before, {todo} to do",
         exp.name,
         stability
             .mu
             .map_or("none (stable plateau)".to_string(), |m| format!("{m:.6}")),
         stability.plateau.eg,
-        if opened.resumed {
-            format!("resuming {}", dir.display())
-        } else {
-            format!("new study in {}", dir.display())
-        },
-        previous.len(),
-        todo.len()
     );
-    let bar = if opts.progress {
-        let b = ProgressBar::new(todo.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
-                .expect("valid template"),
-        );
-        b.set_prefix(exp.name.clone());
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let start = Instant::now();
-    let new_runs = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
+}
+
+/// A progress bar over `len` runs (hidden unless `show`), labelled `prefix`.
+pub(crate) fn runs_bar(show: bool, len: usize, prefix: String) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
+            .expect("valid template"),
+    );
+    b.set_prefix(prefix);
+    b
+}
+
+/// Simulates the escape runs `todo` in parallel (with a progress bar labelled `prefix` if
+/// `opts.progress`), handing each finished run to `record` as it finishes; the runs in task order.
+pub(crate) fn run_escapes(
+    exp: &Experiment,
+    rule: EscapeRule,
+    todo: &[RunTask],
+    opts: &OutputOptions,
+    prefix: String,
+    record: impl Fn(&EscapeRun) -> Result<()> + Sync,
+) -> Result<Vec<EscapeRun>> {
+    let bar = runs_bar(opts.progress, todo.len(), prefix);
+    let runs = par_map_tasks(todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
         let r = escape_run(exp, rule, task);
-        // One whole line per finished run, so an interruption loses only unfinished runs.
-        journal.append(&run_line(&r)?)?;
+        record(&r)?;
         bar.inc(1);
         Ok(r)
     })?;
     bar.finish_and_clear();
-    let mut runs = previous;
-    for r in new_runs {
-        runs.push(r?);
-    }
-    // Keep only this configuration's tasks, in task order.
+    runs.into_iter().collect()
+}
+
+/// Only this configuration's tasks `all`, in task order, each once.
+fn in_task_order(all: &[RunTask], mut runs: Vec<EscapeRun>) -> Vec<EscapeRun> {
     let index: BTreeMap<(usize, u64), usize> = all.iter().enumerate().map(|(i, t)| ((t.n, t.seed_index), i)).collect();
     runs.retain(|r| index.contains_key(&(r.n, r.seed_index)));
     runs.sort_by_key(|r| index[&(r.n, r.seed_index)]);
     runs.dedup_by_key(|r| (r.n, r.seed_index));
-    let stage = Staging::begin(&dir, true)?;
-    journal.copy_into(stage.path())?;
-    write_outputs(
-        exp,
-        &cfg,
-        stage.path(),
-        &runs,
-        &stability,
-        &popts,
-        start.elapsed().as_secs_f64(),
-        opts,
-    )?;
-    stage.commit()?;
-    diverged(&runs)
+    runs
 }
 
 /// What `hdsgd escape` requires of an experiment (checked before any computation).
@@ -588,6 +610,30 @@ fn print_summary(exp: &Experiment, cfg: &EscapeConfig, stability: &Stability, a:
     }
 }
 
+/// How many runs there are, how many did not escape, and how many of those diverged.
+#[derive(Debug, Clone, Copy)]
+struct NotEscaped {
+    all: usize,
+    not_escaped: usize,
+    diverged: usize,
+}
+
+impl NotEscaped {
+    fn of(summaries: &[EscapeSummary]) -> Self {
+        let (all, not_escaped, diverged) = summaries
+            .iter()
+            .fold((0, 0, 0), |(a, c, d), s| (a + s.count, c + s.censored, d + s.diverged));
+        NotEscaped {
+            all,
+            not_escaped,
+            diverged,
+        }
+    }
+}
+
+/// The figures of `hdsgd escape`: the empirical CDF of the escape times per N
+/// (`escape_ecdf.svg`) and the mean escape time against ln N with the fit and the theory
+/// (`escape_vs_logn.svg`).
 fn figures(
     exp: &Experiment,
     dir: &Path,
@@ -597,12 +643,26 @@ fn figures(
     slope_theory: Option<f64>,
     ode_times: &[(usize, Option<f64>)],
 ) -> Result<()> {
-    // Empirical CDF per N (censored runs never reach the top), with the runs that did not escape
-    // counted in the legend and the title.
+    let counts = NotEscaped::of(summaries);
+    ecdf_figure(exp, dir, runs, summaries, counts)?;
+    log_n_figure(exp, dir, summaries, counts, fit, slope_theory, ode_times)
+}
+
+/// Empirical CDF per N (censored runs never reach the top), with the runs that did not escape
+/// counted in the legend and the title.
+fn ecdf_figure(
+    exp: &Experiment,
+    dir: &Path,
+    runs: &[EscapeRun],
+    summaries: &[EscapeSummary],
+    counts: NotEscaped,
+) -> Result<()> {
     let t_max = exp.grid.last().copied().unwrap_or(0.0);
-    let (all, not_escaped, diverged) = summaries
-        .iter()
-        .fold((0, 0, 0), |(a, c, d), s| (a + s.count, c + s.censored, d + s.diverged));
+    let NotEscaped {
+        all,
+        not_escaped,
+        diverged,
+    } = counts;
     let status = if all > 0 && not_escaped == all {
         format!(" — no run escaped by t_max = {t_max}: raise time.t_max")
     } else if not_escaped > 0 {
@@ -613,55 +673,65 @@ fn figures(
     } else {
         String::new()
     };
-    let mut series = vec![];
-    for (ci, s) in summaries.iter().enumerate() {
-        let mut t: Vec<f64> = runs
-            .iter()
-            .filter(|r| r.n == s.n && !r.censored())
-            .map(|r| r.t_escape)
-            .collect();
-        t.sort_by(f64::total_cmp);
-        let (mut x, mut y) = (vec![], vec![]);
-        for (i, &ti) in t.iter().enumerate() {
-            x.push(ti);
-            y.push(i as f64 / s.count as f64);
-            x.push(ti);
-            y.push((i + 1) as f64 / s.count as f64);
-        }
-        let label = if s.censored == 0 {
-            format!("N = {} ({} runs)", s.n, s.count)
-        } else {
-            format!(
-                "N = {} ({} runs; {} diverged, {} at t_max)",
-                s.n,
-                s.count,
-                s.diverged,
-                s.censored - s.diverged
-            )
-        };
-        series.push(Series::line(label, x, y, ci));
+    let series = summaries
+        .iter()
+        .enumerate()
+        .map(|(ci, s)| ecdf_series(runs, s, ci))
+        .collect();
+    let panel = Panel::new(
+        format!("{}: escape times{status}", exp.name),
+        "t_escape (escape time, samples/N)",
+        "fraction of runs escaped (empirical CDF)",
+        series,
+    );
+    plots::draw(&dir.join("escape_ecdf.svg"), &[panel], 1)
+}
+
+/// The empirical CDF of the escape times of the runs of `s.n` as a step line in colour `ci`,
+/// normalised by all runs (those that did not escape keep it below 1).
+fn ecdf_series(runs: &[EscapeRun], s: &EscapeSummary, ci: usize) -> Series {
+    let mut t: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.n == s.n && !r.censored())
+        .map(|r| r.t_escape)
+        .collect();
+    t.sort_by(f64::total_cmp);
+    let (mut x, mut y) = (vec![], vec![]);
+    for (i, &ti) in t.iter().enumerate() {
+        x.push(ti);
+        y.push(i as f64 / s.count as f64);
+        x.push(ti);
+        y.push((i + 1) as f64 / s.count as f64);
     }
-    plots::draw(
-        &dir.join("escape_ecdf.svg"),
-        &[Panel {
-            title: format!("{}: escape times{status}", exp.name),
-            x_label: "t_escape (escape time, samples/N)".into(),
-            y_label: "fraction of runs escaped (empirical CDF)".into(),
-            log_x: false,
-            log_y: false,
-            series,
-        }],
-        1,
-    )?;
-    // Mean ± s.e. vs ln N, the fitted line and the predicted slope (through the weighted centroid
-    // of the points: the theory fixes the slope, not the intercept).
+    let label = if s.censored == 0 {
+        format!("N = {} ({} runs)", s.n, s.count)
+    } else {
+        format!(
+            "N = {} ({} runs; {} diverged, {} at t_max)",
+            s.n,
+            s.count,
+            s.diverged,
+            s.censored - s.diverged
+        )
+    };
+    Series::line(label, x, y, ci)
+}
+
+/// Mean ± s.e. vs ln N, the fitted line, the predicted slope (through the weighted centroid of
+/// the points: the theory fixes the slope, not the intercept) and the ODE's escape times.
+fn log_n_figure(
+    exp: &Experiment,
+    dir: &Path,
+    summaries: &[EscapeSummary],
+    counts: NotEscaped,
+    fit: Option<LinearFit>,
+    slope_theory: Option<f64>,
+    ode_times: &[(usize, Option<f64>)],
+) -> Result<()> {
     let pts: Vec<&EscapeSummary> = summaries.iter().filter(|s| s.mean.is_finite()).collect();
     let x: Vec<f64> = pts.iter().map(|s| (s.n as f64).ln()).collect();
     let y: Vec<f64> = pts.iter().map(|s| s.mean).collect();
-    let mut series = vec![];
-    let mut m = Series::line("mean ± s.e.", x.clone(), y.clone(), 0);
-    m.markers = true;
-    series.push(m);
+    let mut series = vec![Series::line("mean ± s.e.", x.clone(), y.clone(), 0).markers()];
     for (xi, s) in x.iter().zip(&pts) {
         series.push(Series::line("", vec![*xi, *xi], vec![s.mean - s.se, s.mean + s.se], 0));
     }
@@ -676,18 +746,7 @@ fn figures(
             ));
         }
         if let Some(c) = slope_theory {
-            let w: Vec<f64> = pts.iter().map(|s| 1.0 / (s.se * s.se).max(1e-300)).collect();
-            let sw: f64 = w.iter().sum();
-            let xm = w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>() / sw;
-            let ym = w.iter().zip(&y).map(|(w, y)| w * y).sum::<f64>() / sw;
-            let mut t = Series::line(
-                format!("theory: slope 1/(2μ) = {c:.3}"),
-                xs.clone(),
-                xs.iter().map(|x| ym + c * (x - xm)).collect(),
-                2,
-            );
-            t.dashed = true;
-            series.push(t);
+            series.push(theory_line(&pts, &x, &y, c, xs));
         }
     }
     let (ox, oy): (Vec<f64>, Vec<f64>) = ode_times
@@ -695,30 +754,35 @@ fn figures(
         .filter_map(|(n, t)| t.map(|t| ((*n as f64).ln(), t)))
         .unzip();
     if !ox.is_empty() {
-        let mut o = Series::line("ODE from M0 = σ0/√N", ox, oy, 3);
-        o.dashed = true;
-        series.push(o);
+        series.push(Series::line("ODE from M0 = σ0/√N", ox, oy, 3).dashed());
     }
-    plots::draw(
-        &dir.join("escape_vs_logn.svg"),
-        &[Panel {
-            title: if not_escaped > 0 {
-                format!(
-                    "{}: mean escape time vs ln N ({not_escaped} of {all} runs left out)",
-                    exp.name
-                )
-            } else {
-                format!("{}: mean escape time vs ln N", exp.name)
-            },
-            x_label: "ln N (N: input dimension)".into(),
-            y_label: "mean escape time t_esc (± s.e.)".into(),
-            log_x: false,
-            log_y: false,
-            series,
-        }],
-        1,
-    )?;
-    Ok(())
+    let NotEscaped { all, not_escaped, .. } = counts;
+    let title = if not_escaped > 0 {
+        format!(
+            "{}: mean escape time vs ln N ({not_escaped} of {all} runs left out)",
+            exp.name
+        )
+    } else {
+        format!("{}: mean escape time vs ln N", exp.name)
+    };
+    let panel = Panel::new(
+        title,
+        "ln N (N: input dimension)",
+        "mean escape time t_esc (± s.e.)",
+        series,
+    );
+    plots::draw(&dir.join("escape_vs_logn.svg"), &[panel], 1)
+}
+
+/// The predicted line of slope `c` = 1/(2μ) over `xs`, through the centroid of the points
+/// (`x` = ln N, `y` = mean) weighted by 1/s.e.².
+fn theory_line(pts: &[&EscapeSummary], x: &[f64], y: &[f64], c: f64, xs: Vec<f64>) -> Series {
+    let w: Vec<f64> = pts.iter().map(|s| 1.0 / (s.se * s.se).max(1e-300)).collect();
+    let sw: f64 = w.iter().sum();
+    let xm = w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() / sw;
+    let ym = w.iter().zip(y).map(|(w, y)| w * y).sum::<f64>() / sw;
+    let ys = xs.iter().map(|x| ym + c * (x - xm)).collect();
+    Series::line(format!("theory: slope 1/(2μ) = {c:.3}"), xs, ys, 2).dashed()
 }
 
 #[cfg(test)]

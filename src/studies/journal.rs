@@ -79,73 +79,9 @@ impl Journal {
         let csv = dir.join(format!("{name}.csv"));
         let sidecar = dir.join(format!("{name}.json"));
         let mut lines = vec![];
-        let mut resumed = false;
-        if csv.exists() && !force {
-            let text = std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
-            let text = String::from_utf8_lossy(&text).into_owned();
-            let mut rest: &str = &text;
-            let legacy = text.starts_with("# config_hash=");
-            let found = if legacy {
-                let (first, r) = rest.split_once('\n').unwrap_or((rest, ""));
-                rest = r;
-                first.trim_start_matches("# config_hash=").trim().to_string()
-            } else {
-                let side = std::fs::read_to_string(&sidecar).with_context(|| {
-                    format!(
-                        "reading {} (the configuration hash of {})",
-                        sidecar.display(),
-                        csv.display()
-                    )
-                })?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&side).with_context(|| format!("{} is not valid JSON", sidecar.display()))?;
-                v["config_hash"].as_str().unwrap_or("").to_string()
-            };
-            if found != hash {
-                bail!(
-                    "{} was written for another configuration (hash {found:?}, now {hash}): pass --force to start afresh, or --out to choose another folder",
-                    csv.display()
-                );
-            }
-            // The header line (replaced by the current one if it differs: same configuration).
-            let (_, body) = rest.split_once('\n').unwrap_or((rest, ""));
-            let torn = !body.is_empty() && !body.ends_with('\n');
-            let mut body_lines: Vec<&str> = body.split_terminator('\n').collect();
-            if torn {
-                let cut = body_lines.pop().unwrap_or("");
-                eprintln!(
-                    "warning: {}: dropped a torn last line (an interrupted write: {:?}); that run is done again",
-                    csv.display(),
-                    cut.chars().take(60).collect::<String>()
-                );
-            }
-            let mut dropped = 0;
-            for l in body_lines {
-                if valid(l) {
-                    lines.push(l.to_string());
-                } else {
-                    dropped += 1;
-                    eprintln!(
-                        "warning: {}: dropped an unreadable line {:?}; that run is done again",
-                        csv.display(),
-                        l.chars().take(60).collect::<String>()
-                    );
-                }
-            }
-            let clean = rest.split_once('\n').map(|(h, _)| h) == Some(header) && !legacy && !torn && dropped == 0;
-            if !clean {
-                // Rewrite whole and readable lines only (atomically: a kill keeps the old file).
-                let mut t = String::with_capacity(text.len());
-                t.push_str(header);
-                t.push('\n');
-                for l in &lines {
-                    t.push_str(l);
-                    t.push('\n');
-                }
-                write_atomic(&sidecar, sidecar_json(name, header, hash).as_bytes())?;
-                write_atomic(&csv, t.as_bytes())?;
-            }
-            resumed = true;
+        let resumed = csv.exists() && !force;
+        if resumed {
+            lines = resume(dir, name, header, hash, valid)?;
         } else if csv.exists() || non_empty(dir)? {
             if !force {
                 bail!(
@@ -193,6 +129,85 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// The readable lines of the existing journal `name` in `dir`, after checking that it belongs to
+/// configuration `hash`. A journal that is not clean (legacy hash line, another header, a torn
+/// or an unreadable line) is rewritten with its readable lines only, atomically, so that a kill
+/// keeps the old file.
+fn resume(dir: &Path, name: &str, header: &str, hash: &str, valid: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let csv = dir.join(format!("{name}.csv"));
+    let text = std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let (found, rest, legacy) = recorded_hash(&text, &dir.join(format!("{name}.json")), &csv)?;
+    if found != hash {
+        bail!(
+            "{} was written for another configuration (hash {found:?}, now {hash}): pass --force to start afresh, or --out to choose another folder",
+            csv.display()
+        );
+    }
+    // The header line (replaced by the current one if it differs: same configuration).
+    let (_, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let (lines, torn, dropped) = readable_lines(&csv, body, valid);
+    let clean = rest.split_once('\n').map(|(h, _)| h) == Some(header) && !legacy && !torn && dropped == 0;
+    if !clean {
+        write_complete(dir, name, header, hash, &lines)?;
+    }
+    Ok(lines)
+}
+
+/// The configuration hash a journal was written for, the text after it, and whether the file is
+/// of the legacy form (hash on a first `# config_hash=…` line rather than in the sidecar).
+fn recorded_hash<'t>(text: &'t str, sidecar: &Path, csv: &Path) -> Result<(String, &'t str, bool)> {
+    if text.starts_with("# config_hash=") {
+        let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+        return Ok((
+            first.trim_start_matches("# config_hash=").trim().to_string(),
+            rest,
+            true,
+        ));
+    }
+    let side = std::fs::read_to_string(sidecar).with_context(|| {
+        format!(
+            "reading {} (the configuration hash of {})",
+            sidecar.display(),
+            csv.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&side).with_context(|| format!("{} is not valid JSON", sidecar.display()))?;
+    Ok((v["config_hash"].as_str().unwrap_or("").to_string(), text, false))
+}
+
+/// The data lines of a journal `body` (after its header) that `valid` accepts, whether its last
+/// line was torn (no final newline: dropped) and how many lines were unreadable, each dropped line
+/// with a warning: its run is done again.
+fn readable_lines(csv: &Path, body: &str, valid: impl Fn(&str) -> bool) -> (Vec<String>, bool, usize) {
+    let torn = !body.is_empty() && !body.ends_with('\n');
+    let mut body_lines: Vec<&str> = body.split_terminator('\n').collect();
+    if torn {
+        let cut = body_lines.pop().unwrap_or("");
+        eprintln!(
+            "warning: {}: dropped a torn last line (an interrupted write: {:?}); that run is done again",
+            csv.display(),
+            cut.chars().take(60).collect::<String>()
+        );
+    }
+    let mut lines = vec![];
+    let mut dropped = 0;
+    for l in body_lines {
+        if valid(l) {
+            lines.push(l.to_string());
+        } else {
+            dropped += 1;
+            eprintln!(
+                "warning: {}: dropped an unreadable line {:?}; that run is done again",
+                csv.display(),
+                l.chars().take(60).collect::<String>()
+            );
+        }
+    }
+    (lines, torn, dropped)
 }
 
 /// Writes a complete journal (`NAME.csv` with `lines`, and its sidecar) into `dir`: what a

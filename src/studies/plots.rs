@@ -14,6 +14,7 @@
 use crate::analysis::fits::quantile;
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -53,6 +54,24 @@ impl Series {
         }
     }
 
+    /// The same curve dashed (theory, ODE).
+    pub fn dashed(self) -> Self {
+        Series { dashed: true, ..self }
+    }
+
+    /// The same points as markers, without a line.
+    pub fn markers(self) -> Self {
+        Series { markers: true, ..self }
+    }
+
+    /// The same curve with a shaded band between the edges `lo` and `hi`.
+    pub fn with_band(self, lo: Vec<f64>, hi: Vec<f64>) -> Self {
+        Series {
+            band: Some((lo, hi)),
+            ..self
+        }
+    }
+
     /// A legend entry only: a swatch of palette colour `color` (e.g. "N = 1000").
     pub fn swatch(label: impl Into<String>, color: usize) -> Self {
         Series {
@@ -80,6 +99,30 @@ pub struct Panel {
     pub log_x: bool,
     pub log_y: bool,
     pub series: Vec<Series>,
+}
+
+impl Panel {
+    /// A panel with linear axes.
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+        series: Vec<Series>,
+    ) -> Self {
+        Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            log_x: false,
+            log_y: false,
+            series,
+        }
+    }
+
+    /// The same panel with logarithmic x (`log_x`) and y (`log_y`) axes.
+    pub fn log_axes(self, log_x: bool, log_y: bool) -> Self {
+        Panel { log_x, log_y, ..self }
+    }
 }
 
 /// A colour-blind-safe qualitative palette (Okabe–Ito, without its yellow, which is too light on
@@ -324,7 +367,38 @@ fn legend_corner(panel: &Panel, xr: (f64, f64), yr: (f64, f64), (pw, ph): (u32, 
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-fn draw_panel<'a>(area: &'a Area, panel: &Panel) -> Result<(), Box<dyn std::error::Error + 'a>> {
+/// A chart of one panel on either kind of axis (the four axis combinations are different types).
+type Chart<'a, 'b, X, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>;
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Draws one panel into `area`: axes, bands, curves and legend; or, when no point is drawable on
+/// its axes, the title and a line saying so.
+fn draw_panel(area: &Area, panel: &Panel) -> DrawResult {
+    let Some((xr, yr)) = panel_ranges(panel) else {
+        return say_nothing_to_draw(area, panel);
+    };
+    let corner = legend_corner(panel, xr, yr, area.dim_in_pixel());
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&panel.title, ("sans-serif", 17))
+        .margin(10)
+        .x_label_area_size(42)
+        .y_label_area_size(64);
+    // Log axes get their own ticks (1-2-5 or 1…9 per decade when the range is short).
+    let lx = || (xr.0..xr.1).log_scale().with_key_points(log_ticks(xr.0, xr.1));
+    let ly = || (yr.0..yr.1).log_scale().with_key_points(log_ticks(yr.0, yr.1));
+    match (panel.log_x, panel.log_y) {
+        (false, false) => draw_chart(builder.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?, panel, corner),
+        (true, false) => draw_chart(builder.build_cartesian_2d(lx(), yr.0..yr.1)?, panel, corner),
+        (false, true) => draw_chart(builder.build_cartesian_2d(xr.0..xr.1, ly())?, panel, corner),
+        (true, true) => draw_chart(builder.build_cartesian_2d(lx(), ly())?, panel, corner),
+    }
+}
+
+/// The x and y ranges of a panel (band edges included in y), or None when it has no point that
+/// is drawable on its axes.
+fn panel_ranges(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
     let xr = range(&panel.series, panel.log_x, |s| s.x.clone());
     let yr = range(&panel.series, panel.log_y, |s| {
         let mut v = s.y.clone();
@@ -338,126 +412,141 @@ fn draw_panel<'a>(area: &'a Area, panel: &Panel) -> Result<(), Box<dyn std::erro
             .zip(&s.y)
             .any(|(x, y)| usable(*x, panel.log_x) && usable(*y, panel.log_y))
     });
-    let (Some(xr), Some(yr), true) = (xr, yr, drawable) else {
-        // Nothing to draw: say so rather than draw empty axes.
-        let (w, h) = area.dim_in_pixel();
-        area.draw(&Text::new(
-            panel.title.clone(),
-            (20, 14),
-            ("sans-serif", 18).into_font().color(&BLACK),
-        ))?;
-        let msg = "nothing to draw: no finite data point on these axes (see the title and the tables)";
-        let x = (w as i32 / 2 - 3 * msg.chars().count() as i32).max(10);
-        area.draw(&Text::new(
-            msg,
-            (x, h as i32 / 2),
-            ("sans-serif", 14).into_font().color(&RGBColor(150, 30, 30)),
-        ))?;
-        return Ok(());
-    };
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(&panel.title, ("sans-serif", 17))
-        .margin(10)
-        .x_label_area_size(42)
-        .y_label_area_size(64);
+    match (xr, yr, drawable) {
+        (Some(xr), Some(yr), true) => Some((xr, yr)),
+        _ => None,
+    }
+}
+
+/// A panel with nothing to draw says so (title and a message) rather than draw empty axes.
+fn say_nothing_to_draw(area: &Area, panel: &Panel) -> DrawResult {
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        panel.title.clone(),
+        (20, 14),
+        ("sans-serif", 18).into_font().color(&BLACK),
+    ))?;
+    let msg = "nothing to draw: no finite data point on these axes (see the title and the tables)";
+    let x = (w as i32 / 2 - 3 * msg.chars().count() as i32).max(10);
+    area.draw(&Text::new(
+        msg,
+        (x, h as i32 / 2),
+        ("sans-serif", 14).into_font().color(&RGBColor(150, 30, 30)),
+    ))?;
+    Ok(())
+}
+
+/// Axes, then every band (under every line), then every curve, then the legend in `corner`.
+fn draw_chart<'a, 'b: 'a, X, Y>(
+    mut chart: Chart<'a, 'b, X, Y>,
+    panel: &Panel,
+    corner: SeriesLabelPosition,
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     let fmt = |v: &f64| tick(*v);
-    // The four axis combinations are different types in plotters, hence the macro.
-    macro_rules! body {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc(panel.x_label.as_str())
-                .y_desc(panel.y_label.as_str())
-                .x_label_formatter(&fmt)
-                .y_label_formatter(&fmt)
-                .x_labels(8)
-                .y_labels(8)
-                .light_line_style(WHITE.mix(0.0))
-                .draw()?;
-            // Bands first (under every line), each with a light fill and thin edges, so that
-            // overlapping bands stay apart.
-            for s in &panel.series {
-                let Some((lo, hi)) = &s.band else { continue };
-                let c = color(s.color);
-                let mut upper: Vec<(f64, f64)> = Vec::new();
-                let mut lower: Vec<(f64, f64)> = Vec::new();
-                for ((x, l), h) in s.x.iter().zip(lo).zip(hi) {
-                    if usable(*x, panel.log_x) && usable(*h, panel.log_y) && usable(*l, panel.log_y) {
-                        upper.push((*x, *h));
-                        lower.push((*x, *l));
-                    }
-                }
-                if upper.len() > 1 {
-                    let edge = ShapeStyle::from(&c.mix(0.55)).stroke_width(1);
-                    chart.draw_series(std::iter::once(PathElement::new(upper.clone(), edge)))?;
-                    chart.draw_series(std::iter::once(PathElement::new(lower.clone(), edge)))?;
-                    let mut poly = upper;
-                    poly.extend(lower.into_iter().rev());
-                    chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.13))))?;
-                }
-            }
-            for s in &panel.series {
-                let c = color(s.color);
-                let style = ShapeStyle::from(&c).stroke_width(2);
-                let pts: Vec<(f64, f64)> =
-                    s.x.iter()
-                        .zip(&s.y)
-                        .filter(|(x, y)| usable(**x, panel.log_x) && usable(**y, panel.log_y))
-                        .map(|(x, y)| (*x, *y))
-                        .collect();
-                // A curve with a single point (a run that diverged right after it) is a marker.
-                let anno = if s.markers || (pts.len() == 1 && s.key.is_none()) {
-                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, style.filled())))?
-                } else if s.dashed {
-                    chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))?
-                } else {
-                    chart.draw_series(LineSeries::new(pts.clone(), style))?
-                };
-                if s.label.is_empty() {
-                    continue;
-                }
-                let (dashed, swatch, markers) = (s.dashed, s.key == Some(true), s.markers);
-                anno.label(s.label.as_str()).legend(move |(x, y)| {
-                    // One element type for every kind of key: a box and two strokes, the unused
-                    // ones invisible.
-                    let style = ShapeStyle::from(&c).stroke_width(2);
-                    let none = ShapeStyle::from(&WHITE.mix(0.0));
-                    let (rect, strokes) = if swatch {
-                        (Rectangle::new([(0, -5), (16, 5)], c.mix(0.8).filled()), [none, none])
-                    } else if markers {
-                        (Rectangle::new([(5, -3), (11, 3)], style.filled()), [none, none])
-                    } else {
-                        (Rectangle::new([(0, 0), (1, 1)], none), [style, style])
-                    };
-                    let (a, b) = if dashed { ((0, 6), (10, 16)) } else { ((0, 8), (8, 16)) };
-                    EmptyElement::at((x, y))
-                        + rect
-                        + PathElement::new(vec![(a.0, 0), (a.1, 0)], strokes[0])
-                        + PathElement::new(vec![(b.0, 0), (b.1, 0)], strokes[1])
-                });
-            }
-            if panel.series.iter().any(|s| !s.label.is_empty()) {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.88))
-                    .border_style(BLACK.mix(0.3))
-                    .label_font(("sans-serif", 13))
-                    .position(legend_corner(panel, xr, yr, area.dim_in_pixel()))
-                    .draw()?;
-            }
-        }};
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .y_desc(panel.y_label.as_str())
+        .x_label_formatter(&fmt)
+        .y_label_formatter(&fmt)
+        .x_labels(8)
+        .y_labels(8)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for s in &panel.series {
+        draw_band(&mut chart, panel, s)?;
     }
-    // Log axes get their own ticks (1-2-5 or 1…9 per decade when the range is short).
-    let lx = || (xr.0..xr.1).log_scale().with_key_points(log_ticks(xr.0, xr.1));
-    let ly = || (yr.0..yr.1).log_scale().with_key_points(log_ticks(yr.0, yr.1));
-    match (panel.log_x, panel.log_y) {
-        (false, false) => body!(builder.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?),
-        (true, false) => body!(builder.build_cartesian_2d(lx(), yr.0..yr.1)?),
-        (false, true) => body!(builder.build_cartesian_2d(xr.0..xr.1, ly())?),
-        (true, true) => body!(builder.build_cartesian_2d(lx(), ly())?),
+    for s in &panel.series {
+        draw_curve(&mut chart, panel, s)?;
     }
+    if panel.series.iter().any(|s| !s.label.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.88))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .position(corner)
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// The band of `s`, if any: a light fill with thin edges, so that overlapping bands stay apart.
+fn draw_band<'a, 'b: 'a, X, Y>(chart: &mut Chart<'a, 'b, X, Y>, panel: &Panel, s: &Series) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let Some((lo, hi)) = &s.band else { return Ok(()) };
+    let c = color(s.color);
+    let mut upper: Vec<(f64, f64)> = Vec::new();
+    let mut lower: Vec<(f64, f64)> = Vec::new();
+    for ((x, l), h) in s.x.iter().zip(lo).zip(hi) {
+        if usable(*x, panel.log_x) && usable(*h, panel.log_y) && usable(*l, panel.log_y) {
+            upper.push((*x, *h));
+            lower.push((*x, *l));
+        }
+    }
+    if upper.len() > 1 {
+        let edge = ShapeStyle::from(&c.mix(0.55)).stroke_width(1);
+        chart.draw_series(std::iter::once(PathElement::new(upper.clone(), edge)))?;
+        chart.draw_series(std::iter::once(PathElement::new(lower.clone(), edge)))?;
+        let mut poly = upper;
+        poly.extend(lower.into_iter().rev());
+        chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.13))))?;
+    }
+    Ok(())
+}
+
+/// The curve of `s` (solid, dashed or markers) and its legend entry, whose key shows the same
+/// style (or a colour swatch).
+fn draw_curve<'a, 'b: 'a, X, Y>(chart: &mut Chart<'a, 'b, X, Y>, panel: &Panel, s: &Series) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let c = color(s.color);
+    let style = ShapeStyle::from(&c).stroke_width(2);
+    let pts: Vec<(f64, f64)> =
+        s.x.iter()
+            .zip(&s.y)
+            .filter(|(x, y)| usable(**x, panel.log_x) && usable(**y, panel.log_y))
+            .map(|(x, y)| (*x, *y))
+            .collect();
+    // A curve with a single point (a run that diverged right after it) is a marker.
+    let anno = if s.markers || (pts.len() == 1 && s.key.is_none()) {
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, style.filled())))?
+    } else if s.dashed {
+        chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))?
+    } else {
+        chart.draw_series(LineSeries::new(pts.clone(), style))?
+    };
+    if s.label.is_empty() {
+        return Ok(());
+    }
+    let (dashed, swatch, markers) = (s.dashed, s.key == Some(true), s.markers);
+    anno.label(s.label.as_str()).legend(move |(x, y)| {
+        // One element type for every kind of key: a box and two strokes, the unused ones
+        // invisible.
+        let style = ShapeStyle::from(&c).stroke_width(2);
+        let none = ShapeStyle::from(&WHITE.mix(0.0));
+        let (rect, strokes) = if swatch {
+            (Rectangle::new([(0, -5), (16, 5)], c.mix(0.8).filled()), [none, none])
+        } else if markers {
+            (Rectangle::new([(5, -3), (11, 3)], style.filled()), [none, none])
+        } else {
+            (Rectangle::new([(0, 0), (1, 1)], none), [style, style])
+        };
+        let (a, b) = if dashed { ((0, 6), (10, 16)) } else { ((0, 8), (8, 16)) };
+        EmptyElement::at((x, y))
+            + rect
+            + PathElement::new(vec![(a.0, 0), (a.1, 0)], strokes[0])
+            + PathElement::new(vec![(b.0, 0), (b.1, 0)], strokes[1])
+    });
     Ok(())
 }
 

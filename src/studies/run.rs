@@ -151,6 +151,9 @@ pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
     })
 }
 
+/// An observable of the figures as a function of a record's overlaps and e_g.
+type Observable = Box<dyn Fn(&Overlaps, f64) -> f64>;
+
 /// Figures of `hdsgd run`: e_g(t) (`eg.svg`) and the chosen overlaps (`overlaps.svg`). Per N (one
 /// colour each): the simulation's median over seeds (solid) with the band of the 16–84 % quantiles
 /// (shaded: it never crosses zero on a log axis, unlike mean ± s.d.), and the median of the
@@ -158,7 +161,25 @@ pub(crate) fn explicit_ode(exp: &Experiment) -> Result<Option<OdeSolution>> {
 /// diverged runs) and the two line styles; the title counts the diverged runs, whose curves stop at
 /// the divergence (the statistics after it are over the surviving runs).
 fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option<&OdeSolution>) -> Result<()> {
-    type Observable = Box<dyn Fn(&Overlaps, f64) -> f64>;
+    let status = divergence_status(exp, results);
+    let mut panels: Vec<Panel> = observables(exp)
+        .iter()
+        .enumerate()
+        .map(|(oi, (name, f))| observable_panel(exp, results, explicit, name, f, oi == 0, &status))
+        .collect();
+    // One legend in overlaps.svg (its first panel): the keys are the same in every panel.
+    for p in panels.iter_mut().skip(2) {
+        p.series.retain(|s| s.key.is_none());
+    }
+    plots::draw(&dir.join("eg.svg"), &panels[..1], 1)?;
+    if panels.len() > 1 {
+        plots::draw(&dir.join("overlaps.svg"), &panels[1..], 2)?;
+    }
+    Ok(())
+}
+
+/// e_g, then the experiment's plot columns.
+fn observables(exp: &Experiment) -> Vec<(String, Observable)> {
     let mut observables: Vec<(String, Observable)> = vec![("e_g".into(), Box::new(|_: &Overlaps, eg: f64| eg))];
     for col in &exp.plot_columns {
         let name = col.clone();
@@ -167,15 +188,22 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
             Box::new(move |ov: &Overlaps, _| ov.observable(&name).expect("validated observable")),
         ));
     }
-    let diverged_at = |n: usize| {
-        results
-            .iter()
-            .filter(|r| r.task.n == n)
-            .filter_map(|r| r.trajectory.diverged_at)
-            .collect::<Vec<_>>()
-    };
-    let total_diverged: usize = exp.ns.iter().map(|&n| diverged_at(n).len()).sum();
-    let status = if total_diverged == 0 {
+    observables
+}
+
+/// The times at which the runs of dimension `n` diverged.
+fn diverged_at(results: &[RunResult], n: usize) -> Vec<f64> {
+    results
+        .iter()
+        .filter(|r| r.task.n == n)
+        .filter_map(|r| r.trajectory.diverged_at)
+        .collect()
+}
+
+/// The end of the figures' titles: how many runs diverged (empty when none did).
+fn divergence_status(exp: &Experiment, results: &[RunResult]) -> String {
+    let total_diverged: usize = exp.ns.iter().map(|&n| diverged_at(results, n).len()).sum();
+    if total_diverged == 0 {
         String::new()
     } else if total_diverged == results.len() {
         let last = results
@@ -188,92 +216,99 @@ fn figures(exp: &Experiment, dir: &Path, results: &[RunResult], explicit: Option
             " — {total_diverged} of {} runs diverged (statistics: the runs still going)",
             results.len()
         )
-    };
-    let has_matched = results.iter().any(|r| r.ode.is_some());
-    let mut panels = vec![];
-    for (oi, (obs_name, f)) in observables.iter().enumerate() {
-        let mut series = vec![];
-        let mut keys = vec![];
-        let mut log_y = oi == 0;
-        for (ci, &n) in exp.ns.iter().enumerate() {
-            let runs: Vec<&RunResult> = results.iter().filter(|r| r.task.n == n).collect();
-            let sim: Vec<Vec<f64>> = runs
-                .iter()
-                .map(|r| {
-                    r.trajectory
-                        .records
-                        .iter()
-                        .map(|rec| f(&rec.overlaps, rec.eg))
-                        .collect()
-                })
-                .collect();
-            let t = runs
-                .iter()
-                .map(|r| r.trajectory.records.iter().map(|rec| rec.t).collect::<Vec<_>>())
-                .max_by_key(|v| v.len())
-                .unwrap_or_default();
-            let (m, lo, hi) = plots::quantile_band(&sim, 0.16, 0.84);
-            log_y &= sim.iter().flatten().all(|&x| x > 0.0);
-            let mut ser = Series::line("", t, m, ci);
-            ser.band = Some((lo, hi));
-            series.push(ser);
-            let d = diverged_at(n).len();
-            keys.push(Series::swatch(
-                if d == 0 {
-                    format!("N = {n}")
-                } else {
-                    format!("N = {n} ({d} of {} diverged)", runs.len())
-                },
-                ci,
-            ));
-            let odes: Vec<Vec<f64>> = runs
-                .iter()
-                .filter_map(|r| r.ode.as_ref())
-                .map(|sol| sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect())
-                .collect();
-            if !odes.is_empty() {
-                let t_ode = runs
-                    .iter()
-                    .filter_map(|r| r.ode.as_ref())
-                    .map(|s| s.t.clone())
-                    .max_by_key(|v| v.len())
-                    .unwrap_or_default();
-                let (m, _, _) = plots::quantile_band(&odes, 0.5, 0.5);
-                let mut ser = Series::line("", t_ode, m, ci);
-                ser.dashed = true;
-                series.push(ser);
-            }
-        }
-        keys.push(Series::style_key(
-            format!("SGD: median over {} seeds, band 16–84 %", exp.seeds),
-            false,
+    }
+}
+
+/// The panel of observable `name` (`f`): per N its simulation band and matched-ODE median, the
+/// explicit ODE, then the legend keys. The y axis is logarithmic if `log_y` and every simulated
+/// value is positive.
+fn observable_panel(
+    exp: &Experiment,
+    results: &[RunResult],
+    explicit: Option<&OdeSolution>,
+    name: &str,
+    f: &Observable,
+    mut log_y: bool,
+    status: &str,
+) -> Panel {
+    let mut series = vec![];
+    let mut keys = vec![];
+    for (ci, &n) in exp.ns.iter().enumerate() {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.task.n == n).collect();
+        let (sim, positive) = sgd_band(&runs, f, ci);
+        log_y &= positive;
+        series.push(sim);
+        let d = diverged_at(results, n).len();
+        keys.push(Series::swatch(
+            if d == 0 {
+                format!("N = {n}")
+            } else {
+                format!("N = {n} ({d} of {} diverged)", runs.len())
+            },
+            ci,
         ));
-        if has_matched {
-            keys.push(Series::style_key("ODE from each run's start (median)", true));
-        }
-        if let Some(sol) = explicit {
-            let y: Vec<f64> = sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect();
-            let mut ser = Series::line("ODE (explicit initial condition)", sol.t.clone(), y, plots::INK);
-            ser.dashed = true;
-            series.push(ser);
-        }
-        series.extend(keys);
-        panels.push(Panel {
-            title: format!("{}: {}{status}", exp.name, plots::observable_label(obs_name)),
-            x_label: plots::TIME_LABEL.into(),
-            y_label: plots::observable_label(obs_name),
-            log_x: exp.log_time,
-            log_y,
-            series,
-        });
+        series.extend(matched_ode_median(&runs, f, ci));
     }
-    // One legend in overlaps.svg (its first panel): the keys are the same in every panel.
-    for p in panels.iter_mut().skip(2) {
-        p.series.retain(|s| s.key.is_none());
+    keys.push(Series::style_key(
+        format!("SGD: median over {} seeds, band 16–84 %", exp.seeds),
+        false,
+    ));
+    if results.iter().any(|r| r.ode.is_some()) {
+        keys.push(Series::style_key("ODE from each run's start (median)", true));
     }
-    plots::draw(&dir.join("eg.svg"), &panels[..1], 1)?;
-    if panels.len() > 1 {
-        plots::draw(&dir.join("overlaps.svg"), &panels[1..], 2)?;
+    if let Some(sol) = explicit {
+        let y: Vec<f64> = sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect();
+        series.push(Series::line("ODE (explicit initial condition)", sol.t.clone(), y, plots::INK).dashed());
     }
-    Ok(())
+    series.extend(keys);
+    Panel::new(
+        format!("{}: {}{status}", exp.name, plots::observable_label(name)),
+        plots::TIME_LABEL,
+        plots::observable_label(name),
+        series,
+    )
+    .log_axes(exp.log_time, log_y)
+}
+
+/// The simulations' median of `f` over `runs` with its 16–84 % band, in colour `ci`, and whether
+/// every value is positive (drawable on a log axis).
+fn sgd_band(runs: &[&RunResult], f: &Observable, ci: usize) -> (Series, bool) {
+    let sim: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            r.trajectory
+                .records
+                .iter()
+                .map(|rec| f(&rec.overlaps, rec.eg))
+                .collect()
+        })
+        .collect();
+    let t = runs
+        .iter()
+        .map(|r| r.trajectory.records.iter().map(|rec| rec.t).collect::<Vec<_>>())
+        .max_by_key(|v| v.len())
+        .unwrap_or_default();
+    let (m, lo, hi) = plots::quantile_band(&sim, 0.16, 0.84);
+    let positive = sim.iter().flatten().all(|&x| x > 0.0);
+    (Series::line("", t, m, ci).with_band(lo, hi), positive)
+}
+
+/// The median of `f` over the matched ODEs of `runs` (dashed, colour `ci`), if they have any.
+fn matched_ode_median(runs: &[&RunResult], f: &Observable, ci: usize) -> Option<Series> {
+    let odes: Vec<Vec<f64>> = runs
+        .iter()
+        .filter_map(|r| r.ode.as_ref())
+        .map(|sol| sol.overlaps.iter().zip(&sol.eg).map(|(ov, eg)| f(ov, *eg)).collect())
+        .collect();
+    if odes.is_empty() {
+        return None;
+    }
+    let t_ode = runs
+        .iter()
+        .filter_map(|r| r.ode.as_ref())
+        .map(|s| s.t.clone())
+        .max_by_key(|v| v.len())
+        .unwrap_or_default();
+    let (m, _, _) = plots::quantile_band(&odes, 0.5, 0.5);
+    Some(Series::line("", t_ode, m, ci).dashed())
 }

@@ -435,6 +435,9 @@ fn print_summary(
 type Collapse = Vec<Vec<(usize, Vec<f64>, Vec<f64>)>>;
 type Picker = Box<dyn Fn(&WindowStats) -> f64>;
 
+/// The figures of `hdsgd scaling` for e_g and the experiment's plot columns: the collapse
+/// N·Var[observable](t) per N (`scaling_collapse.svg`) and, per time window, the std and |mean
+/// deviation| against N with their fitted power laws (`scaling_fits.svg`).
 fn figures(
     exp: &Experiment,
     dir: &Path,
@@ -444,78 +447,78 @@ fn figures(
     stats: &[Vec<Vec<WindowStats>>],
     fits: &[Vec<Vec<Option<PowerLawFit>>>],
 ) -> Result<()> {
-    // Observables shown: e_g and the experiment's plot columns.
     let shown: Vec<usize> = (0..names.len())
         .filter(|&j| j == 0 || exp.plot_columns.contains(&names[j]))
         .collect();
-    let mut panels = vec![];
-    for &j in &shown {
-        let series = collapse[j]
-            .iter()
-            .enumerate()
-            .map(|(ci, (n, t, y))| Series::line(format!("N = {n}"), t.clone(), y.clone(), ci))
-            .collect();
-        panels.push(Panel {
-            title: format!("{}: N·Var[{}]", exp.name, names[j]),
-            x_label: plots::TIME_LABEL.into(),
-            y_label: format!("N·Var over seeds of {}", plots::observable_label(&names[j])),
-            log_x: exp.log_time,
-            log_y: true,
-            series,
-        });
-    }
+    let panels: Vec<Panel> = shown
+        .iter()
+        .map(|&j| collapse_panel(exp, &names[j], &collapse[j]))
+        .collect();
     plots::draw(&dir.join("scaling_collapse.svg"), &panels, 2)?;
-    // Std and |mean deviation| vs N (log–log) per window, with the fitted power laws.
     let mut panels = vec![];
     for &j in &shown {
         for (w, win) in windows.iter().enumerate() {
-            let st = &stats[j][w];
-            let n: Vec<f64> = st.iter().map(|s| s.n as f64).collect();
-            let mut series = vec![];
-            let cols: [(&str, Picker); 3] = [
-                ("std", Box::new(|s: &WindowStats| s.std)),
-                (
-                    "|mean dev| matched",
-                    Box::new(|s: &WindowStats| s.mean_dev_matched.abs()),
-                ),
-                (
-                    "|mean dev| typical",
-                    Box::new(|s: &WindowStats| s.mean_dev_typical.abs()),
-                ),
-            ];
-            for (ci, ((label, f), fit)) in cols
-                .iter()
-                .zip([&fits[j][w][0], &fits[j][w][2], &fits[j][w][3]])
-                .enumerate()
-            {
-                let y: Vec<f64> = st.iter().map(f).collect();
-                let mut m = Series::line("", n.clone(), y, ci);
-                m.markers = true;
-                series.push(m);
-                if let (Some(fit), Some(lo), Some(hi)) = (fit, n.first(), n.last()) {
-                    let xs = vec![*lo, *hi];
-                    let ys = xs
-                        .iter()
-                        .map(|x: &f64| (fit.log_prefactor - fit.exponent * x.ln()).exp())
-                        .collect();
-                    series.push(Series::line(
-                        format!("{label}: N^-({:.2} ± {:.2})", fit.exponent, fit.se_exponent),
-                        xs,
-                        ys,
-                        ci,
-                    ));
-                }
-            }
-            panels.push(Panel {
-                title: format!("{} on t ∈ [{}, {}]", plots::observable_label(&names[j]), win[0], win[1]),
-                x_label: "N (input dimension)".into(),
-                y_label: "std and |mean deviation| (window average)".into(),
-                log_x: true,
-                log_y: true,
-                series,
-            });
+            panels.push(window_panel(&names[j], win, &stats[j][w], &fits[j][w]));
         }
     }
     plots::draw(&dir.join("scaling_fits.svg"), &panels, windows.len().max(1))?;
     Ok(())
+}
+
+/// N·Var over seeds of observable `name` against time, one curve per N.
+fn collapse_panel(exp: &Experiment, name: &str, curves: &[(usize, Vec<f64>, Vec<f64>)]) -> Panel {
+    let series = curves
+        .iter()
+        .enumerate()
+        .map(|(ci, (n, t, y))| Series::line(format!("N = {n}"), t.clone(), y.clone(), ci))
+        .collect();
+    Panel::new(
+        format!("{}: N·Var[{}]", exp.name, name),
+        plots::TIME_LABEL,
+        format!("N·Var over seeds of {}", plots::observable_label(name)),
+        series,
+    )
+    .log_axes(exp.log_time, true)
+}
+
+/// Std and |mean deviation| (matched, typical) of observable `name` on the window `win` against N
+/// (log–log, markers), each with its fitted power law N^-a (of the quantities' fits `fits`).
+fn window_panel(name: &str, win: &[f64; 2], st: &[WindowStats], fits: &[Option<PowerLawFit>]) -> Panel {
+    let n: Vec<f64> = st.iter().map(|s| s.n as f64).collect();
+    let mut series = vec![];
+    let cols: [(&str, Picker); 3] = [
+        ("std", Box::new(|s: &WindowStats| s.std)),
+        (
+            "|mean dev| matched",
+            Box::new(|s: &WindowStats| s.mean_dev_matched.abs()),
+        ),
+        (
+            "|mean dev| typical",
+            Box::new(|s: &WindowStats| s.mean_dev_typical.abs()),
+        ),
+    ];
+    for (ci, ((label, f), fit)) in cols.iter().zip([&fits[0], &fits[2], &fits[3]]).enumerate() {
+        let y: Vec<f64> = st.iter().map(f).collect();
+        series.push(Series::line("", n.clone(), y, ci).markers());
+        if let (Some(fit), Some(lo), Some(hi)) = (fit, n.first(), n.last()) {
+            let xs = vec![*lo, *hi];
+            let ys = xs
+                .iter()
+                .map(|x: &f64| (fit.log_prefactor - fit.exponent * x.ln()).exp())
+                .collect();
+            series.push(Series::line(
+                format!("{label}: N^-({:.2} ± {:.2})", fit.exponent, fit.se_exponent),
+                xs,
+                ys,
+                ci,
+            ));
+        }
+    }
+    Panel::new(
+        format!("{} on t ∈ [{}, {}]", plots::observable_label(name), win[0], win[1]),
+        "N (input dimension)",
+        "std and |mean deviation| (window average)",
+        series,
+    )
+    .log_axes(true, true)
 }

@@ -24,10 +24,10 @@
 //! * `done.json`, when every task of the shard is finished: wall and CPU time of the last
 //!   invocation, threads, host, SLURM job ids.
 
-use super::escape::{self, escape_run};
+use super::escape;
 use super::hash::fnv1a_hex;
 use super::output::write_atomic;
-use super::runner::{par_map_tasks, simulate_tasks, task_samples, tasks, RunResult, RunTask};
+use super::runner::{simulate_tasks, task_samples, tasks, RunResult, RunTask};
 use super::{output_dir, OutputOptions};
 use crate::analysis::escape::{EscapeRun, EscapeStatus};
 use crate::config::{Experiment, ExperimentConfig};
@@ -35,7 +35,6 @@ use crate::ode::{OdeSolution, OdeStop};
 use crate::overlaps::Overlaps;
 use crate::simulators::{Record, Trajectory};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -125,6 +124,15 @@ impl StudyCommand {
             StudyCommand::Run => "run",
             StudyCommand::Escape => "escape",
             StudyCommand::Scaling => "scaling",
+        }
+    }
+
+    /// The preflight checks of the one-machine command.
+    fn preflight(self) -> super::preflight::Command {
+        match self {
+            StudyCommand::Run => super::preflight::Command::Run,
+            StudyCommand::Escape => super::preflight::Command::Escape,
+            StudyCommand::Scaling => super::preflight::Command::Scaling,
         }
     }
 
@@ -322,12 +330,10 @@ impl TaskResult {
 
     /// One line of `results.jsonl` (with its newline).
     pub fn to_line(&self) -> Result<String> {
-        let mut s = match self {
-            TaskResult::Run(r) => return run_line(r),
-            TaskResult::Escape(r) => serde_json::to_string(&EscapeLine::from(r))?,
-        };
-        s.push('\n');
-        Ok(s)
+        match self {
+            TaskResult::Run(r) => run_line(r),
+            TaskResult::Escape(r) => escape_line(r),
+        }
     }
 
     /// Parses a line written by [`TaskResult::to_line`] for `command`; `p`, `p_star` are the widths.
@@ -344,6 +350,13 @@ impl TaskResult {
 /// The line of a finished run (with its newline).
 fn run_line(r: &RunResult) -> Result<String> {
     let mut s = serde_json::to_string(&RunLine::from(r))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// The line of a finished escape run (with its newline).
+fn escape_line(r: &EscapeRun) -> Result<String> {
+    let mut s = serde_json::to_string(&EscapeLine::from(r))?;
     s.push('\n');
     Ok(s)
 }
@@ -389,12 +402,7 @@ pub fn command(
     spec: ShardSpec,
 ) -> Result<PathBuf> {
     command.check(exp)?;
-    let pre = match command {
-        StudyCommand::Run => super::preflight::Command::Run,
-        StudyCommand::Escape => super::preflight::Command::Escape,
-        StudyCommand::Scaling => super::preflight::Command::Scaling,
-    };
-    let opts = &super::preflight::preflight_shard(exp, pre, opts)?;
+    let opts = &super::preflight::preflight_shard(exp, command.preflight(), opts)?;
     let start = Instant::now();
     let root = output_dir(exp, opts);
     let dir = root.join(spec.folder_name());
@@ -406,41 +414,7 @@ pub fn command(
         _ => None,
     };
     prepare_folder(&dir, &manifest, opts.force)?;
-    let (p, k) = (exp.model.p(), exp.model.p_star());
-    let results_path = dir.join(RESULTS);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&results_path)
-        .with_context(|| format!("opening {}", results_path.display()))?;
-    lock(&file, &results_path, spec)?;
-    let previous = read_results(&results_path, command, p, k)?;
-    let mut done = std::collections::BTreeSet::new();
-    for (line, r) in &previous.lines {
-        let id = r.task();
-        if !manifest.tasks.contains(&id) {
-            bail!(
-                "{} line {line}: task {id} is not one of shard {spec}'s tasks: pass --force to start the shard afresh",
-                results_path.display()
-            );
-        }
-        if !done.insert(id) {
-            bail!(
-                "{} line {line}: task {id} is there twice: pass --force to start the shard afresh",
-                results_path.display()
-            );
-        }
-    }
-    if previous.torn {
-        eprintln!(
-            "warning: {}: dropping a torn last line (an interrupted write); its task is run again",
-            results_path.display()
-        );
-        file.set_len(previous.valid_len)?;
-    }
-    use std::io::Seek as _;
-    file.seek(std::io::SeekFrom::End(0))?;
+    let (file, done) = open_results(&dir, command, exp, &manifest, spec)?;
     let todo: Vec<RunTask> = my_tasks
         .iter()
         .filter(|t| !done.contains(&TaskId::from(*t)))
@@ -468,31 +442,75 @@ pub fn command(
             simulate_tasks(exp, &todo, opts.threads, opts.progress, &|r| append(run_line(r)?))?;
         }
         Some(setup) => {
-            let bar = if opts.progress {
-                let b = ProgressBar::new(todo.len() as u64);
-                b.set_style(
-                    ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
-                        .expect("valid template"),
-                );
-                b.set_prefix(format!("{} {spec}", exp.name));
-                b
-            } else {
-                ProgressBar::hidden()
-            };
-            let out = par_map_tasks(&todo, opts.threads, &bar, |task, bar| -> Result<()> {
-                append(TaskResult::Escape(escape_run(exp, setup.rule, task)).to_line()?)?;
-                bar.inc(1);
-                Ok(())
-            })?;
-            bar.finish_and_clear();
-            out.into_iter().collect::<Result<()>>()?;
+            let prefix = format!("{} {spec}", exp.name);
+            escape::run_escapes(exp, setup.rule, &todo, opts, prefix, |r| append(escape_line(r)?))?;
         }
     }
+    write_done(&dir, spec, my_tasks.len(), todo.len(), start, opts)?;
+    Ok(dir)
+}
+
+/// Opens (or creates) the shard's results file, locked, positioned at its end, with a torn last
+/// line cut off; and the tasks it already holds, each of which must be one of the shard's, once.
+fn open_results(
+    dir: &Path,
+    command: StudyCommand,
+    exp: &Experiment,
+    manifest: &Manifest,
+    spec: ShardSpec,
+) -> Result<(std::fs::File, std::collections::BTreeSet<TaskId>)> {
+    let results_path = dir.join(RESULTS);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&results_path)
+        .with_context(|| format!("opening {}", results_path.display()))?;
+    lock(&file, &results_path, spec)?;
+    let previous = read_results(&results_path, command, exp.model.p(), exp.model.p_star())?;
+    let mut done = std::collections::BTreeSet::new();
+    for (line, r) in &previous.lines {
+        let id = r.task();
+        if !manifest.tasks.contains(&id) {
+            bail!(
+                "{} line {line}: task {id} is not one of shard {spec}'s tasks: pass --force to start the shard afresh",
+                results_path.display()
+            );
+        }
+        if !done.insert(id) {
+            bail!(
+                "{} line {line}: task {id} is there twice: pass --force to start the shard afresh",
+                results_path.display()
+            );
+        }
+    }
+    if previous.torn {
+        eprintln!(
+            "warning: {}: dropping a torn last line (an interrupted write); its task is run again",
+            results_path.display()
+        );
+        file.set_len(previous.valid_len)?;
+    }
+    use std::io::Seek as _;
+    file.seek(std::io::SeekFrom::End(0))?;
+    Ok((file, done))
+}
+
+/// Writes `done.json`, the mark of a finished shard: its size, what the last invocation ran and
+/// cost, and where (host, SLURM job).
+fn write_done(
+    dir: &Path,
+    spec: ShardSpec,
+    tasks: usize,
+    ran: usize,
+    start: Instant,
+    opts: &OutputOptions,
+) -> Result<()> {
     let env = |k: &str| std::env::var(k).ok();
     let done_json = serde_json::json!({
         "shard": spec.to_string(),
-        "tasks": my_tasks.len(),
-        "tasks_run_by_last_invocation": todo.len(),
+        "tasks": tasks,
+        "tasks_run_by_last_invocation": ran,
         "wall_seconds_last_invocation": start.elapsed().as_secs_f64(),
         "cpu_seconds_last_invocation": process_cpu_seconds(),
         "threads": if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads },
@@ -501,8 +519,7 @@ pub fn command(
         "slurm_array_job_id": env("SLURM_ARRAY_JOB_ID"),
         "slurm_array_task_id": env("SLURM_ARRAY_TASK_ID"),
     });
-    write_atomic(&dir.join(DONE), serde_json::to_string_pretty(&done_json)?.as_bytes())?;
-    Ok(dir)
+    write_atomic(&dir.join(DONE), serde_json::to_string_pretty(&done_json)?.as_bytes())
 }
 
 /// Takes an exclusive lock on the results file for the life of the process, so that a second

@@ -103,54 +103,113 @@ fn sbatch_header(args: &SlurmArgs, job_name: &str, output: &str) -> String {
     h
 }
 
+/// What the three scripts of a study share: the study, its folders, and the shell-quoted paths.
+struct ScriptContext<'a> {
+    args: &'a SlurmArgs,
+    exp_file: &'a Path,
+    out: &'a Path,
+    bin: &'a Path,
+    /// The job folder `OUT/slurm`.
+    job: PathBuf,
+    /// The job name, `hdsgd-NAME-COMMAND`.
+    name: String,
+    bin_q: String,
+    exp_q: String,
+    out_q: String,
+    job_q: String,
+}
+
+impl<'a> ScriptContext<'a> {
+    fn new(args: &'a SlurmArgs, exp: &Experiment, exp_file: &'a Path, out: &'a Path, bin: &'a Path) -> Self {
+        let job = out.join("slurm");
+        let q = |p: &Path| shell_quote(&p.to_string_lossy());
+        ScriptContext {
+            args,
+            exp_file,
+            out,
+            bin,
+            name: format!("hdsgd-{}-{}", exp.name, args.command),
+            bin_q: q(bin),
+            exp_q: q(exp_file),
+            out_q: q(out),
+            job_q: q(&job),
+            job,
+        }
+    }
+
+    /// The log file pattern `pattern` in the job folder's `logs/`.
+    fn log(&self, pattern: &str) -> String {
+        self.job.join("logs").join(pattern).to_string_lossy().into_owned()
+    }
+}
+
 /// The three scripts for `exp` with study folder `out` (absolute) and binary `bin` (absolute).
 pub fn scripts(args: &SlurmArgs, exp: &Experiment, exp_file: &Path, out: &Path, bin: &Path) -> JobScripts {
-    let k = args.shards;
-    let job = out.join("slurm");
-    let q = |p: &Path| shell_quote(&p.to_string_lossy());
-    let (bin_q, exp_q, out_q, job_q) = (q(bin), q(exp_file), q(out), q(&job));
-    let name = format!("hdsgd-{}-{}", exp.name, args.command);
-    let logs = job.join("logs");
+    let c = ScriptContext::new(args, exp, exp_file, out, bin);
+    JobScripts {
+        array: array_script(&c),
+        merge: merge_script(&c),
+        submit: submit_script(&c),
+    }
+}
+
+/// `array.sh`: array task I runs shard I/K of the study with `$SLURM_CPUS_PER_TASK` threads.
+fn array_script(c: &ScriptContext) -> String {
+    let k = c.args.shards;
     let mut array = String::from("#!/bin/bash\n");
     let _ = write!(
         array,
         "# `hdsgd {cmd}` of {exp_file} as a SLURM job array: task I runs shard I of {k} (0-based).\n\
          # Written by `hdsgd slurm`; submit with submit.sh. A failed or cancelled task can be rerun\n\
          # alone, `sbatch --array=I {job}/array.sh`: it resumes from its shard's finished runs.\n",
-        cmd = args.command,
-        exp_file = exp_file.display(),
-        job = job.display(),
+        cmd = c.args.command,
+        exp_file = c.exp_file.display(),
+        job = c.job.display(),
     );
-    array.push_str(&sbatch_header(
-        args,
-        &name,
-        &logs.join("shard-%a-job%A.out").to_string_lossy(),
-    ));
+    array.push_str(&sbatch_header(c.args, &c.name, &c.log("shard-%a-job%A.out")));
     let _ = writeln!(array, "#SBATCH --array=0-{}", k - 1);
     let _ = write!(
         array,
         "set -euo pipefail\n\
          exec {bin_q} {cmd} {exp_q} --shard \"$SLURM_ARRAY_TASK_ID/{k}\" --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --out {out_q}\n",
-        cmd = args.command,
+        bin_q = c.bin_q,
+        exp_q = c.exp_q,
+        out_q = c.out_q,
+        cmd = c.args.command,
     );
+    array
+}
+
+/// `merge.sh`: `hdsgd merge OUT --force`, run after the whole array.
+fn merge_script(c: &ScriptContext) -> String {
+    let k = c.args.shards;
     let mut merge = String::from("#!/bin/bash\n");
     let _ = write!(
         merge,
         "# Merges the {k} shards of {out} into the outputs of a one-machine `hdsgd {cmd}` (written\n\
          # into {out}; --force overwrites a previous merge). Submitted by submit.sh after the array.\n",
-        out = out.display(),
-        cmd = args.command,
+        out = c.out.display(),
+        cmd = c.args.command,
     );
     merge.push_str(&sbatch_header(
-        args,
-        &format!("{name}-merge"),
-        &logs.join("merge-job%j.out").to_string_lossy(),
+        c.args,
+        &format!("{}-merge", c.name),
+        &c.log("merge-job%j.out"),
     ));
     let _ = write!(
         merge,
         "set -euo pipefail\n\
-         exec {bin_q} merge {out_q} --force --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n"
+         exec {bin_q} merge {out_q} --force --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
+        bin_q = c.bin_q,
+        out_q = c.out_q,
     );
+    merge
+}
+
+/// `submit.sh`: submits the array, then the merge with `--dependency=afterok:<array>`, records
+/// the job ids in `jobs.txt`, and documents the follow-up commands in its comments.
+fn submit_script(c: &ScriptContext) -> String {
+    let k = c.args.shards;
     let mut submit = String::from("#!/bin/bash\n");
     let _ = write!(
         submit,
@@ -179,26 +238,22 @@ pub fn scripts(args: &SlurmArgs, exp: &Experiment, exp_file: &Path, out: &Path, 
          echo \"submitted array job $array ({k} shards) and merge job $merge (afterok:$array)\"\n\
          echo \"  watch:  squeue -j $array,$merge\"\n\
          echo \"  rerun shard I:  sbatch --parsable --array=I {job}/array.sh; then scontrol update JobId=$merge Dependency=afterok:<new job id>\"\n",
-        cmd = args.command,
-        exp_file = exp_file.display(),
-        job = job.display(),
-        bin = bin.display(),
-        out = out.display(),
+        cmd = c.args.command,
+        exp_file = c.exp_file.display(),
+        job = c.job.display(),
+        job_q = c.job_q,
+        bin = c.bin.display(),
+        out = c.out.display(),
         kk = k,
     );
-    JobScripts { array, merge, submit }
+    submit
 }
 
 /// `hdsgd slurm`: writes the job folder, and with `--submit` submits the array and the merge.
 pub fn command(args: &SlurmArgs) -> Result<()> {
     let exp = Experiment::load(&args.experiment)?;
     args.command.check(&exp)?;
-    if args.shards == 0 {
-        bail!("--shards 0: the number of shards K must be at least 1");
-    }
-    if args.cpus_per_task == 0 {
-        bail!("--cpus-per-task 0: must be at least 1");
-    }
+    check_args(args)?;
     let sbatch = if args.submit {
         Some(find_on_path("sbatch").context(
             "sbatch not found on PATH (needed by --submit; without --submit the job scripts are only written)",
@@ -209,35 +264,63 @@ pub fn command(args: &SlurmArgs) -> Result<()> {
     let out = absolute(&args.out.clone().unwrap_or_else(|| exp.output_dir.clone()));
     let exp_file = absolute(&args.experiment);
     let bin = std::env::current_exe().context("locating the hdsgd binary")?;
-    // Shards already in the folder must be of this study, or the array tasks would fail.
-    let hash = experiment_hash(&exp)?;
-    if let Ok(rd) = std::fs::read_dir(&out) {
-        for e in rd.filter_map(|e| e.ok()) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(spec) = ShardSpec::from_folder_name(&name) else {
-                continue;
-            };
-            if let Ok(m) = read_manifest(&e.path()) {
-                if m.experiment_hash != hash || m.command != args.command || spec.count != args.shards {
-                    bail!(
-                        "{} holds shard {} of `hdsgd {}` for experiment hash {}, not of this study (`{}`, {} shards, hash {hash}): choose another --out, or remove the old shards",
-                        out.display(),
-                        m.shard,
-                        m.command,
-                        m.experiment_hash,
-                        args.command,
-                        args.shards
-                    );
-                }
-            }
-        }
-    }
+    check_existing_shards(args, &exp, &out)?;
     let s = scripts(args, &exp, &exp_file, &out, &bin);
     let job = out.join("slurm");
     write_job_folder(&job, &s)?;
-    // The plan: tasks and samples per shard.
-    let loads = shard_loads(&exp, args.shards);
-    let counts: Vec<usize> = shard_tasks(&exp, args.shards).iter().map(|t| t.len()).collect();
+    print_plan(args, &exp);
+    println!("wrote {}/{{array.sh, merge.sh, submit.sh}}", job.display());
+    let Some(sbatch) = sbatch else {
+        println!("submit with: {}", shell_quote(&job.join("submit.sh").to_string_lossy()));
+        return Ok(());
+    };
+    submit_jobs(args, &sbatch, &job, &out)
+}
+
+/// The numeric options: at least one shard, at least one CPU per task.
+fn check_args(args: &SlurmArgs) -> Result<()> {
+    if args.shards == 0 {
+        bail!("--shards 0: the number of shards K must be at least 1");
+    }
+    if args.cpus_per_task == 0 {
+        bail!("--cpus-per-task 0: must be at least 1");
+    }
+    Ok(())
+}
+
+/// Shards already in the study folder `out` must be of this study (same experiment hash, command
+/// and shard count), or the array tasks would fail.
+fn check_existing_shards(args: &SlurmArgs, exp: &Experiment, out: &Path) -> Result<()> {
+    let hash = experiment_hash(exp)?;
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(spec) = ShardSpec::from_folder_name(&name) else {
+            continue;
+        };
+        if let Ok(m) = read_manifest(&e.path()) {
+            if m.experiment_hash != hash || m.command != args.command || spec.count != args.shards {
+                bail!(
+                    "{} holds shard {} of `hdsgd {}` for experiment hash {}, not of this study (`{}`, {} shards, hash {hash}): choose another --out, or remove the old shards",
+                    out.display(),
+                    m.shard,
+                    m.command,
+                    m.experiment_hash,
+                    args.command,
+                    args.shards
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the plan: tasks and samples per shard, and the imbalance of the largest shard.
+fn print_plan(args: &SlurmArgs, exp: &Experiment) {
+    let loads = shard_loads(exp, args.shards);
+    let counts: Vec<usize> = shard_tasks(exp, args.shards).iter().map(|t| t.len()).collect();
     let total: u64 = loads.iter().sum();
     let max = loads.iter().copied().max().unwrap_or(0);
     let mean = total as f64 / args.shards as f64;
@@ -253,38 +336,13 @@ pub fn command(args: &SlurmArgs) -> Result<()> {
         max as f64,
         if mean > 0.0 { (max as f64 / mean - 1.0) * 100.0 } else { 0.0 }
     );
-    println!("wrote {}/{{array.sh, merge.sh, submit.sh}}", job.display());
-    let Some(sbatch) = sbatch else {
-        println!("submit with: {}", shell_quote(&job.join("submit.sh").to_string_lossy()));
-        return Ok(());
-    };
-    let submit = |extra: &[String], script: &str| -> Result<String> {
-        let o = std::process::Command::new(&sbatch)
-            .arg("--parsable")
-            .args(extra)
-            .arg(script)
-            .current_dir(&job)
-            .output()
-            .with_context(|| format!("running {}", sbatch.display()))?;
-        if !o.status.success() {
-            bail!(
-                "sbatch {script} failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        let id = String::from_utf8_lossy(&o.stdout);
-        let id = id.trim().split(';').next().unwrap_or("").to_string();
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            bail!(
-                "sbatch {script}: unexpected output {:?}",
-                String::from_utf8_lossy(&o.stdout)
-            );
-        }
-        Ok(id)
-    };
-    let array = submit(&[], "array.sh")?;
-    let merge = submit(&[format!("--dependency=afterok:{array}")], "merge.sh")?;
+}
+
+/// `--submit`: submits the array, then the merge after it (afterok), records the job ids in
+/// `jobs.txt` and prints the follow-up commands.
+fn submit_jobs(args: &SlurmArgs, sbatch: &Path, job: &Path, out: &Path) -> Result<()> {
+    let array = sbatch_parsable(sbatch, job, &[], "array.sh")?;
+    let merge = sbatch_parsable(sbatch, job, &[format!("--dependency=afterok:{array}")], "merge.sh")?;
     std::fs::write(job.join("jobs.txt"), format!("array {array}\nmerge {merge}\n"))?;
     let script = shell_quote(&job.join("array.sh").to_string_lossy());
     println!(
@@ -297,6 +355,34 @@ pub fn command(args: &SlurmArgs) -> Result<()> {
     println!("  then:           scontrol update JobId={merge} Dependency=afterok:<new job id>");
     println!("  merged outputs: {} (logs: {}/logs)", out.display(), job.display());
     Ok(())
+}
+
+/// `sbatch --parsable EXTRA SCRIPT` in the job folder: the job id it prints (without the cluster
+/// name after `;`), which must be a number.
+fn sbatch_parsable(sbatch: &Path, job: &Path, extra: &[String], script: &str) -> Result<String> {
+    let o = std::process::Command::new(sbatch)
+        .arg("--parsable")
+        .args(extra)
+        .arg(script)
+        .current_dir(job)
+        .output()
+        .with_context(|| format!("running {}", sbatch.display()))?;
+    if !o.status.success() {
+        bail!(
+            "sbatch {script} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let id = String::from_utf8_lossy(&o.stdout);
+    let id = id.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "sbatch {script}: unexpected output {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    Ok(id)
 }
 
 /// Writes the scripts; on failure removes what it created, so that nothing is left behind.

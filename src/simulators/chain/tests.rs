@@ -90,19 +90,7 @@ fn step_is_the_direct_update_in_coordinates() {
         if zero_student {
             r.rows_mut(ps, p).fill(0.0);
         }
-        // Initial factor: F = (QR of the nonzero rows)ᵀ/√N, lower trapezoidal.
-        let rows = if zero_student { ps } else { d };
-        let qr = r.rows(0, rows).transpose().qr();
-        let mut fac = GramFactor::zeros(p, ps, n, batch);
-        let t = qr.r().transpose() / (n as f64).sqrt();
-        for a in 0..rows {
-            for j in 0..rows {
-                fac.f[a * fac.stride + j] = t[(a, j)];
-            }
-        }
-        fac.width = rows;
-        let chi = ChiTable::new(n, d + batch);
-        let mut sim = ChainSimulator::from_factor(sp.clone(), fac, chi, 1);
+        let mut sim = chain_of_rows(&sp, &r, if zero_student { ps } else { d }, batch);
         assert!((factor_gram(&sim.factor) - weight_gram(&r)).amax() < 1e-12);
         // From a zero student the rows stay nearly dependent for a few steps (after one step every
         // student row is a multiple of the same vector, then they differ only through g'(λ_i) with
@@ -122,48 +110,17 @@ fn step_is_the_direct_update_in_coordinates() {
                 (u.transpose() * &u - DMatrix::identity(w, w)).amax() < 1e-6,
                 "basis at step {step}: {f}"
             );
-            // B fresh inputs, their coordinates and the QR of their orthogonal parts.
+            // B fresh inputs and their label noise.
             let x = DMatrix::from_fn(n, batch, |_, _| standard_normal(&mut rng));
-            let g = u.transpose() * &x;
-            let xi_perp = &x - &u * &g;
-            let a = xi_perp.qr().r().transpose(); // B × B lower triangular: ξ_b = Σ_j A_bj e_j
             let noise: Vec<f64> = (0..batch).map(|_| standard_normal(&mut rng)).collect();
-            for b in 0..batch {
-                for j in 0..w {
-                    sim.scratch.g[b * s + j] = g[(j, b)];
-                }
-                for j in 0..batch {
-                    sim.scratch.a[b * s + j] = if j <= b { a[(b, j)] } else { 0.0 };
-                }
-                sim.scratch.xi[b] = noise[b];
-            }
-            sim.scratch.bp = batch;
+            load_inputs(&mut sim, &u, &x, &noise);
             let loss = sim.apply();
-            // The direct update (theory.md §2) on the explicit rows.
-            let model = &sp.model;
-            let sqn = (n as f64).sqrt();
-            let z = &r * &x / sqn; // d × B, teacher rows first
-            let mut direct_loss = 0.0;
-            let mut upd = DMatrix::zeros(p, n);
+            let (z, direct_loss) = direct_step(&sp, &mut r, &x, &noise);
             for b in 0..batch {
-                let nu: Vec<f64> = (0..ps).map(|k| z[(k, b)]).collect();
-                let lam: Vec<f64> = (0..p).map(|i| z[(ps + i, b)]).collect();
-                let res = model.teacher_output(&nu) + model.noise.sqrt() * noise[b] - model.student_output(&lam);
-                direct_loss += 0.5 * res * res;
-                for i in 0..p {
-                    let delta = model.a[i] * act.dg(lam[i]) * res;
-                    let coef = sp.training.eta / (batch as f64 * sqn) * delta;
-                    for j in 0..n {
-                        upd[(i, j)] += coef * x[(j, b)];
-                    }
-                }
                 for i in 0..d {
                     assert!((sim.scratch.z[b * d + i] - z[(i, b)]).abs() < 1e-12, "z");
                 }
             }
-            let decay = 1.0 - sp.training.eta * sp.training.weight_decay / n as f64;
-            let new_students = r.rows(ps, p) * decay + upd;
-            r.rows_mut(ps, p).copy_from(&new_students);
             let diff = (factor_gram(&sim.factor) - weight_gram(&r)).amax();
             let scale = 1.0 + weight_gram(&r).amax();
             assert!(
@@ -175,6 +132,72 @@ fn step_is_the_direct_update_in_coordinates() {
             assert_eq!(sim.factor.width, expect_width);
         }
     }
+}
+
+/// A chain simulator whose factor spans the first `rows` rows of `r` (teacher first): F = (QR of
+/// those rows)ᵀ/√N, lower trapezoidal; the other rows must be zero.
+fn chain_of_rows(sp: &RunSpec, r: &DMatrix<f64>, rows: usize, batch: usize) -> ChainSimulator {
+    let (p, ps, n) = (sp.model.p(), sp.model.p_star(), r.ncols());
+    let qr = r.rows(0, rows).transpose().qr();
+    let mut fac = GramFactor::zeros(p, ps, n, batch);
+    let t = qr.r().transpose() / (n as f64).sqrt();
+    for a in 0..rows {
+        for j in 0..rows {
+            fac.f[a * fac.stride + j] = t[(a, j)];
+        }
+    }
+    fac.width = rows;
+    let chi = ChiTable::new(n, p + ps + batch);
+    ChainSimulator::from_factor(sp.clone(), fac, chi, 1)
+}
+
+/// Puts the inputs `x` (N × B) into the chain's scratch in its coordinates: g_b = Uᵀx_b in the
+/// basis `u`, and A, the lower-triangular coordinates of the orthogonal parts ξ_b = Σ_j A_bj e_j
+/// (from their QR), with the label noise `noise`.
+fn load_inputs(sim: &mut ChainSimulator, u: &DMatrix<f64>, x: &DMatrix<f64>, noise: &[f64]) {
+    let (w, s, batch) = (sim.factor.width, sim.factor.stride, x.ncols());
+    let g = u.transpose() * x;
+    let xi_perp = x - u * &g;
+    let a = xi_perp.qr().r().transpose(); // B × B lower triangular
+    for b in 0..batch {
+        for j in 0..w {
+            sim.scratch.g[b * s + j] = g[(j, b)];
+        }
+        for j in 0..batch {
+            sim.scratch.a[b * s + j] = if j <= b { a[(b, j)] } else { 0.0 };
+        }
+        sim.scratch.xi[b] = noise[b];
+    }
+    sim.scratch.bp = batch;
+}
+
+/// The direct update (theory.md §2) of the student rows of `r` (teacher rows first) on the inputs
+/// `x` with label noise `noise`: the preactivations z = R x/√N (d × B) before the step and the
+/// minibatch loss Σ_b ½ res_b².
+fn direct_step(sp: &RunSpec, r: &mut DMatrix<f64>, x: &DMatrix<f64>, noise: &[f64]) -> (DMatrix<f64>, f64) {
+    let model = &sp.model;
+    let (p, ps, n, batch) = (model.p(), model.p_star(), r.ncols(), x.ncols());
+    let sqn = (n as f64).sqrt();
+    let z = &*r * x / sqn;
+    let mut direct_loss = 0.0;
+    let mut upd = DMatrix::zeros(p, n);
+    for b in 0..batch {
+        let nu: Vec<f64> = (0..ps).map(|k| z[(k, b)]).collect();
+        let lam: Vec<f64> = (0..p).map(|i| z[(ps + i, b)]).collect();
+        let res = model.teacher_output(&nu) + model.noise.sqrt() * noise[b] - model.student_output(&lam);
+        direct_loss += 0.5 * res * res;
+        for i in 0..p {
+            let delta = model.a[i] * model.activation.dg(lam[i]) * res;
+            let coef = sp.training.eta / (batch as f64 * sqn) * delta;
+            for j in 0..n {
+                upd[(i, j)] += coef * x[(j, b)];
+            }
+        }
+    }
+    let decay = 1.0 - sp.training.eta * sp.training.weight_decay / n as f64;
+    let new_students = r.rows(ps, p) * decay + upd;
+    r.rows_mut(ps, p).copy_from(&new_students);
+    (z, direct_loss)
 }
 
 /// The update of C is theory.md §7's, with x_b·x_c = (ΓΓᵀ + AAᵀ)_bc:
