@@ -150,3 +150,47 @@ fn ode_terms_option() {
     assert!(err.to_string().contains("ode.terms"), "{err}");
     assert!(variant("terms = \"third\"").is_err());
 }
+
+/// Every (κ, δ, N) resolves to an ordinary experiment with p = round(scale·N^κ), η = η₀N^(−δ), the
+/// record times τ·N^ϑ and the region's ODE terms (none in the no-ODE region), in κ, δ, N order.
+#[test]
+fn cells_resolve_to_ordinary_experiments() {
+    let text = FIG2.replace("delta = [-0.5,", "delta = [-0.75, -0.5,");
+    let exp = Experiment::from_toml(&text, "fig2").unwrap();
+    let cells = hdsgd::studies::phase::resolve(&exp).unwrap();
+    assert_eq!(cells.len(), 4 * 3);
+    let expected = [
+        (-0.75, None),
+        (-0.5, Some(OdeVariant::SecondOrder)),
+        (-0.25, Some(OdeVariant::Full)),
+        (0.25, Some(OdeVariant::GradientFlow)),
+    ];
+    for (c, (delta, ode)) in cells.iter().zip(expected.iter().flat_map(|e| [e; 3])) {
+        let n = c.n as f64;
+        assert_eq!((c.kappa, c.delta, c.ode), (0.25, *delta, *ode));
+        assert_eq!(c.exp.model.p() as f64, n.powf(0.25).round());
+        assert_eq!(c.exp.training.eta, 2.0 * n.powf(-delta));
+        assert_eq!(c.exp.ns, vec![c.n]);
+        let unit = n.powf(c.theta);
+        assert_eq!(*c.exp.grid.last().unwrap(), 20.0 * unit);
+        assert_eq!(c.samples(), 20.0 * unit * n);
+    }
+    assert_eq!(
+        cells.iter().map(|c| c.n).take(3).collect::<Vec<_>>(),
+        vec![81, 256, 625]
+    );
+    // ϑ per region: no ODE κ − 1, bad 2(κ + δ), line 0, perfect κ + δ.
+    let thetas: Vec<f64> = cells.iter().step_by(3).map(|c| c.theta).collect();
+    assert_eq!(thetas, vec![-0.75, -0.5, 0.0, 0.5]);
+}
+
+/// The late risk is the mean over the last fraction of the records after t = 0 (at least one).
+#[test]
+fn late_mean_takes_the_last_fraction() {
+    use hdsgd::studies::phase::late_mean;
+    let eg = [9.0, 4.0, 3.0, 2.0, 1.0];
+    assert_eq!(late_mean(&eg, 0.25), 1.0);
+    assert_eq!(late_mean(&eg, 0.5), 1.5);
+    assert_eq!(late_mean(&eg, 1.0), 2.5);
+    assert_eq!(late_mean(&eg, 0.01), 1.0);
+}

@@ -492,30 +492,20 @@ fn diagram(path: &Path, cfg: &PhaseConfig, points: &[&[CellResult]], classes: &[
             .filter(|(_, c)| c.class == *class)
             .map(|(pt, _)| (pt[0].cell.kappa, -pt[0].cell.delta))
             .unzip();
-        let mut s = Series::line(format!("measured: {}", class.name().replace('_', " ")), x, y, i);
-        s.markers = true;
-        series.push(s);
+        series.push(Series::line(format!("measured: {}", class.name().replace('_', " ")), x, y, i).markers());
     }
     let k_lo = cfg.kappa[0].min(0.0);
     let k_hi = cfg.kappa.last().copied().unwrap_or(1.0).max(k_lo + 0.1);
-    let mut line = Series::line("κ + δ = 0", vec![k_lo, k_hi], vec![k_lo, k_hi], INK);
-    line.dashed = true;
-    let mut ode = Series::line(
-        "−δ = (κ + 1)/2",
-        vec![k_lo, k_hi],
-        vec![(k_lo + 1.0) / 2.0, (k_hi + 1.0) / 2.0],
-        3,
-    );
-    ode.dashed = true;
-    series.extend([line, ode]);
-    let panel = Panel {
-        title: "SGD phase diagram: measured classes and the boundaries of Veiga et al. (2022)".into(),
-        x_label: "κ (width p = N^κ)".into(),
-        y_label: "−δ (learning rate η = η₀ N^(−δ))".into(),
-        log_x: false,
-        log_y: false,
+    let ks = vec![k_lo, k_hi];
+    series.push(Series::line("κ + δ = 0", ks.clone(), ks.clone(), INK).dashed());
+    let edge = ks.iter().map(|k| (k + 1.0) / 2.0).collect();
+    series.push(Series::line("−δ = (κ + 1)/2", ks, edge, 3).dashed());
+    let panel = Panel::new(
+        "SGD phase diagram: measured classes and the boundaries of Veiga et al. (2022)",
+        "κ (width p = N^κ)",
+        "−δ (learning rate η = η₀ N^(−δ))",
         series,
-    };
+    );
     plots::draw(path, &[panel], 1)
 }
 
@@ -537,56 +527,36 @@ fn median_curve(curves: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
+/// One point's panel of `risk.svg`: per N the median over its non-diverged runs (solid) and over
+/// their matched ODEs (dashed), against τ.
 fn risk_panel(pt: &[CellResult]) -> Panel {
     let c0 = &pt[0].cell;
     let mut series = vec![];
     for (i, r) in pt.iter().enumerate() {
         let unit = (r.cell.n as f64).powf(r.cell.theta);
-        let sgd: Vec<Vec<f64>> = r
-            .runs
+        let ok: Vec<&RunResult> = r.runs.iter().filter(|x| x.trajectory.diverged_at.is_none()).collect();
+        let Some(first) = ok.first() else { continue };
+        let sgd: Vec<Vec<f64>> = ok
             .iter()
             .map(|x| x.trajectory.records.iter().map(|r| r.eg).collect())
             .collect();
-        let y = median_curve(&sgd);
-        let x: Vec<f64> = r.runs[0]
-            .trajectory
-            .records
-            .iter()
-            .map(|r| r.t / unit)
-            .take(y.len())
-            .collect();
-        series.push(Series::line(
-            format!("N = {}, p = {}", r.cell.n, r.cell.exp.model.p()),
-            x,
-            y,
-            i,
-        ));
-        let odes: Vec<Vec<f64>> = r
-            .runs
-            .iter()
-            .filter_map(|x| x.ode.as_ref().map(|o| o.eg.clone()))
-            .collect();
-        if let Some(o) = r.runs[0].ode.as_ref().filter(|_| !odes.is_empty()) {
-            let y = median_curve(&odes);
+        let x = first.trajectory.records.iter().map(|r| r.t / unit).collect();
+        let label = format!("N = {}, p = {}", r.cell.n, r.cell.exp.model.p());
+        series.push(Series::line(label, x, median_curve(&sgd), i));
+        let odes: Vec<&OdeSolution> = ok.iter().filter_map(|x| x.ode.as_ref()).collect();
+        if let Some(o) = odes.first() {
+            let y = median_curve(&odes.iter().map(|o| o.eg.clone()).collect::<Vec<_>>());
             let x = o.t.iter().map(|t| t / unit).take(y.len()).collect();
-            let mut s = Series::line("", x, y, i);
-            s.dashed = true;
-            series.push(s);
+            series.push(Series::line("", x, y, i).dashed());
         }
     }
     series.extend([Series::style_key("SGD", false), Series::style_key("ODE", true)]);
-    Panel {
-        title: format!(
-            "κ = {}, δ = {} ({}, ϑ = {})",
-            c0.kappa,
-            c0.delta,
-            c0.region.name(),
-            c0.theta
-        ),
-        x_label: "τ = samples/N^(1+ϑ)".into(),
-        y_label: "e_g (population risk)".into(),
-        log_x: true,
-        log_y: true,
-        series,
-    }
+    let title = format!(
+        "κ = {}, δ = {} ({}, ϑ = {})",
+        c0.kappa,
+        c0.delta,
+        c0.region.name(),
+        c0.theta
+    );
+    Panel::new(title, "τ = samples/N^(1+ϑ)", "e_g (population risk)", series).log_axes(true, true)
 }
