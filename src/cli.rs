@@ -129,7 +129,8 @@ pub struct CheckArgs {
     /// Experiment file.
     pub experiment: PathBuf,
     /// The command to check for (default: `escape` for a file with an [escape] section, `scaling`
-    /// with [scaling], else `run`, or `ode` without [simulation]).
+    /// with [scaling], else `run`, or `ode` without [simulation]; a file with a [phase] section
+    /// gets the pre-flight of `hdsgd phase` and its resolved grid).
     #[arg(long, value_enum)]
     pub command: Option<Cmd>,
     /// Output folder to check (default: the experiment's).
@@ -203,13 +204,19 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Check(c) => {
             let exp = load(&c.experiment)?;
-            let cmd = c.command.unwrap_or_else(|| Cmd::for_experiment(&exp));
             let opts = OutputOptions {
                 out: c.out.clone(),
                 threads: c.threads,
                 force: c.force,
                 progress: false,
             };
+            if c.command.is_none() && exp.config.phase.is_some() {
+                let (cells, _) = studies::phase::plan(&exp, &opts)?;
+                eprintln!("{}", studies::phase::report(&cells));
+                println!("{}", serde_json::to_string_pretty(&exp)?);
+                return Ok(());
+            }
+            let cmd = c.command.unwrap_or_else(|| Cmd::for_experiment(&exp));
             let plan = preflight::plan(&exp, cmd, &opts)?;
             for w in &plan.warnings {
                 eprintln!("warning: {w}");

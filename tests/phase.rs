@@ -194,3 +194,27 @@ fn late_mean_takes_the_last_fraction() {
     assert_eq!(late_mean(&eg, 1.0), 2.5);
     assert_eq!(late_mean(&eg, 0.01), 1.0);
 }
+
+/// `hdsgd check` on a phase file prints the resolved grid (p, η per N) and refuses what the
+/// command refuses.
+#[test]
+fn check_prints_the_resolved_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "fig2.toml", FIG2);
+    let o = hdsgd(&["check", file.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`hdsgd phase`") && err.contains("N = 625: p = 5, η = 50.000000"),
+        "{err}"
+    );
+    assert!(err.contains("9 (κ, δ, N) cells"), "{err}");
+    let bad = write(
+        tmp.path(),
+        "bad.toml",
+        &FIG2.replace("eta0 = 2.0", "eta0 = 2.0\nscale = 0.1"),
+    );
+    let o = hdsgd(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("phase.scale"));
+}

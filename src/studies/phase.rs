@@ -176,6 +176,34 @@ pub fn plan(exp: &Experiment, opts: &OutputOptions) -> Result<(Vec<Cell>, Output
     Ok((cells, opts))
 }
 
+/// The resolved grid for `hdsgd check`: one line per (κ, δ, N) with its region, ϑ, ODE terms, p, η,
+/// t_max and samples, and the total.
+pub fn report(cells: &[Cell]) -> String {
+    let mut out = String::from("pre-flight for `hdsgd phase`: the grid resolved per N\n");
+    for c in cells {
+        out.push_str(&format!(
+            "  κ = {}, δ = {} ({}, ϑ = {}, ODE {}): N = {}: p = {}, η = {:.6}, t_max = {:.6} (samples/N), {:.3e} samples/run × {} seeds\n",
+            c.kappa,
+            c.delta,
+            c.region.name(),
+            c.theta,
+            if c.ode.is_some() { terms_name(c.ode) } else { "none" },
+            c.n,
+            c.exp.model.p(),
+            c.exp.training.eta,
+            c.exp.grid.last().copied().unwrap_or(0.0),
+            c.samples(),
+            c.exp.seeds
+        ));
+    }
+    let total: f64 = cells.iter().map(|c| c.samples() * c.exp.seeds as f64).sum();
+    out.push_str(&format!(
+        "  {} (κ, δ, N) cells, {total:.3e} SGD samples in all",
+        cells.len()
+    ));
+    out
+}
+
 /// What one cell measured.
 #[derive(Debug, Clone)]
 pub struct CellResult {
