@@ -59,6 +59,8 @@ fn preflight_errors_name_the_field_and_write_nothing() {
         ("t_max = 20.0", "t_max = 1e9", "time.t_max"),
         ("eta0 = 2.0", "eta0 = 2.0\node = \"all\"", "phase.ode"),
         ("n = [81, 256, 625]", "n = [81]", "simulation.n"),
+        // p = 300 at every N: above the pre-flight's width limit of 256 without --allow-large.
+        ("kappa = [0.25]", "kappa = [0.0]\nscale = 300.0", "model.p"),
     ];
     for (i, (from, to, field)) in cases.iter().enumerate() {
         let text = FIG2

@@ -19,7 +19,7 @@ use crate::analysis::phase::{
 };
 use crate::config::{ConfigError, Experiment, OdeInitial, OdeTerms};
 use crate::ode::{integrate, OdeOptions, OdeSolution, OdeVariant};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -136,7 +136,9 @@ fn resolve_cell(
         OdeVariant::SecondOrder => OdeTerms::SecondOrder,
     });
     let name = format!("{}_kappa{kappa}_delta{delta}_n{n}", exp.name);
-    let mut sub = Experiment::from_config(c, &name).map_err(anyhow::Error::from)?;
+    let mut sub = Experiment::from_config(c, &name)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("at (κ, δ) = ({kappa}, {delta}), N = {n} (p = {p})"))?;
     if ode.is_none() {
         // The runner integrates the matched ODE only for `Matched` experiments.
         sub.ode_initial = OdeInitial::Explicit;
@@ -158,7 +160,15 @@ pub fn plan(exp: &Experiment, opts: &OutputOptions) -> Result<(Vec<Cell>, Output
     let cells = resolve(exp)?;
     let mut opts = opts.clone();
     for c in &cells {
-        let plan = preflight::plan_with(&c.exp, Command::Run, &opts, false)?;
+        let plan = preflight::plan_with(&c.exp, Command::Run, &opts, false).with_context(|| {
+            format!(
+                "at (κ, δ) = ({}, {}), N = {} (p = {})",
+                c.kappa,
+                c.delta,
+                c.n,
+                c.exp.model.p()
+            )
+        })?;
         if opts.threads != 0 {
             opts.threads = plan.threads;
         }
