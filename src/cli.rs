@@ -3,7 +3,7 @@
 use crate::config::Experiment;
 use crate::studies::preflight::{self, Command as Cmd};
 use crate::studies::shard::{ShardSpec, StudyCommand};
-use crate::studies::{self, DivergedRuns, OutputOptions};
+use crate::studies::{self, Cancel, Cancelled, DivergedRuns, OutputOptions};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,7 +14,9 @@ pub const EXIT_CODES: &str = "Exit codes:
   0  success
   1  invalid input (experiment file, pre-flight) or I/O error: nothing written, a previous output folder left as it was
   2  usage error (unknown command or option, missing argument)
-  3  outputs written, but some runs diverged (each named on stderr with its time of divergence)";
+  3  outputs written, but some runs diverged (each named on stderr with its time of divergence)
+  130  interrupted by Ctrl-C: the command stopped within one record interval, nothing written (an escape
+       study or a shard keeps the runs finished before, and resumes); a second Ctrl-C exits at once";
 
 /// Online SGD in two-layer teacher–student networks: finite-N simulations against the overlap ODEs.
 #[derive(Debug, Parser)]
@@ -54,6 +56,7 @@ impl ExperimentArgs {
             threads: self.threads,
             force: self.force,
             progress: !self.quiet && std::io::stderr().is_terminal(),
+            cancel: interrupt().clone(),
         }
     }
 }
@@ -151,15 +154,43 @@ pub struct CheckArgs {
 pub const EXIT_INVALID: u8 = 1;
 /// Exit code: outputs written, some runs diverged.
 pub const EXIT_DIVERGED: u8 = 3;
+/// Exit code: stopped by Ctrl-C (128 + SIGINT, the shell's convention).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The process's cancellation flag, set by the first Ctrl-C (the handler is installed by [`main`]).
+fn interrupt() -> &'static Cancel {
+    static FLAG: std::sync::OnceLock<Cancel> = std::sync::OnceLock::new();
+    FLAG.get_or_init(Cancel::new)
+}
+
+/// First Ctrl-C: ask the running command to stop cleanly (its staging folder is removed, finished
+/// escape/shard runs stay recorded). Second Ctrl-C: exit at once, as without a handler.
+fn install_interrupt_handler() {
+    let flag = interrupt().clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.is_cancelled() {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        flag.cancel();
+        eprintln!("\ninterrupted: stopping the running simulations (Ctrl-C again to exit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: no Ctrl-C handler ({e}); Ctrl-C will stop hdsgd without cleaning up");
+    }
+}
 
 /// Entry point of the binary: parse (usage errors exit with 2), dispatch, report errors without
 /// panicking (see [`EXIT_CODES`]).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_interrupt_handler();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(d) = e.downcast_ref::<DivergedRuns>() {
+            if e.downcast_ref::<Cancelled>().is_some() {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else if let Some(d) = e.downcast_ref::<DivergedRuns>() {
                 eprintln!("error: outputs written, but {d}");
                 ExitCode::from(EXIT_DIVERGED)
             } else {
@@ -208,7 +239,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
                 out: c.out.clone(),
                 threads: c.threads,
                 force: c.force,
-                progress: false,
+                ..Default::default()
             };
             if c.command.is_none() && exp.config.phase.is_some() {
                 let (cells, _) = studies::phase::plan(&exp, &opts)?;

@@ -189,6 +189,43 @@ fn existing_output_is_not_overwritten_without_force() {
     assert_ne!(std::fs::read_to_string(&marker).unwrap(), "keep me");
 }
 
+/// Ctrl-C (SIGINT) on a run of 2·10⁸ samples per seed: exit code 130, the message, and no output
+/// or staging folder left (the --force case keeps the previous folder untouched).
+#[test]
+fn ctrl_c_stops_a_run_cleanly_with_exit_code_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = common::small_quadratic("[1000]", 2, 2.0e5, 2000).text();
+    let file = write(tmp.path(), "long.toml", &long);
+    let out = tmp.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_hdsgd"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "2",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it start simulating (uncancelled it would run for minutes), then interrupt it.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cancelled"), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("long.toml")]);
+}
+
 /// theory.md §5: p = p* = 1, a = v = 1, η = 0.5 has no plateau fixed point and Q diverges.
 #[test]
 fn diverging_run_is_reported_with_its_time() {

@@ -521,7 +521,7 @@ fn check(text: &str) -> Result<bool, TestCaseError> {
                 out: Some(out_dir()),
                 threads: 0,
                 force: false,
-                progress: false,
+                ..Default::default()
             };
             for c in COMMANDS {
                 if let Err(e) = plan(&exp, c, &opts) {

@@ -363,7 +363,7 @@ fn scaling_tabulates_the_conserved_quantity() {
         out: Some(tmp.path().join("s")),
         threads: 1,
         force: false,
-        progress: false,
+        ..Default::default()
     };
     hdsgd::studies::scaling::command(&exp, &opts).unwrap();
     let csv = std::fs::read_to_string(tmp.path().join("s/scaling.csv")).unwrap();
@@ -426,7 +426,7 @@ fn escape_writes_the_conserved_drift_at_the_escape_time() {
             out: Some(tmp.path().join(dir)),
             threads: 1,
             force: false,
-            progress: false,
+            ..Default::default()
         };
         hdsgd::studies::escape::command(&exp, &opts).unwrap();
         (

@@ -100,7 +100,7 @@ fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String, f6
 #[test]
 fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
     let exp = Experiment::from_toml(EXPERIMENT, "sim_vs_ode_erf").expect("valid experiment");
-    let results = simulate_all(&exp, 1, false).expect("runs");
+    let results = simulate_all(&exp, 1, false, &hdsgd::studies::Cancel::new()).expect("runs");
     assert_eq!(results.len(), 4);
     let band = K / (N as f64).sqrt();
     for r in &results {

@@ -10,6 +10,7 @@ use hdsgd::rng::{standard_normal, stream};
 use hdsgd::studies::escape::escape_run;
 use hdsgd::studies::plateau::stability;
 use hdsgd::studies::runner::tasks;
+use hdsgd::studies::Cancel;
 use hdsgd::studies::OutputOptions;
 
 mod common;
@@ -81,7 +82,7 @@ fn a_run_that_cannot_escape_is_censored() {
         tolerance: 0.05,
     };
     for task in tasks(&exp) {
-        let r = escape_run(&exp, rule, &task);
+        let r = escape_run(&exp, rule, &task, &Cancel::new()).unwrap();
         assert!(r.censored());
         assert!(matches!(r.status, EscapeStatus::Censored | EscapeStatus::NoPlateau));
         assert!((r.t_escape - 1.0).abs() < 1e-12);
@@ -105,7 +106,10 @@ fn mean_escape_time_grows_with_n() {
         fraction: 0.5,
         tolerance: 0.05,
     };
-    let runs: Vec<_> = tasks(&exp).iter().map(|t| escape_run(&exp, rule, t)).collect();
+    let runs: Vec<_> = tasks(&exp)
+        .iter()
+        .map(|t| escape_run(&exp, rule, t, &Cancel::new()).unwrap())
+        .collect();
     // η·a = 0.15 is close to the stability edge, so at N = 100 a rare run may diverge (a competing
     // outcome, left out of the means); none may stay on the plateau until t_max = 40 (≈ 12 spreads
     // beyond the mean), and most must escape.
@@ -159,7 +163,7 @@ fn escape_command_resumes_and_is_thread_independent() {
         out: Some(dir.to_path_buf()),
         threads,
         force,
-        progress: false,
+        ..Default::default()
     };
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     hdsgd::studies::escape::command(&exp, &opts(&a, 1, false)).unwrap();
@@ -183,6 +187,68 @@ fn escape_command_resumes_and_is_thread_independent() {
     // Another configuration refuses the folder unless --force.
     let other = escape_config("[100, 200]", 4, 31.0);
     assert!(hdsgd::studies::escape::command(&other, &opts(&b, 1, false)).is_err());
+}
+
+/// The cancellation flag (what Ctrl-C sets in the CLI and in Python): a command cancelled before it
+/// starts returns `Cancelled` and creates no folder; an escape study cancelled in the middle keeps
+/// only whole runs in its journal, and resuming it gives the uncancelled study's bytes, wherever
+/// the cancellation landed.
+#[test]
+fn cancelled_commands_write_nothing_and_escape_resumes_to_the_same_bytes() {
+    use hdsgd::studies::Cancelled;
+    let tmp = tempfile::tempdir().unwrap();
+    let cancelled = Cancel::new();
+    cancelled.cancel();
+    let run_exp = common::small_quadratic("[100, 200]", 2, 5.0, 6).experiment("c");
+    let out = tmp.path().join("run");
+    let opts = OutputOptions {
+        out: Some(out.clone()),
+        cancel: cancelled,
+        ..Default::default()
+    };
+    let err = hdsgd::studies::run(&run_exp, &opts).unwrap_err();
+    assert!(err.is::<Cancelled>(), "{err:#}");
+    assert!(!out.exists(), "a cancelled run left {}", out.display());
+
+    let exp = escape_config("[100, 200, 400]", 8, 30.0);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let opts = |dir: &std::path::Path, cancel: Cancel| OutputOptions {
+        out: Some(dir.to_path_buf()),
+        threads: 1,
+        cancel,
+        ..Default::default()
+    };
+    hdsgd::studies::escape::command(&exp, &opts(&a, Cancel::new())).unwrap();
+    let cancel = Cancel::new();
+    let journal = b.join("escape_runs.csv");
+    let watcher = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            // Cancel once two runs are recorded (or give up after a while: then the study ran to
+            // its end, and the resume below must still give the same bytes).
+            for _ in 0..20_000 {
+                let lines = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+                if lines >= 3 {
+                    cancel.cancel();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            false
+        })
+    };
+    let first = hdsgd::studies::escape::command(&exp, &opts(&b, cancel));
+    let fired = watcher.join().unwrap();
+    if let Err(e) = &first {
+        assert!(fired && e.is::<Cancelled>(), "{e:#}");
+        assert!(
+            !b.join("escape_times.csv").exists(),
+            "a cancelled study wrote its tables"
+        );
+    }
+    hdsgd::studies::escape::command(&exp, &opts(&b, Cancel::new())).unwrap();
+    let times = |d: &std::path::Path| std::fs::read_to_string(d.join("escape_times.csv")).unwrap();
+    assert_eq!(times(&a), times(&b));
 }
 
 /// Synthetic runs x_r(t) = 1 + β/N + N^{-1/2} σ ξ_r(t) (ξ iid N(0,1) over runs and times) against a
@@ -247,7 +313,7 @@ fn scaling_command_writes_its_tables() {
         out: Some(tmp.path().join(out)),
         threads: 1,
         force: false,
-        progress: false,
+        ..Default::default()
     };
     hdsgd::studies::scaling::command(&exp, &opts("s")).unwrap();
     hdsgd::studies::run(&exp, &opts("r")).unwrap();

@@ -330,7 +330,7 @@ def _command(name, exp, threads, progress, out, force, on_divergence) -> Result:
             )
         files = _load_folder(folder) if folder.exists() else {}
     except KeyboardInterrupt:
-        tmp = None  # the abandoned worker removes it when it finishes
+        tmp = None  # a worker still stopping removes it when it is done
         raise
     finally:
         if tmp is not None:
@@ -357,8 +357,9 @@ _COMMON_DOC = """
     ``--force``); by default they are written to a temporary folder, read into the Result and
     removed. If some runs diverge, the outputs are still returned and a :class:`DivergedWarning`
     is issued (``on_divergence="raise"``: raise :class:`Diverged` with ``.result``; "ignore").
-    Ctrl-C raises KeyboardInterrupt within ~0.1 s (the computation itself then finishes in the
-    background: the crate has no cancellation hook yet).
+    Ctrl-C raises KeyboardInterrupt within ~0.1 s and cancels the computation: every running
+    simulation stops at its next record time, nothing is written (an ``escape`` study keeps the
+    runs it finished, and resumes from them).
     """
 
 

@@ -513,6 +513,7 @@ pub fn run_command(
     threads: usize,
     force: bool,
     progress: bool,
+    cancel: hdsgd::studies::Cancel,
 ) -> EResult<Option<String>> {
     let e = &exp.0;
     let opts = OutputOptions {
@@ -520,6 +521,7 @@ pub fn run_command(
         threads,
         force,
         progress,
+        cancel,
     };
     let r = match command {
         Command::Run => hdsgd::studies::run(e, &opts).map(drop),

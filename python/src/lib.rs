@@ -551,10 +551,15 @@ fn integrate_ode_raw<'py>(
 
 /// Runs a CLI command (`run`, `ode`, `plateau`, `escape`, `scaling`, `hessian`) into the folder
 /// `out`, exactly as `hdsgd COMMAND EXP --out OUT` does. The command runs on a worker thread while
-/// this one waits without the GIL and polls for Ctrl-C every 0.1 s; on KeyboardInterrupt the call
-/// returns at once (the crate's commands have no cancellation hook: the worker finishes in the
-/// background, and removes `out` then if `cleanup_if_abandoned`). Returns None, or the CLI's
+/// this one waits without the GIL and polls for Ctrl-C every 0.1 s. On KeyboardInterrupt it sets
+/// the command's cancellation flag (`studies::Cancel`: every running simulation stops at its next
+/// record time, the staging folder is removed, an escape study keeps its finished runs), waits up
+/// to [`CANCEL_WAIT`] for the worker, and raises; a worker still running then finishes stopping in
+/// the background (and removes `out` if `cleanup_if_abandoned`). Returns None, or the CLI's
 /// divergence message when outputs were written but some runs diverged.
+/// How long a Ctrl-C'd command is waited for before KeyboardInterrupt is raised anyway.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[pyfunction]
 #[pyo3(signature = (command, exp, out, *, threads=None, force=false, progress=false, cleanup_if_abandoned=false))]
 #[allow(clippy::too_many_arguments)]
@@ -578,11 +583,21 @@ fn run_command(
     let out = std::path::PathBuf::from(out);
     let (tx, rx) = std::sync::mpsc::channel();
     let worker_out = out.clone();
+    let cancel = hdsgd::studies::Cancel::new();
+    let worker_cancel = cancel.clone();
     std::thread::Builder::new()
         .name(format!("hdsgd-{command}"))
         .spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine::run_command(&exp, cmd, &worker_out, threads.unwrap_or(0), force, progress)
+                engine::run_command(
+                    &exp,
+                    cmd,
+                    &worker_out,
+                    threads.unwrap_or(0),
+                    force,
+                    progress,
+                    worker_cancel,
+                )
             }))
             .unwrap_or_else(|_| Err(EngineError::Other("the command panicked".into())));
             if tx.send(r).is_err() && cleanup_if_abandoned {
@@ -600,7 +615,15 @@ fn run_command(
         rx = back;
         match r {
             Ok(r) => return r.map_err(|e| to_pyerr(py, e)),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(interrupt) = py.check_signals() {
+                    cancel.cancel();
+                    // Usually the worker stops within a record interval: give it a moment so that
+                    // the folder is already clean when KeyboardInterrupt reaches the caller.
+                    py.detach(move || drop(rx.recv_timeout(CANCEL_WAIT)));
+                    return Err(interrupt);
+                }
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(PyRuntimeError::new_err("the command's worker thread stopped"))
             }

@@ -127,7 +127,7 @@ def test_ctrl_c_stops_a_chain_run():
     assert sim.steps > 0
 
 
-def test_commands_release_the_gil_and_stop_on_ctrl_c():
+def test_commands_release_the_gil_and_stop_on_ctrl_c(tmp_path):
     exp = {
         "model": {"activation": "quadratic", "p": 2, "p_star": 1},
         "training": {"eta": 0.05},
@@ -146,11 +146,18 @@ def test_commands_release_the_gil_and_stop_on_ctrl_c():
         count += 1
     worker.join()
     assert alive and count > 10_000
-    # Ctrl-C: the call returns within a second (the computation finishes in the background).
-    big = {**exp, "time": {"t_max": 2000.0, "points": 4}, "simulation": {"n": [1000], "seeds": 1}}
+    # Ctrl-C: the call returns within a second and cancels the computation, which stops at its
+    # next record (every 10⁵ samples here, ~0.1 s): within seconds, no folder and no staging
+    # folder are left. (Uncancelled, this run of 2·10⁸ samples takes minutes.)
+    big = {**exp, "time": {"t_max": 2.0e5, "points": 2000}, "simulation": {"n": [1000], "seeds": 1}}
+    out = tmp_path / "big"
     timer, fired = _interrupt_after(0.3, "sigint")
     with pytest.raises(KeyboardInterrupt):
-        hdsgd.run(big, threads=1)
+        hdsgd.run(big, threads=1, out=out)
     caught = time.perf_counter()
     timer.join()
     assert caught - fired["at"] < 1.0
+    deadline = time.perf_counter() + 10.0
+    while any(tmp_path.iterdir()) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []

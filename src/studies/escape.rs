@@ -15,7 +15,7 @@ use super::plateau::stability;
 use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::runner::{build_simulator, par_map_tasks, tasks, RunTask};
-use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
+use super::{output_dir, Cancel, Cancelled, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::escape::{
     escape_time_sd, fit_log_n, ode_escape_time, summarize_runs, usable_for_fit, EscapeConfig, EscapeDetector,
     EscapeRule, EscapeRun, EscapeStatus, EscapeSummary,
@@ -33,7 +33,8 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Simulates one run on the experiment's record grid until it escapes or reaches t_max.
-pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeRun {
+/// `Err(Cancelled)` when `cancel` stops it first: an interrupted run has no escape status.
+pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask, cancel: &Cancel) -> Result<EscapeRun, Cancelled> {
     let start = Instant::now();
     let mut sim = build_simulator(exp, task);
     let mut det = EscapeDetector::new(rule);
@@ -47,16 +48,20 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
         }
         match det.observe(rec.t, &rec.overlaps, rec.eg) {
             Some(_) => ControlFlow::Break(()),
+            None if cancel.is_cancelled() => ControlFlow::Break(()),
             None => ControlFlow::Continue(()),
         }
     });
+    if det.escaped().is_none() {
+        cancel.check()?;
+    }
     let (t_escape, status) = match (det.escaped(), traj.diverged_at) {
         (Some(t), _) => (t, EscapeStatus::Escaped),
         (None, Some(t)) => (t, EscapeStatus::Diverged),
         (None, None) if det.reached_plateau() => (last_t, EscapeStatus::Censored),
         (None, None) => (last_t, EscapeStatus::NoPlateau),
     };
-    EscapeRun {
+    Ok(EscapeRun {
         n: task.n,
         seed_index: task.seed_index,
         run_seed: task.seed,
@@ -71,7 +76,7 @@ pub fn escape_run(exp: &Experiment, rule: EscapeRule, task: &RunTask) -> EscapeR
                 conserved::observable_series(&pts, &exp.model, &exp.training, "cons_drift")[1]
             })
             .filter(|d| d.is_finite()),
-    }
+    })
 }
 
 /// Whether `[geometry] observables` lists "conserved".
@@ -307,12 +312,18 @@ pub(crate) fn run_escapes(
     record: impl Fn(&EscapeRun) -> Result<()> + Sync,
 ) -> Result<Vec<EscapeRun>> {
     let bar = runs_bar(opts.progress, todo.len(), prefix);
-    let runs = par_map_tasks(todo, opts.threads, &bar, |task, bar| -> Result<EscapeRun> {
-        let r = escape_run(exp, rule, task);
-        record(&r)?;
-        bar.inc(1);
-        Ok(r)
-    })?;
+    let runs = par_map_tasks(
+        todo,
+        opts.threads,
+        &opts.cancel,
+        &bar,
+        |task, bar| -> Result<EscapeRun> {
+            let r = escape_run(exp, rule, task, &opts.cancel)?;
+            record(&r)?;
+            bar.inc(1);
+            Ok(r)
+        },
+    )?;
     bar.finish_and_clear();
     runs.into_iter().collect()
 }

@@ -20,6 +20,7 @@
 use super::output::{cell, num, opt, write_json, CsvTable};
 use super::plots::{self, Panel, Series};
 use super::runner::{par_map_tasks, run_spec, simulate_all, tasks, RunResult};
+use super::Cancel;
 use crate::analysis::escape::{crossing_time, escape_time_sd, Crossing, EscapeRule};
 use crate::analysis::fits::linear_fit;
 use crate::analysis::fits::mean_std;
@@ -39,7 +40,7 @@ use std::path::Path;
 
 /// Writes the requested geometry observables of a finished `hdsgd run` into `dir` (module docs).
 /// Does nothing without a `[geometry]` section or observables.
-pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads: usize) -> Result<()> {
+pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads: usize, cancel: &Cancel) -> Result<()> {
     let Some(cfg) = &exp.config.geometry else {
         return Ok(());
     };
@@ -47,14 +48,14 @@ pub fn observe_run(exp: &Experiment, results: &[RunResult], dir: &Path, threads:
         conserved_outputs(exp, results, dir)?;
     }
     if cfg.observables.contains(&GeometryObservable::Selection) {
-        selection_outputs(exp, results, dir, threads, cfg.converged_eg)?;
+        selection_outputs(exp, results, dir, threads, cancel, cfg.converged_eg)?;
     }
     if cfg.observables.contains(&GeometryObservable::Escape) {
         let widths: Vec<usize> = match &cfg.widths {
             Some(w) => w.iter().map(|&p| p as usize).collect(),
             None => vec![exp.model.p()],
         };
-        escape_outputs(exp, results, dir, threads, &widths, cfg.escape_fraction)?;
+        escape_outputs(exp, results, dir, threads, cancel, &widths, cfg.escape_fraction)?;
     }
     Ok(())
 }
@@ -317,6 +318,7 @@ pub struct SelectionRow {
 pub fn selection_rows(
     exp: &Experiment,
     threads: usize,
+    cancel: &Cancel,
     converged_eg: f64,
     expected_final: Option<&[Overlaps]>,
 ) -> Result<Vec<SelectionRow>> {
@@ -325,27 +327,37 @@ pub fn selection_rows(
     }
     let ts = tasks(exp);
     let bar = indicatif::ProgressBar::hidden();
-    let rows = par_map_tasks(&ts, threads, &bar, |task, _| -> Result<(SelectionRow, Overlaps)> {
-        let mut sim = DirectSimulator::new(run_spec(exp, task.n), exp.teacher_init, exp.sigma0, task.seed);
-        let w0 = sim.weights().to_owned();
-        let ov0 = sim.overlaps();
-        let traj = sim.run(&exp.grid, &mut |_| ControlFlow::Continue(()));
-        let last = traj.records.last().context("run recorded nothing")?;
-        let w = sim.weights();
-        let wsel = selected_weights(w0.view(), sim.teacher(), &exp.model)?;
-        Ok((
-            SelectionRow {
-                n: task.n,
-                seed: task.seed_index,
-                eg_final: last.eg,
-                converged: traj.diverged_at.is_none() && last.eg < converged_eg,
-                dist: distance2(w0.view(), w),
-                dist_min: procrustes_minimum(&ov0, &exp.model)?,
-                dist_to_selected: distance2(wsel.view(), w),
-            },
-            last.overlaps.clone(),
-        ))
-    })?;
+    let rows = par_map_tasks(
+        &ts,
+        threads,
+        cancel,
+        &bar,
+        |task, _| -> Result<(SelectionRow, Overlaps)> {
+            let mut sim = DirectSimulator::new(run_spec(exp, task.n), exp.teacher_init, exp.sigma0, task.seed);
+            let w0 = sim.weights().to_owned();
+            let ov0 = sim.overlaps();
+            let traj = sim.run(&exp.grid, &mut |_| match cancel.is_cancelled() {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            });
+            cancel.check()?;
+            let last = traj.records.last().context("run recorded nothing")?;
+            let w = sim.weights();
+            let wsel = selected_weights(w0.view(), sim.teacher(), &exp.model)?;
+            Ok((
+                SelectionRow {
+                    n: task.n,
+                    seed: task.seed_index,
+                    eg_final: last.eg,
+                    converged: traj.diverged_at.is_none() && last.eg < converged_eg,
+                    dist: distance2(w0.view(), w),
+                    dist_min: procrustes_minimum(&ov0, &exp.model)?,
+                    dist_to_selected: distance2(wsel.view(), w),
+                },
+                last.overlaps.clone(),
+            ))
+        },
+    )?;
     let mut out = vec![];
     for (i, r) in rows.into_iter().enumerate() {
         let (row, ov) = r?;
@@ -371,6 +383,7 @@ fn selection_outputs(
     results: &[RunResult],
     dir: &Path,
     threads: usize,
+    cancel: &Cancel,
     converged_eg: f64,
 ) -> Result<()> {
     let finals: Vec<Overlaps> = results
@@ -378,7 +391,7 @@ fn selection_outputs(
         .filter_map(|r| r.trajectory.records.last().map(|x| x.overlaps.clone()))
         .collect();
     let check = (finals.len() == results.len()).then_some(finals.as_slice());
-    let rows = selection_rows(exp, threads, converged_eg, check)?;
+    let rows = selection_rows(exp, threads, cancel, converged_eg, check)?;
     selection_table(&rows)?.write(&dir.join("selection.csv"))?;
     let per_n: Vec<_> = exp.ns.iter().map(|&n| selection_per_n(&rows, n)).collect();
     let panel = selection_panel(exp, &rows);
@@ -504,6 +517,7 @@ pub fn escape_outputs(
     results: &[RunResult],
     dir: &Path,
     threads: usize,
+    cancel: &Cancel,
     widths: &[usize],
     fraction: f64,
 ) -> Result<()> {
@@ -524,7 +538,7 @@ pub fn escape_outputs(
         let runs: &[RunResult] = if p == exp.model.p() {
             results
         } else {
-            owned = simulate_all(&e, threads, false)?;
+            owned = simulate_all(&e, threads, false, cancel)?;
             &owned
         };
         let width = width_escape(&e, runs, p, fraction, &mut csv)?;

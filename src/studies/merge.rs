@@ -104,6 +104,7 @@ pub fn command(args: &MergeArgs) -> Result<PathBuf> {
         threads: args.threads,
         force: args.force,
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        ..Default::default()
     };
     let outcome = shard::write_outputs(command, &exp, stage.path(), &opts, start, results);
     if outcome.is_ok() || outcome.as_ref().is_err_and(|e| e.is::<DivergedRuns>()) {

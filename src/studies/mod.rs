@@ -14,7 +14,7 @@
 //! ```no_run
 //! use hdsgd::{config::Experiment, studies::{self, OutputOptions}};
 //! let exp = Experiment::load("experiments/quickstart.toml".as_ref())?;
-//! let opts = OutputOptions { out: Some("/tmp/qs".into()), threads: 0, force: true, progress: false };
+//! let opts = OutputOptions { out: Some("/tmp/qs".into()), force: true, ..Default::default() };
 //! let dir = studies::run(&exp, &opts)?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -50,7 +50,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Options shared by the commands that write an output folder.
-#[derive(Debug, Clone)]
+///
+/// `OutputOptions { out: Some(dir), ..Default::default() }`: all cores, no overwrite, no progress,
+/// not cancellable from outside.
+#[derive(Debug, Clone, Default)]
 pub struct OutputOptions {
     /// Output folder (default: the experiment's).
     pub out: Option<PathBuf>,
@@ -60,7 +63,50 @@ pub struct OutputOptions {
     pub force: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Set from another thread to stop the command (e.g. the Python binding on Ctrl-C).
+    pub cancel: Cancel,
 }
+
+/// A cancellation flag shared between a running command and whoever may stop it.
+///
+/// The runner checks it before each run and at each record of a running simulation; once set, the
+/// command stops within one record interval of every running simulation and returns a
+/// [`Cancelled`] error: its staging folder is removed, nothing is written, and a resumable study
+/// (escape, shards) keeps exactly the runs that finished before (an interrupted run is not
+/// recorded, so it cannot be mistaken for a censored one).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the command to stop (idempotent; any thread).
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `Err(Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The error of a command stopped through its [`Cancel`] flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled: the command was stopped before it finished; nothing was written")]
+pub struct Cancelled;
 
 /// A run that stopped early because its overlaps blew up.
 #[derive(Debug, Clone, PartialEq)]

@@ -38,7 +38,7 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     if exp.ode_initial == OdeInitial::Matched {
         let ts = tasks(exp);
         let bar = indicatif::ProgressBar::hidden();
-        let matched = runner::par_map_tasks(&ts, opts.threads, &bar, |task, _| {
+        let matched = runner::par_map_tasks(&ts, opts.threads, &opts.cancel, &bar, |task, _| {
             let init = initial_overlaps(exp, task);
             let times = runner::record_times(exp, task.n);
             integrate(

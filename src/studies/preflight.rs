@@ -710,7 +710,7 @@ t_max = 1.0
             out: Some(std::env::temp_dir().join("hdsgd-preflight-test-none")),
             threads: 1,
             force: false,
-            progress: false,
+            ..Default::default()
         }
     }
 

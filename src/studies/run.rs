@@ -49,7 +49,7 @@ pub fn run(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     let opts = &preflight(exp, Command::Run, opts)?;
     let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
     let start = Instant::now();
-    let results = simulate_all(exp, opts.threads, opts.progress)?;
+    let results = simulate_all(exp, opts.threads, opts.progress, &opts.cancel)?;
     let written = write_outputs(exp, stage.path(), opts, start, &results);
     stage.finish(written)
 }
@@ -130,7 +130,7 @@ pub(crate) fn write_outputs(
     if exp.figures {
         figures(exp, dir, results, explicit.as_ref())?;
     }
-    super::geometry::observe_run(exp, results, dir, opts.threads)?;
+    super::geometry::observe_run(exp, results, dir, opts.threads, &opts.cancel)?;
     if !divergences.is_empty() {
         return Err(DivergedRuns(divergences).into());
     }

@@ -1,6 +1,7 @@
 //! Runs every (N, seed) of an experiment in parallel, each with its own deterministic seed, so that
 //! results are bit-identical whatever the thread count.
 
+use super::{Cancel, Cancelled};
 use crate::config::{Experiment, OdeInitial, SimulatorKind};
 use crate::init::initial_weights;
 use crate::ode::{integrate, OdeSolution};
@@ -115,8 +116,16 @@ pub fn task_samples(exp: &Experiment, n: usize) -> u64 {
 }
 
 /// Maps `f` over the tasks in parallel on a pool of `threads` threads (0: all cores), returning the
-/// results in task order. `f` gets the progress bar to advance (in samples).
-pub fn par_map_tasks<R, F>(tasks: &[RunTask], threads: usize, bar: &ProgressBar, f: F) -> anyhow::Result<Vec<R>>
+/// results in task order. `f` gets the progress bar to advance (in samples). Once `cancel` is set,
+/// no further task starts and the call returns [`Cancelled`] (tasks already running finish, or
+/// stop early if `f` checks `cancel` itself).
+pub fn par_map_tasks<R, F>(
+    tasks: &[RunTask],
+    threads: usize,
+    cancel: &Cancel,
+    bar: &ProgressBar,
+    f: F,
+) -> anyhow::Result<Vec<R>>
 where
     R: Send,
     F: Fn(&RunTask, &ProgressBar) -> R + Sync + Send,
@@ -125,9 +134,11 @@ where
     // Largest N first keeps the cores busy to the end; results are put back in task order.
     let mut order: Vec<usize> = (0..tasks.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(tasks[i].n));
-    let mut out: Vec<(usize, R)> = pool.install(|| order.par_iter().map(|&i| (i, f(&tasks[i], bar))).collect());
+    let run = |i: usize| (i, (!cancel.is_cancelled()).then(|| f(&tasks[i], bar)));
+    let mut out: Vec<(usize, Option<R>)> = pool.install(|| order.par_iter().map(|&i| run(i)).collect());
     out.sort_by_key(|(i, _)| *i);
-    Ok(out.into_iter().map(|(_, r)| r).collect())
+    let out: Option<Vec<R>> = out.into_iter().map(|(_, r)| r).collect();
+    Ok(out.ok_or(Cancelled)?)
 }
 
 /// A finished simulated run with its matched ODE.
@@ -142,18 +153,24 @@ pub struct RunResult {
 }
 
 /// Simulates every task (and integrates its matched ODE when configured).
-pub fn simulate_all(exp: &Experiment, threads: usize, progress: bool) -> anyhow::Result<Vec<RunResult>> {
-    simulate_tasks(exp, &tasks(exp), threads, progress, &|_| Ok(()))
+pub fn simulate_all(
+    exp: &Experiment,
+    threads: usize,
+    progress: bool,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<RunResult>> {
+    simulate_tasks(exp, &tasks(exp), threads, progress, cancel, &|_| Ok(()))
 }
 
 /// [`simulate_all`] on some of the experiment's tasks (a shard's: [`super::shard`]); `on_done` gets
 /// each run as soon as it is finished (from its worker thread), e.g. to append it to a file.
-/// Results in the order of `ts`.
+/// Results in the order of `ts`. A run interrupted through `cancel` is not handed to `on_done`.
 pub fn simulate_tasks(
     exp: &Experiment,
     ts: &[RunTask],
     threads: usize,
     progress: bool,
+    cancel: &Cancel,
     on_done: &(dyn Fn(&RunResult) -> anyhow::Result<()> + Sync),
 ) -> anyhow::Result<Vec<RunResult>> {
     let total: u64 = ts.iter().map(|t| task_samples(exp, t.n)).sum();
@@ -166,7 +183,7 @@ pub fn simulate_tasks(
     let n_tasks = ts.len();
     bar.set_message(format!("runs 0/{n_tasks}"));
     let split = split_threads(threads, ts.len());
-    let results = par_map_tasks(ts, threads, &bar, |task, bar| -> anyhow::Result<RunResult> {
+    let results = par_map_tasks(ts, threads, cancel, &bar, |task, bar| -> anyhow::Result<RunResult> {
         let mut sim = build_simulator_split(exp, task, split);
         let n = task.n as f64;
         let start = Instant::now();
@@ -174,8 +191,12 @@ pub fn simulate_tasks(
         let trajectory = sim.run(&exp.grid, &mut |rec| {
             bar.inc(((rec.t - last_t) * n).round() as u64);
             last_t = rec.t;
-            ControlFlow::Continue(())
+            match cancel.is_cancelled() {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
         });
+        cancel.check()?;
         let wall_seconds = start.elapsed().as_secs_f64();
         // ReLU has no closed-form ODE: its runs are simulated (with exact e_g) and not compared.
         let ode = if exp.ode_initial == OdeInitial::Matched && crate::population::has_ode(exp.model.activation) {

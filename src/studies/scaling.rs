@@ -51,7 +51,7 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<()> {
     let opts = &preflight(exp, Command::Scaling, opts)?;
     let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
     let start = Instant::now();
-    let results = simulate_all(exp, opts.threads, opts.progress)?;
+    let results = simulate_all(exp, opts.threads, opts.progress, &opts.cancel)?;
     let written = write_outputs(exp, stage.path(), opts, start, results);
     stage.finish(written).map(|_| ())
 }

@@ -439,7 +439,9 @@ pub fn command(
     };
     match escape_setup {
         None => {
-            simulate_tasks(exp, &todo, opts.threads, opts.progress, &|r| append(run_line(r)?))?;
+            simulate_tasks(exp, &todo, opts.threads, opts.progress, &opts.cancel, &|r| {
+                append(run_line(r)?)
+            })?;
         }
         Some(setup) => {
             let prefix = format!("{} {spec}", exp.name);
