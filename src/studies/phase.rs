@@ -324,7 +324,8 @@ pub fn command(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     let mut results = vec![];
     for cell in cells {
         let t0 = Instant::now();
-        let runs = simulate_all(&cell.exp, opts.threads, opts.progress)?;
+        opts.cancel.check()?;
+        let runs = simulate_all(&cell.exp, opts.threads, opts.progress, &opts.cancel)?;
         let reference = reference_odes(&cell, &runs, phase_config(exp)?.ode)?;
         results.push(CellResult {
             cell,
