@@ -535,7 +535,8 @@ fn diagram(path: &Path, cfg: &PhaseConfig, points: &[&[CellResult]], classes: &[
     }
     let k_lo = cfg.kappa[0].min(0.0);
     let k_hi = cfg.kappa.last().copied().unwrap_or(1.0).max(k_lo + 0.1);
-    let ks = vec![k_lo, k_hi];
+    // The boundaries continue beyond the grid, leaving its lower right corner to the legend.
+    let ks = vec![k_lo, k_hi + 0.75 * (k_hi - k_lo)];
     series.push(Series::line("κ + δ = 0", ks.clone(), ks.clone(), INK).dashed());
     let edge = ks.iter().map(|k| (k + 1.0) / 2.0).collect();
     series.push(Series::line("−δ = (κ + 1)/2", ks, edge, 3).dashed());
