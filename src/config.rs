@@ -10,6 +10,7 @@ use crate::init::{InitSpec, TeacherInit};
 use crate::model::{Activation, Model, SecondLayer, SecondLayerKind, Training};
 use crate::ode::{OdeOptions, OdeVariant};
 use crate::overlaps::Overlaps;
+use crate::rng::Generator;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -148,6 +149,10 @@ pub struct SimulationConfig {
     /// A run diverges when an overlap exceeds this in absolute value. Default 1e6.
     #[serde(default = "bound")]
     pub divergence_bound: f64,
+    /// The Gaussian input generator of the direct simulator: "box-muller" (default, the generator
+    /// of every shipped result) or "ziggurat" (faster on AVX2-only CPUs; see [`Generator`]).
+    #[serde(default)]
+    pub generator: Generator,
 }
 
 fn bound() -> f64 {
@@ -311,6 +316,8 @@ pub struct Experiment {
     pub seeds: u64,
     pub base_seed: u64,
     pub divergence_bound: f64,
+    /// The direct simulator's input generator (`[simulation] generator`).
+    pub generator: Generator,
     /// Record times, starting at 0.
     pub grid: Vec<f64>,
     /// Whether the grid is logarithmic (for plots).
@@ -399,6 +406,7 @@ impl Experiment {
             seeds,
             base_seed,
             divergence_bound,
+            generator: c.simulation.as_ref().map(|s| s.generator).unwrap_or_default(),
             grid,
             log_time,
             ode_initial: o.initial,
@@ -758,6 +766,20 @@ t_max = 1.0
         assert_eq!(e.model.a, vec![0.5, 0.5]);
         assert_eq!(e.grid.len(), 51);
         assert_eq!(e.output_dir, Path::new("results/t"));
+    }
+
+    /// `[simulation] generator`: Box–Muller by default, "ziggurat" selectable, anything else an
+    /// error naming the accepted values.
+    #[test]
+    fn generator_key() {
+        assert_eq!(
+            Experiment::from_toml(MINIMAL, "t").unwrap().generator,
+            Generator::BoxMuller
+        );
+        let zig = MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"ziggurat\"");
+        assert_eq!(Experiment::from_toml(&zig, "t").unwrap().generator, Generator::Ziggurat);
+        let bad = err(&MINIMAL.replace("seeds = 2", "seeds = 2\ngenerator = \"polar\""));
+        assert!(bad.contains("generator") && bad.contains("box-muller"), "{bad}");
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Exp {
             seeds,
             base_seed: base_seed.or(old.as_ref().map(|s| s.base_seed)).unwrap_or(0),
             divergence_bound: old.as_ref().map(|s| s.divergence_bound).unwrap_or(1e6),
+            generator: old.as_ref().map(|s| s.generator).unwrap_or_default(),
         });
         Ok(Exp(Experiment::from_config(config, &self.0.name)?))
     }
@@ -219,7 +220,9 @@ impl Sim {
         };
         let engine = match kind {
             SimKind::Direct => Engine::Direct(Box::new(
-                DirectSimulator::with_init(spec.clone(), &e.init, seed).with_split(split),
+                DirectSimulator::with_init(spec.clone(), &e.init, seed)
+                    .with_generator(e.generator)
+                    .with_split(split),
             )),
             SimKind::Chain => Engine::Chain(Box::new(ChainSimulator::with_init(spec.clone(), &e.init, seed))),
         };

@@ -2,6 +2,8 @@
 //! transform of [`super::lanes`] on `__m256d`, hence the portable stream bit for bit.
 
 use super::lanes::{self, Lanes};
+use super::ziggurat::ZigPending;
+use super::ziggurat_tables as zig;
 use super::*;
 use std::arch::x86_64::*;
 use std::f64::consts::SQRT_2;
@@ -137,6 +139,60 @@ pub unsafe fn fill(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
     if i < blocks {
         store_block(p.add(i * NORMAL_BLOCK), next_block(&mut a, &mut b));
     }
+    for w in 0..4 {
+        _mm256_storeu_si256(s[w].as_mut_ptr() as *mut __m256i, a[w]);
+        _mm256_storeu_si256(s[w].as_mut_ptr().add(4) as *mut __m256i, b[w]);
+    }
+}
+
+/// The fast path of [`super::ziggurat`] on four words (one per lane): the candidates, and the
+/// 4-bit mask of the lanes it rejected (see [`ZigPending`]).
+#[inline(always)]
+unsafe fn ziggurat_fast(w: __m256i) -> (__m256d, u32) {
+    let i = _mm256_and_si256(w, _mm256_set1_epi64x(0xFF));
+    let u = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(
+            _mm256_srli_epi64(w, 12),
+            _mm256_set1_epi64x(0x4000_0000_0000_0000),
+        )),
+        _mm256_set1_pd(3.0),
+    );
+    let xi = _mm256_i64gather_pd::<8>(zig::X.as_ptr(), i);
+    let edge = _mm256_i64gather_pd::<8>(zig::X.as_ptr().add(1), i);
+    let x = _mm256_mul_pd(u, xi);
+    let abs = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x);
+    // NLT: NaN cannot occur, so this is |x| ≥ X[i+1], the complement of the fast path's test.
+    (x, _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_NLT_UQ>(abs, edge)) as u32)
+}
+
+/// [`fill`] for the ziggurat stream: numbers 8k + ℓ of a block from word k of lane ℓ (lanes 0–3
+/// in `a`, 4–7 in `b`), each block completed one block later (see [`ZigPending`]).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn fill_ziggurat(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
+    let load = |w: usize, g: usize| _mm256_loadu_si256(s[w].as_ptr().add(4 * g) as *const __m256i);
+    let mut a = [load(0, 0), load(1, 0), load(2, 0), load(3, 0)];
+    let mut b = [load(0, 1), load(1, 1), load(2, 1), load(3, 1)];
+    let p = out.as_mut_ptr();
+    let mut pend = ZigPending::new();
+    for i in 0..out.len() / NORMAL_BLOCK {
+        let o = p.add(i * NORMAL_BLOCK);
+        let r = [next(&mut a), next(&mut b), next(&mut a), next(&mut b)];
+        let mut rejected = 0;
+        for (q, &w) in r.iter().enumerate() {
+            let (x, m) = ziggurat_fast(w);
+            _mm256_storeu_pd(o.add(4 * q), x);
+            rejected |= m << (4 * q);
+        }
+        pend.complete();
+        for (q, &w) in r.iter().enumerate() {
+            _mm256_storeu_si256(pend.words_mut().as_mut_ptr().add(4 * q) as *mut __m256i, w);
+        }
+        pend.set(rejected, o);
+    }
+    pend.complete();
     for w in 0..4 {
         _mm256_storeu_si256(s[w].as_mut_ptr() as *mut __m256i, a[w]);
         _mm256_storeu_si256(s[w].as_mut_ptr().add(4) as *mut __m256i, b[w]);

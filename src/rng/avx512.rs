@@ -3,6 +3,8 @@
 //! Used when the CPU has AVX-512F: native rotates, 32 registers and fewer instructions per number.
 
 use super::lanes::{self, Lanes};
+use super::ziggurat::ZigPending;
+use super::ziggurat_tables as zig;
 use super::*;
 use std::arch::x86_64::*;
 use std::f64::consts::SQRT_2;
@@ -182,4 +184,90 @@ pub(crate) unsafe fn next_block(st: &mut [__m512i; 4]) -> (__m512d, __m512d) {
     let r2 = next(st);
     let (c, sn) = lanes::box_muller::<__m512d>(r1, r2);
     (_mm512_permutex2var_pd(c, lo, sn), _mm512_permutex2var_pd(c, hi, sn))
+}
+
+/// The fast path of [`super::ziggurat`] on eight words (one per lane): the candidates x, and the
+/// mask of the lanes it did not accept (to be completed by [`super::ziggurat::fallback`], which
+/// accepts at once those inside their rectangle). The test is |u| < t_g against the group
+/// thresholds of [`zig::GROUP_THRESHOLDS`] (`t`, in four registers), which accepts a subset of the
+/// exact fast path's words: one gather (X[i]) instead of two. Branch-free: the fallback is applied
+/// a block later ([`ZigPending`]).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn ziggurat_fast(w: __m512i, t: &[__m512d; 4]) -> (__m512d, __mmask8) {
+    let i = _mm512_and_si512(w, _mm512_set1_epi64(0xFF));
+    let u = _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(
+            _mm512_srli_epi64::<12>(w),
+            _mm512_set1_epi64(0x4000_0000_0000_0000),
+        )),
+        _mm512_set1_pd(3.0),
+    );
+    let x = _mm512_mul_pd(u, _mm512_i64gather_pd::<8>(i, zig::X.as_ptr()));
+    // Group g = i div 8: bits 0–3 pick among 16 thresholds of a register pair, bit 4 the pair.
+    let g = _mm512_srli_epi64::<3>(i);
+    let lo = _mm512_permutex2var_pd(t[0], g, t[1]);
+    let hi = _mm512_permutex2var_pd(t[2], g, t[3]);
+    let tg = _mm512_mask_blend_pd(_mm512_test_epi64_mask(g, _mm512_set1_epi64(16)), lo, hi);
+    let inside =
+        _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(u), tg) & _mm512_cmpneq_epi64_mask(i, _mm512_set1_epi64(255));
+    (x, !inside)
+}
+
+/// The group thresholds of [`ziggurat_fast`] in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+pub(crate) unsafe fn zig_thresholds() -> [__m512d; 4] {
+    let p = zig::GROUP_THRESHOLDS.as_ptr();
+    [
+        _mm512_loadu_pd(p),
+        _mm512_loadu_pd(p.add(8)),
+        _mm512_loadu_pd(p.add(16)),
+        _mm512_loadu_pd(p.add(24)),
+    ]
+}
+
+/// Generates the next block of the ziggurat stream (see [`super::Generator::Ziggurat`]: numbers
+/// 0–7 from the first word of lanes 0–7, numbers 8–15 from their second word) into `out`, after
+/// completing the block that `pend` holds; the new block is left pending in `pend` (its
+/// candidates stored, its rejected numbers to be completed by the next call or by
+/// [`ZigPending::complete`]).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `out` must be valid for 16 writes, and the pending block's
+/// storage still valid.
+#[inline(always)]
+pub(crate) unsafe fn zig_block(st: &mut [__m512i; 4], out: *mut f64, pend: &mut ZigPending) {
+    let t = zig_thresholds();
+    let r1 = next(st);
+    let r2 = next(st);
+    let (x0, m0) = ziggurat_fast(r1, &t);
+    let (x1, m1) = ziggurat_fast(r2, &t);
+    _mm512_storeu_pd(out, x0);
+    _mm512_storeu_pd(out.add(8), x1);
+    pend.complete();
+    let words = pend.words_mut();
+    _mm512_storeu_si512(words.as_mut_ptr() as *mut _, r1);
+    _mm512_storeu_si512(words.as_mut_ptr().add(8) as *mut _, r2);
+    pend.set(m0 as u32 | (m1 as u32) << 8, out);
+}
+
+/// [`fill`] for the ziggurat stream.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn fill_ziggurat(s: &mut [[u64; NORMAL_LANES]; 4], out: &mut [f64]) {
+    let mut st = load_state(s);
+    let p = out.as_mut_ptr();
+    let mut pend = ZigPending::new();
+    for i in 0..out.len() / NORMAL_BLOCK {
+        zig_block(&mut st, p.add(i * NORMAL_BLOCK), &mut pend);
+    }
+    pend.complete();
+    store_state(s, &st);
 }

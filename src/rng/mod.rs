@@ -68,6 +68,39 @@ const MANTISSA: u64 = 0x000F_FFFF_FFFF_FFFF;
 
 pub mod jump;
 mod lanes;
+mod ziggurat;
+pub(crate) use ziggurat::ZigPending;
+mod ziggurat_tables;
+
+pub use ziggurat::ziggurat;
+
+/// Which exact N(0, 1) map a [`FastNormal`] applies to its xoshiro words (TOML:
+/// `[simulation] generator`, "ziggurat" or "box-muller"). Both consume two words of every lane
+/// per block, so they share the lanes, the seeding and the jump-ahead; they give different
+/// numbers from the same seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generator {
+    /// The 256-layer ziggurat ([`ziggurat()`]): one word per number, rejected words (≈ 1.5 %)
+    /// completed by a scalar fallback. Faster than Box–Muller on AVX2 (1.3 vs 1.8 ns per
+    /// number), slower with AVX-512F (1.1 vs 0.75 ns), where its table gathers cost more than
+    /// Box–Muller's arithmetic (docs/performance.md).
+    Ziggurat,
+    /// Box–Muller ([`box_muller`]): two words per pair of numbers. The default: the generator of
+    /// every shipped result, and the faster one on AVX-512F CPUs.
+    #[default]
+    BoxMuller,
+}
+
+impl Generator {
+    /// Its name in the TOML and in reports: "ziggurat" or "box-muller".
+    pub fn name(self) -> &'static str {
+        match self {
+            Generator::Ziggurat => "ziggurat",
+            Generator::BoxMuller => "box-muller",
+        }
+    }
+}
 
 /// One xoshiro256++ step (Blackman & Vigna 2018) on a state `[s0, s1, s2, s3]`; returns the output.
 #[inline(always)]
@@ -118,18 +151,25 @@ pub fn box_muller(r1: u64, r2: u64) -> (f64, f64) {
     unsafe { lanes::box_muller(r1, r2) }
 }
 
-/// A fast exact standard-normal generator: the Box–Muller transform ([`box_muller`]) over
-/// [`NORMAL_LANES`] xoshiro256++ lanes, lane ℓ+1 being lane ℓ advanced by 2^128 steps.
+/// A fast exact standard-normal generator over [`NORMAL_LANES`] xoshiro256++ lanes, lane ℓ+1 being
+/// lane ℓ advanced by 2^128 steps; each block of [`NORMAL_BLOCK`] numbers advances every lane by
+/// two steps, with either [`Generator`]:
 ///
-/// Numbers come in blocks of [`NORMAL_BLOCK`]: in block order, for lane groups g = 0, 1 (lanes
-/// 4g..4g+3): the four cosine outputs, then the four sine outputs. The AVX2 and portable paths
-/// evaluate one Box–Muller transform, written once over lanes of f64 (no FMA, own log/sin/cos),
-/// so they produce bit-identical streams; the stream depends only on the seed. On CPUs with AVX-512F the AVX2
-/// choice runs an AVX-512 version of the same operations (about 1.5× faster; set
-/// `HDSGD_NO_AVX512=1` to disable it), again bit-identical.
+/// * [`Generator::Ziggurat`]: number 8k + ℓ of a block is [`ziggurat()`] of word k
+///   of lane ℓ. The SIMD paths run the ziggurat's fast path on all lanes at once and call the one
+///   scalar fallback for the lanes it rejects, so every path gives the same stream.
+/// * [`Generator::BoxMuller`] (the default): in block order, for lane groups g = 0, 1 (lanes 4g..4g+3): the
+///   four cosine outputs, then the four sine outputs, of [`box_muller`] of each lane's two words.
+///   The transform is written once over lanes of f64 (no FMA, own log/sin/cos), so the paths
+///   give the same stream.
 ///
-/// "Exact" means the transform is exact up to double rounding (relative error ~1e-16 per number);
-/// the uniform u₁ has 52-bit resolution, so |x| ≤ √(104 ln 2) ≈ 8.49: the mass beyond is 2e-17.
+/// The stream depends only on the seed and the generator: the AVX2 and portable paths, and on
+/// CPUs with AVX-512F the AVX-512 version of the AVX2 choice (set `HDSGD_NO_AVX512=1` to disable
+/// it), are bit-identical (tested).
+///
+/// "Exact": both maps are exact in law up to double rounding and the 52-bit resolution of their
+/// uniforms (Box–Muller: |x| ≤ √(104 ln 2) ≈ 8.49, the mass beyond is 2e-17; the ziggurat: its
+/// tabulated layer areas agree to 1e-9 relative, see `ziggurat_tables`).
 ///
 /// ```
 /// use hdsgd::rng::{FastNormal, NORMAL_BLOCK};
@@ -146,15 +186,35 @@ pub struct FastNormal {
     isa: Isa,
     /// With `Isa::Avx2Fma`: use the AVX-512F version (same stream) if the CPU has it.
     wide: bool,
+    generator: Generator,
 }
 
 impl FastNormal {
-    /// A generator seeded from `seed` (through SplitMix64), on the best instruction set here.
+    /// The default generator (Box–Muller) seeded from `seed` (through SplitMix64), on the best
+    /// instruction set here.
     pub fn new(seed: u64) -> Self {
         Self::with_isa(seed, Isa::detect())
     }
 
-    /// A generator on an explicit instruction set (falls back to portable if unavailable).
+    /// [`Self::new`] with an explicit [`Generator`].
+    pub fn with_generator(seed: u64, generator: Generator) -> Self {
+        Self::with_isa(seed, Isa::detect()).generator(generator)
+    }
+
+    /// The same lanes with another [`Generator`] (the state is kept: switching mid-stream
+    /// continues from the same xoshiro words).
+    pub fn generator(mut self, generator: Generator) -> Self {
+        self.generator = generator;
+        self
+    }
+
+    /// The [`Generator`] in use.
+    pub fn generator_kind(&self) -> Generator {
+        self.generator
+    }
+
+    /// The default generator on an explicit instruction set (falls back to portable if
+    /// unavailable).
     pub fn with_isa(seed: u64, isa: Isa) -> Self {
         let mut lane = [0u64; 4];
         let mut z = seed;
@@ -177,6 +237,7 @@ impl FastNormal {
             s,
             isa,
             wide: avx512_available(),
+            generator: Generator::default(),
         }
     }
 
@@ -245,14 +306,35 @@ impl FastNormal {
             out.len().is_multiple_of(NORMAL_BLOCK),
             "FastNormal::fill needs a multiple of {NORMAL_BLOCK}"
         );
+        let zig = self.generator == Generator::Ziggurat;
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `wide` is set only if the CPU has AVX-512F (wide_available).
+            Isa::Avx2Fma if self.wide && zig => unsafe { avx512::fill_ziggurat(&mut self.s, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
             Isa::Avx2Fma if self.wide => unsafe { avx512::fill(&mut self.s, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is Avx2Fma only if the CPU has AVX2 and FMA (with_isa, set_isa).
+            Isa::Avx2Fma if zig => unsafe { avx2::fill_ziggurat(&mut self.s, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
             Isa::Avx2Fma => unsafe { avx2::fill(&mut self.s, out) },
+            _ if zig => self.fill_portable_ziggurat(out),
             _ => self.fill_portable(out),
+        }
+    }
+
+    fn fill_portable_ziggurat(&mut self, out: &mut [f64]) {
+        for block in out.chunks_exact_mut(NORMAL_BLOCK) {
+            for l in 0..NORMAL_LANES {
+                let mut st = [self.s[0][l], self.s[1][l], self.s[2][l], self.s[3][l]];
+                block[l] = ziggurat(xoshiro256pp_next(&mut st));
+                block[NORMAL_LANES + l] = ziggurat(xoshiro256pp_next(&mut st));
+                for w in 0..4 {
+                    self.s[w][l] = st[w];
+                }
+            }
         }
     }
 
@@ -372,32 +454,81 @@ mod tests {
         }
     }
 
-    /// The AVX2 and portable paths give the same stream, bit for bit (not only close).
-    #[test]
-    fn simd_and_portable_streams_are_identical() {
-        let test = "simd_and_portable_streams_are_identical";
+    /// The AVX2 path and, where the CPU has it, the AVX-512 one (`wide`), if their tests can run.
+    fn simd_widths(test: &str) -> Vec<bool> {
         if !simd_tests_enabled(SimdFeature::Avx2, Isa::Avx2Fma.available(), test) {
-            return;
+            return vec![];
         }
-        // AVX2 (wide = false) and, where the CPU has it, AVX-512 (wide = true).
         let mut widths = vec![false];
         if simd_tests_enabled(SimdFeature::Avx512, avx512_available(), test) {
             widths.push(true);
         }
-        for wide in widths {
-            let mut a = FastNormal::with_isa(11, Isa::Avx2Fma);
-            a.wide = wide;
-            let mut b = FastNormal::with_isa(11, Isa::Portable);
-            for len in [16, 32, 48, 160, 4096, 99_984] {
-                let mut x = vec![0.0; len];
-                let mut y = vec![0.0; len];
-                a.fill(&mut x);
-                b.fill(&mut y);
-                for (i, (u, v)) in x.iter().zip(&y).enumerate() {
-                    assert_eq!(u.to_bits(), v.to_bits(), "wide {wide} len {len} index {i}");
+        widths
+    }
+
+    /// The AVX2 and portable paths give the same stream, bit for bit (not only close), for both
+    /// generators.
+    #[test]
+    fn simd_and_portable_streams_are_identical() {
+        for wide in simd_widths("simd_and_portable_streams_are_identical") {
+            for gen in [Generator::Ziggurat, Generator::BoxMuller] {
+                let mut a = FastNormal::with_isa(11, Isa::Avx2Fma).generator(gen);
+                a.wide = wide;
+                let mut b = FastNormal::with_isa(11, Isa::Portable).generator(gen);
+                for len in [16, 32, 48, 160, 4096, 99_984] {
+                    let mut x = vec![0.0; len];
+                    let mut y = vec![0.0; len];
+                    a.fill(&mut x);
+                    b.fill(&mut y);
+                    for (i, (u, v)) in x.iter().zip(&y).enumerate() {
+                        assert_eq!(u.to_bits(), v.to_bits(), "{gen:?} wide {wide} len {len} index {i}");
+                    }
                 }
             }
         }
+    }
+
+    /// The ziggurat's rejection and tail paths give the same numbers on every path: blocks found
+    /// by scanning seeds, in which every lane's words hit the fallback (several wedge rejections
+    /// in the same vector) or the tail beyond R, generated by each path from the same state.
+    #[test]
+    fn ziggurat_fallbacks_are_identical_across_paths() {
+        let widths = simd_widths("ziggurat_fallbacks_are_identical_across_paths");
+        let (mut tails, mut crowded) = (0, 0);
+        for seed in 0..20_000u64 {
+            let g = FastNormal::with_isa(seed, Isa::Portable).generator(Generator::Ziggurat);
+            // The first block's 16 words, without generating.
+            let mut words = vec![];
+            for l in 0..NORMAL_LANES {
+                let mut st = [g.s[0][l], g.s[1][l], g.s[2][l], g.s[3][l]];
+                words.push(xoshiro256pp_next(&mut st));
+                words.push(xoshiro256pp_next(&mut st));
+            }
+            let rejected = words.iter().filter(|&&w| ziggurat::fast(w).is_none()).count();
+            let tail = words.iter().any(|&w| ziggurat(w).abs() > ziggurat_tables::R);
+            if !(tail || rejected >= 2) {
+                continue;
+            }
+            tails += tail as usize;
+            crowded += (rejected >= 2) as usize;
+            let mut reference = [0.0; NORMAL_BLOCK];
+            g.clone().fill(&mut reference);
+            for &wide in &widths {
+                let mut h = g.clone();
+                h.set_isa(Isa::Avx2Fma);
+                h.wide = wide;
+                let mut x = [0.0; NORMAL_BLOCK];
+                h.fill(&mut x);
+                assert_eq!(
+                    x.map(f64::to_bits),
+                    reference.map(f64::to_bits),
+                    "seed {seed} wide {wide}"
+                );
+            }
+        }
+        // P(a tail number in a block) = 16 · P(|z| > R) ≈ 16 · 2.6e-4, P(≥ 2 rejections) ≈ 2.2 %:
+        // ≈ 80 and ≈ 440 blocks expected; the scan must have found some of each.
+        assert!(tails >= 20 && crowded >= 100, "tails {tails}, crowded {crowded}");
     }
 
     /// Block layout: lane ℓ's pair lands at (8g + j, 8g + 4 + j), ℓ = 4g + j; lanes are jumps apart.
@@ -405,21 +536,23 @@ mod tests {
     #[test]
     fn jump_skips_whole_blocks() {
         for isa in [Isa::Portable, Isa::detect()] {
-            let mut a = FastNormal::with_isa(11, isa);
-            let mut b = a.clone();
-            let mut x = vec![0.0; 37 * NORMAL_BLOCK];
-            a.fill(&mut x);
-            b.jump(&FastNormal::block_jump(37));
-            let (mut ya, mut yb) = (vec![0.0; 5 * NORMAL_BLOCK], vec![0.0; 5 * NORMAL_BLOCK]);
-            a.fill(&mut ya);
-            b.fill(&mut yb);
-            assert_eq!(ya, yb);
+            for gen in [Generator::Ziggurat, Generator::BoxMuller] {
+                let mut a = FastNormal::with_isa(11, isa).generator(gen);
+                let mut b = a.clone();
+                let mut x = vec![0.0; 37 * NORMAL_BLOCK];
+                a.fill(&mut x);
+                b.jump(&FastNormal::block_jump(37));
+                let (mut ya, mut yb) = (vec![0.0; 5 * NORMAL_BLOCK], vec![0.0; 5 * NORMAL_BLOCK]);
+                a.fill(&mut ya);
+                b.fill(&mut yb);
+                assert_eq!(ya, yb);
+            }
         }
     }
 
     #[test]
     fn block_layout_and_lanes() {
-        let g = FastNormal::with_isa(3, Isa::Portable);
+        let g = FastNormal::with_isa(3, Isa::Portable).generator(Generator::BoxMuller);
         let mut lane0 = [g.s[0][0], g.s[1][0], g.s[2][0], g.s[3][0]];
         let mut lane5 = lane0;
         for _ in 0..5 {
@@ -432,5 +565,24 @@ mod tests {
         let (c5, s5) = box_muller(xoshiro256pp_next(&mut lane5), xoshiro256pp_next(&mut lane5));
         assert_eq!((out[0], out[4]), (c0, s0));
         assert_eq!((out[9], out[13]), (c5, s5));
+    }
+
+    /// Ziggurat block layout: number 8k + ℓ is the ziggurat of word k of lane ℓ.
+    #[test]
+    fn ziggurat_block_layout() {
+        let g = FastNormal::with_isa(4, Isa::Portable).generator(Generator::Ziggurat);
+        let mut lanes: Vec<[u64; 4]> = (0..NORMAL_LANES)
+            .map(|l| [g.s[0][l], g.s[1][l], g.s[2][l], g.s[3][l]])
+            .collect();
+        let mut h = g.clone();
+        let mut out = [0.0; 2 * NORMAL_BLOCK];
+        h.fill(&mut out);
+        for block in out.chunks_exact(NORMAL_BLOCK) {
+            for k in 0..2 {
+                for (l, st) in lanes.iter_mut().enumerate() {
+                    assert_eq!(block[8 * k + l], ziggurat(xoshiro256pp_next(st)));
+                }
+            }
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! * the full SGD step of [`DirectSimulator`] (quadratic and erf activations, B = 1): ns per sample
 //!   and samples per second, as a run takes its steps (`advance(16)`: the pending update is flushed
 //!   once per 16 steps; the JSON also has `step_flushed_ns`, one `step()` with its flush);
-//! * its parts: Gaussian generation per number ([`FastNormal`], and rand_distr's ziggurat for
-//!   comparison), the projections of the p + p* rows, the rank-one update of the p student rows;
+//! * every [`Generator`] side by side (default both: the ziggurat and Box–Muller), each with its
+//!   own step and floor;
+//! * its parts: Gaussian generation per number ([`FastNormal`], and rand_distr's scalar ziggurat
+//!   for comparison), the projections of the p + p* rows, the rank-one update of the p student rows;
 //! * the floor, defined in issue 5 as (a) generating N Gaussians with the best exact generator
 //!   plus (b) one STREAM-like pass reading the p + p* rows and writing the p student rows
 //!   ([`kernel::stream_pass`]), and the ratio step ÷ floor;
@@ -21,7 +23,7 @@
 use crate::init::TeacherInit;
 use crate::isa::Isa;
 use crate::model::{Activation, Model, Training};
-use crate::rng::{fill_standard_normal, FastNormal, SimRng, NORMAL_BLOCK};
+use crate::rng::{fill_standard_normal, FastNormal, Generator, SimRng, NORMAL_BLOCK};
 use crate::simulators::direct::{kernel, DirectSimulator};
 use crate::simulators::RunSpec;
 use anyhow::Context;
@@ -55,6 +57,9 @@ pub struct BenchArgs {
     /// Kernels: auto (best available), avx2 or portable.
     #[arg(long, default_value = "auto")]
     pub isa: String,
+    /// Input generators, each measured side by side (ziggurat, box-muller; default both).
+    #[arg(long, value_delimiter = ',')]
+    pub generator: Vec<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -63,6 +68,8 @@ pub struct BenchArgs {
 /// One (activation, N, p) cell of the bench. Times in nanoseconds; "per sample" = per SGD step with B = 1.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchCell {
+    /// The input generator of the step and of the floor ("ziggurat" or "box-muller").
+    pub generator: String,
     pub activation: String,
     pub n: usize,
     pub p: usize,
@@ -77,7 +84,7 @@ pub struct BenchCell {
     /// time; `step_ns` is the cost of a step inside a run (flushes amortised over 16 steps).
     pub step_flushed_ns: f64,
     pub samples_per_s: f64,
-    /// FastNormal, per number.
+    /// FastNormal with this cell's generator, per number.
     pub gauss_ns_per_number: f64,
     /// rand_distr's ziggurat StandardNormal over xoshiro256++, per number.
     pub ziggurat_ns_per_number: f64,
@@ -85,7 +92,7 @@ pub struct BenchCell {
     pub dots_ns: f64,
     /// Rank-one update of the p student rows (one sample).
     pub update_ns: f64,
-    /// Floor part (a): N numbers from FastNormal.
+    /// Floor part (a): N numbers from FastNormal (this cell's generator).
     pub floor_gauss_ns: f64,
     /// Floor part (b): STREAM-like pass reading p + p* rows, writing p rows.
     pub floor_stream_ns: f64,
@@ -116,8 +123,8 @@ pub struct BenchReport {
     /// Kernels of the step's projections, updates and stream pass (see also each cell's `kernel`:
     /// with AVX-512F, the fused pass of p + p* ≤ 8 rows replaces them in the step).
     pub isa: String,
-    /// Code path of the Gaussian generator (same stream on all paths).
-    pub generator: String,
+    /// Code path of the Gaussian generators (same stream on all paths).
+    pub generator_path: String,
     pub cores: usize,
     pub budget_s: f64,
     /// Clock of the one-core times.
@@ -196,7 +203,7 @@ fn parse_activation(s: &str) -> anyhow::Result<Activation> {
 
 /// The benchmarked run: p = p*, averaging second layers, η = 0.01 (stable for the bench's few
 /// thousand steps), no noise, B = 1, Gaussian teacher and student rows (σ₀ = 1).
-fn simulator(act: Activation, n: usize, p: usize, seed: u64, isa: Isa) -> DirectSimulator {
+fn simulator(act: Activation, n: usize, p: usize, seed: u64, isa: Isa, gen: Generator) -> DirectSimulator {
     let spec = RunSpec {
         model: Model::new(act, vec![1.0 / p as f64; p], vec![1.0 / p as f64; p], 0.0),
         training: Training {
@@ -207,7 +214,9 @@ fn simulator(act: Activation, n: usize, p: usize, seed: u64, isa: Isa) -> Direct
         n,
         divergence_bound: 1e6,
     };
-    DirectSimulator::new(spec, TeacherInit::Gaussian, 1.0, seed).with_isa(isa)
+    DirectSimulator::new(spec, TeacherInit::Gaussian, 1.0, seed)
+        .with_generator(gen)
+        .with_isa(isa)
 }
 
 fn cpu_name() -> String {
@@ -234,14 +243,22 @@ fn load_average() -> String {
 ///
 /// Each thread builds and warms up its own simulator, as the experiment runner's workers do: its
 /// buffers then come from that thread's heap arena and share no cache line with another thread's.
-fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f64, isa: Isa) -> (f64, f64) {
+fn parallel_rate(
+    act: Activation,
+    n: usize,
+    p: usize,
+    threads: usize,
+    budget: f64,
+    isa: Isa,
+    gen: Generator,
+) -> (f64, f64) {
     let barrier = std::sync::Barrier::new(threads);
     let results: Vec<(u64, f64, f64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let barrier = &barrier;
                 scope.spawn(move || {
-                    let mut sim = simulator(act, n, p, 100 + t as u64, isa);
+                    let mut sim = simulator(act, n, p, 100 + t as u64, isa, gen);
                     // Warm-up: page faults, caches, branch predictors (about 1/20 of the budget).
                     let (w0, mut warm) = (Instant::now(), 0u64);
                     while w0.elapsed().as_secs_f64() < budget / 20.0 {
@@ -274,9 +291,9 @@ fn parallel_rate(act: Activation, n: usize, p: usize, threads: usize, budget: f6
 const STEPS_PER_CALL: u64 = 16;
 
 /// Measures one (N, p) for the given activations.
-/// The per-(N, p) costs every activation's step is compared with (ns): N Gaussians from the
-/// step's generator and from the ziggurat (per number), a STREAM-like pass, the row dot products
-/// and the rank-one update.
+/// The per-(N, p, generator) costs every activation's step is compared with (ns): N Gaussians
+/// from the step's generator and from rand_distr's ziggurat (per number), a STREAM-like pass, the
+/// row dot products and the rank-one update.
 struct Floors {
     npad: usize,
     gauss: f64,
@@ -286,7 +303,7 @@ struct Floors {
     update: f64,
 }
 
-fn floors(n: usize, p: usize, budget: f64, isa: Isa) -> Floors {
+fn floors(n: usize, p: usize, budget: f64, isa: Isa, gen: Generator) -> Floors {
     let npad = n.div_ceil(NORMAL_BLOCK) * NORMAL_BLOCK;
     let mut rng = SimRng::seed_from_u64(1);
     let mut w = vec![0.0; p * n];
@@ -295,7 +312,7 @@ fn floors(n: usize, p: usize, budget: f64, isa: Isa) -> Floors {
     fill_standard_normal(&mut rng, &mut ws);
     let mut x = vec![0.0; npad];
     let mut x2 = vec![0.0; npad];
-    let mut gauss = FastNormal::with_isa(2, isa);
+    let mut gauss = FastNormal::with_isa(2, isa).generator(gen);
     gauss.fill(&mut x2);
     // (a) N Gaussians, in the chunks the step uses.
     let gauss = time_per_unit(budget, || {
@@ -348,18 +365,34 @@ fn floors(n: usize, p: usize, budget: f64, isa: Isa) -> Floors {
     }
 }
 
-fn bench_np(acts: &[Activation], n: usize, p: usize, budget: f64, threads: usize, isa: Isa) -> Vec<BenchCell> {
-    let f = floors(n, p, budget, isa);
-    acts.iter()
-        .map(|&act| bench_cell(act, n, p, budget, threads, isa, &f))
-        .collect()
+/// The cells of (N, p): every generator, and for each every activation, against that generator's
+/// floor (measured just before, so that a generator's step and floor are back to back).
+fn bench_np(plan: &BenchPlan, n: usize, p: usize, threads: usize) -> Vec<BenchCell> {
+    let mut cells = vec![];
+    for &gen in &plan.generators {
+        let f = floors(n, p, plan.budget, plan.isa, gen);
+        for &act in &plan.acts {
+            cells.push(bench_cell(act, n, p, plan.budget, threads, plan.isa, gen, &f));
+        }
+    }
+    cells
 }
 
 /// The step of one activation at (N, p) against the floors.
-fn bench_cell(act: Activation, n: usize, p: usize, budget: f64, threads: usize, isa: Isa, f: &Floors) -> BenchCell {
+#[allow(clippy::too_many_arguments)]
+fn bench_cell(
+    act: Activation,
+    n: usize,
+    p: usize,
+    budget: f64,
+    threads: usize,
+    isa: Isa,
+    gen: Generator,
+    f: &Floors,
+) -> BenchCell {
     let (npad, floor_gauss, zig, floor_stream, dots, update) =
         (f.npad, f.gauss, f.ziggurat, f.stream, f.dots, f.update);
-    let mut sim = simulator(act, n, p, 7, isa);
+    let mut sim = simulator(act, n, p, 7, isa, gen);
     let kernel = sim.kernel_name().to_string();
     // Steps as a run takes them (`Simulator::run` flushes the pending update only at records):
     // 16 steps per call, so that the flush of `advance` costs 1/16 of a row pass per step.
@@ -375,7 +408,7 @@ fn bench_cell(act: Activation, n: usize, p: usize, budget: f64, threads: usize, 
     });
     // One run on all threads (split step), against the same run's one-thread wall-clock step.
     let split = (threads > 1)
-        .then(|| simulator(act, n, p, 7, isa).with_split(threads))
+        .then(|| simulator(act, n, p, 7, isa, gen).with_split(threads))
         .filter(|s| s.step_threads() > 1)
         .map(|mut s| {
             let t = time_per_unit(budget, || {
@@ -390,11 +423,12 @@ fn bench_cell(act: Activation, n: usize, p: usize, budget: f64, threads: usize, 
         eprintln!("warning: the benchmarked run diverged at N = {n}, p = {p} ({act:?})");
     }
     drop(sim);
-    let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa));
+    let par = (threads > 1).then(|| parallel_rate(act, n, p, threads, budget, isa, gen));
     // The speed-up compares like with like: the same `advance` loop on one thread.
-    let one = (threads > 1).then(|| parallel_rate(act, n, p, 1, budget, isa));
+    let one = (threads > 1).then(|| parallel_rate(act, n, p, 1, budget, isa, gen));
     let single = 1e9 / step;
     BenchCell {
+        generator: gen.name().into(),
         activation: act.name().into(),
         n,
         p,
@@ -437,11 +471,12 @@ fn fmt_us(ns: f64) -> String {
 /// The table printed by `hdsgd bench` (times per sample in µs).
 pub fn table(cells: &[BenchCell]) -> String {
     let mut s = String::from(
-        "act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x  split_x\n",
+        "generator  act        N        p  step_us   samples/s  gauss_ns  zig_ns  dots_us  upd_us  floorG_us  floorS_us  floor_us  step/floor  par_x  par_eff  parcpu_x  split_x\n",
     );
     for c in cells {
         s += &format!(
-            "{:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9} {:>8}\n",
+            "{:<10} {:<9} {:>8} {:>3} {:>8} {:>11.0} {:>9.2} {:>7.2} {:>8} {:>7} {:>10} {:>10} {:>9} {:>11.2} {:>6} {:>8} {:>9} {:>8}\n",
+            c.generator,
             c.activation,
             c.n,
             c.p,
@@ -471,6 +506,7 @@ struct BenchPlan {
     acts: Vec<Activation>,
     budget: f64,
     isa: Isa,
+    generators: Vec<Generator>,
 }
 
 /// Resolves `args` into a [`BenchPlan`], rejecting a bad value before anything is measured (a
@@ -516,12 +552,27 @@ fn plan(args: &BenchArgs) -> anyhow::Result<BenchPlan> {
         "avx2" => anyhow::bail!("--isa: this CPU has no AVX2/FMA"),
         other => anyhow::bail!("--isa: unknown value {other:?} (auto, avx2, portable)"),
     };
+    let generators = if args.generator.is_empty() {
+        vec![Generator::Ziggurat, Generator::BoxMuller]
+    } else {
+        args.generator
+            .iter()
+            .map(|g| match g.as_str() {
+                "ziggurat" => Ok(Generator::Ziggurat),
+                "box-muller" => Ok(Generator::BoxMuller),
+                other => Err(anyhow::anyhow!(
+                    "--generator: unknown value {other:?} (ziggurat, box-muller)"
+                )),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     Ok(BenchPlan {
         ns,
         ps,
         acts,
         budget,
         isa,
+        generators,
     })
 }
 
@@ -531,7 +582,7 @@ fn measure_all(plan: &BenchPlan, threads: usize) -> Vec<BenchCell> {
     let mut cells = Vec::new();
     for &n in &plan.ns {
         for &p in &plan.ps {
-            let c = bench_np(&plan.acts, n, p, plan.budget, threads, plan.isa);
+            let c = bench_np(plan, n, p, threads);
             for cell in &c {
                 eprint!("{}", table(std::slice::from_ref(cell)).lines().nth(1).unwrap_or(""));
                 eprintln!();
@@ -546,9 +597,9 @@ fn measure_all(plan: &BenchPlan, threads: usize) -> Vec<BenchCell> {
 /// and after (on a shared machine the load says how far to trust them).
 fn print_footer(report: &BenchReport) {
     println!(
-        "kernels {}, generator {}{}; one-core times on the thread CPU clock, best of 5 batches",
+        "kernels {}, generators on {}{}; one-core times on the thread CPU clock, best of 5 batches",
         report.isa,
-        report.generator,
+        report.generator_path,
         if report.cells.iter().any(|c| c.kernel.starts_with("avx512f")) {
             "; step with p + p* <= 8: avx512f fused pass"
         } else {
@@ -569,7 +620,7 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
     let threads = if args.threads == 0 { cores } else { args.threads };
     let load_start = load_average();
     eprintln!(
-        "hdsgd bench: {} ({} cores), kernels {}, generator {}, {budget} s per quantity, load average {load_start}",
+        "hdsgd bench: {} ({} cores), kernels {}, generators on {}, {budget} s per quantity, load average {load_start}",
         cpu_name(),
         cores,
         isa.name(),
@@ -580,7 +631,7 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
     let report = BenchReport {
         cpu: cpu_name(),
         isa: isa.name().into(),
-        generator: FastNormal::with_isa(0, isa).simd_name().into(),
+        generator_path: FastNormal::with_isa(0, isa).simd_name().into(),
         cores,
         budget_s: budget,
         clock: "thread CPU time (CLOCK_THREAD_CPUTIME_ID); par_* on the wall clock".into(),
@@ -594,4 +645,37 @@ pub fn command(args: &BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(generators: &[&str]) -> BenchArgs {
+        BenchArgs {
+            n: vec![],
+            p: vec![],
+            activation: vec![],
+            budget: None,
+            quick: true,
+            threads: 1,
+            isa: "portable".into(),
+            generator: generators.iter().map(|s| s.to_string()).collect(),
+            json: None,
+        }
+    }
+
+    /// `--generator`: both by default (side by side), one when named, a bad name rejected before
+    /// anything is measured.
+    #[test]
+    fn generator_option() {
+        let both = vec![Generator::Ziggurat, Generator::BoxMuller];
+        assert_eq!(plan(&args(&[])).unwrap().generators, both);
+        assert_eq!(
+            plan(&args(&["box-muller"])).unwrap().generators,
+            vec![Generator::BoxMuller]
+        );
+        let e = plan(&args(&["polar"])).err().expect("rejected").to_string();
+        assert!(e.contains("--generator") && e.contains("ziggurat"), "{e}");
+    }
 }

@@ -333,7 +333,8 @@ pub fn selection_rows(
         cancel,
         &bar,
         |task, _| -> Result<(SelectionRow, Overlaps)> {
-            let mut sim = DirectSimulator::new(run_spec(exp, task.n), exp.teacher_init, exp.sigma0, task.seed);
+            let mut sim = DirectSimulator::new(run_spec(exp, task.n), exp.teacher_init, exp.sigma0, task.seed)
+                .with_generator(exp.generator);
             let w0 = sim.weights().to_owned();
             let ov0 = sim.overlaps();
             let traj = sim.run(&exp.grid, &mut |_| match cancel.is_cancelled() {

@@ -60,7 +60,11 @@ pub fn build_simulator(exp: &Experiment, task: &RunTask) -> Box<dyn Simulator + 
 pub fn build_simulator_split(exp: &Experiment, task: &RunTask, split: usize) -> Box<dyn Simulator + Send> {
     let spec = run_spec(exp, task.n);
     match exp.simulator {
-        SimulatorKind::Direct => Box::new(DirectSimulator::with_init(spec, &exp.init, task.seed).with_split(split)),
+        SimulatorKind::Direct => Box::new(
+            DirectSimulator::with_init(spec, &exp.init, task.seed)
+                .with_generator(exp.generator)
+                .with_split(split),
+        ),
         SimulatorKind::Chain => Box::new(ChainSimulator::with_init(spec, &exp.init, task.seed)),
     }
 }

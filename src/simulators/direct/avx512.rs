@@ -18,7 +18,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::traverse::{Pass, Update, CHUNK};
-use crate::rng::{avx512 as gen, NORMAL_BLOCK, NORMAL_LANES};
+use crate::rng::{avx512 as gen, Generator, ZigPending, NORMAL_BLOCK, NORMAL_LANES};
 use std::arch::x86_64::*;
 
 /// The most rows (p + p*) the pass takes: their partial sums stay in registers. With more rows,
@@ -40,7 +40,7 @@ unsafe fn updated<const U: u8>(wv: __m512d, xp: __m512d, c: __m512d, d: __m512d)
 /// partial sums of the current chunk. Inlined into fixed-size callers, where the row loops unroll
 /// and the partial sums stay in registers.
 #[inline(always)]
-unsafe fn pass<const U: u8>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize, part: &mut [__m512d]) {
+unsafe fn pass<const U: u8, const Z: bool>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize, part: &mut [__m512d]) {
     let n = a.end;
     let d = _mm512_set1_pd(a.decay);
     let zero = _mm512_setzero_pd();
@@ -61,7 +61,8 @@ unsafe fn pass<const U: u8>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize,
     // by the time `tail` needs it, since every full block generates one.
     let blocks = n.div_ceil(NORMAL_BLOCK);
     let mut g = a.begin / NORMAL_BLOCK;
-    generate(a, st, &mut g, blocks);
+    let mut pend = ZigPending::new();
+    generate::<Z>(a, st, &mut g, blocks, &mut pend);
     let mut j0 = a.begin;
     while j0 < n {
         let len = CHUNK.min(n - j0);
@@ -71,31 +72,53 @@ unsafe fn pass<const U: u8>(a: &Pass, st: &mut [__m512i; 4], p: usize, k: usize,
         let end16 = j0 + len / NORMAL_BLOCK * NORMAL_BLOCK;
         let mut j = j0;
         while j < end16 {
-            generate(a, st, &mut g, blocks);
+            generate::<Z>(a, st, &mut g, blocks, &mut pend);
             let (x0, x1) = (_mm512_loadu_pd(a.xn.add(j)), _mm512_loadu_pd(a.xn.add(j + 8)));
             rows::<U>(a, &cv, p, k, d, part, j, x0, x1);
             j += NORMAL_BLOCK;
         }
         if end16 < j0 + len {
+            if Z {
+                pend.complete();
+            }
             tail::<U>(a, p, k, part, j0, j, j0 + len);
         } else {
             add_partials(a, p + k, part);
         }
         j0 += len;
     }
+    if Z {
+        pend.complete();
+    }
 }
 
 /// Generates block g of x_{t+1} into `a.xn` and advances g, unless all `blocks` are done (the
-/// generator makes whole blocks: `xn` is padded to a multiple of 16, see `step_pass`). (A
+/// generator makes whole blocks: `xn` is padded to a multiple of 16, see `step_pass`). `Z`: the
+/// ziggurat stream, else Box–Muller (see [`crate::rng::Generator`]). A ziggurat block is left in
+/// `pend` with its rejected numbers to complete: the next call completes it (so block g − 1 is
+/// whole when the rows consume it, after this call), or [`ZigPending::complete`]. (A
 /// function rather than a closure: closures do not inherit the caller's target features, and an
 /// AVX-512 closure compiled without them runs ~30× slower.)
 #[inline(always)]
-unsafe fn generate(a: &Pass, st: &mut [__m512i; 4], g: &mut usize, blocks: usize) {
+unsafe fn generate<const Z: bool>(
+    a: &Pass,
+    st: &mut [__m512i; 4],
+    g: &mut usize,
+    blocks: usize,
+    pend: &mut ZigPending,
+) {
     if *g < blocks {
-        let (y0, y1) = gen::next_block(st);
-        _mm512_storeu_pd(a.xn.add(*g * NORMAL_BLOCK), y0);
-        _mm512_storeu_pd(a.xn.add(*g * NORMAL_BLOCK + 8), y1);
+        let out = a.xn.add(*g * NORMAL_BLOCK);
+        if Z {
+            gen::zig_block(st, out, pend);
+        } else {
+            let (y0, y1) = gen::next_block(st);
+            _mm512_storeu_pd(out, y0);
+            _mm512_storeu_pd(out.add(8), y1);
+        }
         *g += 1;
+    } else if Z {
+        pend.complete();
     }
 }
 
@@ -230,19 +253,22 @@ unsafe fn tail_step<const U: u8>(
 /// The pass for a fixed number of rows: the partial sums are a local array the compiler keeps in
 /// registers.
 #[target_feature(enable = "avx512f")]
-unsafe fn fixed<const P: usize, const K: usize, const U: u8>(a: &Pass, state: &mut [[u64; NORMAL_LANES]; 4]) {
+unsafe fn fixed<const P: usize, const K: usize, const U: u8, const Z: bool>(
+    a: &Pass,
+    state: &mut [[u64; NORMAL_LANES]; 4],
+) {
     let mut part = [_mm512_setzero_pd(); MAX_ROWS];
     let mut st = gen::load_state(state);
-    pass::<U>(a, &mut st, P, K, &mut part[..P + K]);
+    pass::<U, Z>(a, &mut st, P, K, &mut part[..P + K]);
     gen::store_state(state, &st);
 }
 
 /// The pass for other numbers of rows up to [`MAX_ROWS`] (row loops not unrolled).
 #[target_feature(enable = "avx512f")]
-unsafe fn any<const U: u8>(a: &Pass, state: &mut [[u64; NORMAL_LANES]; 4]) {
+unsafe fn any<const U: u8, const Z: bool>(a: &Pass, state: &mut [[u64; NORMAL_LANES]; 4]) {
     let mut part = [_mm512_setzero_pd(); MAX_ROWS];
     let mut st = gen::load_state(state);
-    pass::<U>(a, &mut st, a.p, a.k, &mut part[..a.p + a.k]);
+    pass::<U, Z>(a, &mut st, a.p, a.k, &mut part[..a.p + a.k]);
     gen::store_state(state, &st);
 }
 
@@ -263,19 +289,22 @@ unsafe fn any<const U: u8>(a: &Pass, state: &mut [[u64; NORMAL_LANES]; 4]) {
 pub(crate) unsafe fn run(a: &Pass, gen_state: &mut [[u64; NORMAL_LANES]; 4]) {
     debug_assert!(a.p + a.k <= MAX_ROWS && a.begin.is_multiple_of(CHUNK) && a.begin <= a.end && a.end <= a.n);
     macro_rules! go {
-        ($u:literal) => {
+        ($u:literal, $z:literal) => {
             match (a.p, a.k) {
-                (1, 1) => fixed::<1, 1, $u>(a, gen_state),
-                (2, 1) => fixed::<2, 1, $u>(a, gen_state),
-                (2, 2) => fixed::<2, 2, $u>(a, gen_state),
-                (4, 4) => fixed::<4, 4, $u>(a, gen_state),
-                _ => any::<$u>(a, gen_state),
+                (1, 1) => fixed::<1, 1, $u, $z>(a, gen_state),
+                (2, 1) => fixed::<2, 1, $u, $z>(a, gen_state),
+                (2, 2) => fixed::<2, 2, $u, $z>(a, gen_state),
+                (4, 4) => fixed::<4, 4, $u, $z>(a, gen_state),
+                _ => any::<$u, $z>(a, gen_state),
             }
         };
     }
-    match a.update {
-        Update::None => go!(0),
-        Update::Plain => go!(1),
-        Update::Decay => go!(2),
+    match (a.update, a.generator) {
+        (Update::None, Generator::Ziggurat) => go!(0, true),
+        (Update::Plain, Generator::Ziggurat) => go!(1, true),
+        (Update::Decay, Generator::Ziggurat) => go!(2, true),
+        (Update::None, Generator::BoxMuller) => go!(0, false),
+        (Update::Plain, Generator::BoxMuller) => go!(1, false),
+        (Update::Decay, Generator::BoxMuller) => go!(2, false),
     }
 }

@@ -35,7 +35,7 @@ use super::{record_loop, Record, RunSpec, SampleStepper, Simulator, Trajectory};
 use crate::init::{initial_weights, InitSpec, TeacherInit};
 use crate::isa::Isa;
 use crate::overlaps::Overlaps;
-use crate::rng::{standard_normal, stream, FastNormal, SimRng, NORMAL_BLOCK};
+use crate::rng::{standard_normal, stream, FastNormal, Generator, SimRng, NORMAL_BLOCK};
 use kernel::Acc;
 use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
@@ -236,6 +236,18 @@ impl DirectSimulator {
         self.isa = isa;
         self.gauss.set_isa(isa);
         self
+    }
+
+    /// The same run with the inputs from another [`Generator`] (the default is Box–Muller, the
+    /// generator of every shipped result). Set it before the first step.
+    pub fn with_generator(mut self, generator: Generator) -> Self {
+        self.gauss = self.gauss.generator(generator);
+        self
+    }
+
+    /// The [`Generator`] of the inputs.
+    pub fn generator(&self) -> Generator {
+        self.gauss.generator_kind()
     }
 
     /// The instruction set of the kernels.
@@ -618,12 +630,17 @@ mod tests {
         }
         for (p, k) in [(1, 1), (2, 1), (2, 2), (4, 4), (3, 2), (1, 7), (5, 3)] {
             for n in [5, 13, 16, 37, 512, 1037, 1100, 2051] {
-                for l2 in [0.0, 0.5] {
-                    let mut a = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 21 + n as u64);
+                for (l2, gen) in [
+                    (0.0, Generator::BoxMuller),
+                    (0.5, Generator::BoxMuller),
+                    (0.5, Generator::Ziggurat),
+                ] {
+                    let mut a = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 21 + n as u64)
+                        .with_generator(gen);
                     let mut b = a.clone().without_avx512();
                     assert_eq!(a.kernel_name(), "avx512f fused pass");
                     assert_eq!(b.kernel_name(), "avx2+fma");
-                    assert_lockstep(&mut a, &mut b, 3, &format!("p={p} k={k} n={n} l2={l2}"));
+                    assert_lockstep(&mut a, &mut b, 3, &format!("p={p} k={k} n={n} l2={l2} {gen:?}"));
                 }
             }
         }
@@ -644,9 +661,14 @@ mod tests {
         let wide = simd_tests_enabled(SimdFeature::Avx512, FastNormal::new(0).simd_name() == "avx512f", test);
         for (p, k) in [(1, 1), (4, 4), (3, 2)] {
             for n in [SPLIT_MIN_N, SPLIT_MIN_N + 1037, 100_003] {
-                for (threads, l2) in [(2, 0.0), (3, 0.5), (8, 0.0)] {
-                    let one = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 5 + n as u64);
-                    let what = format!("p={p} k={k} n={n} threads={threads}");
+                for (threads, l2, gen) in [
+                    (2, 0.0, Generator::BoxMuller),
+                    (3, 0.5, Generator::Ziggurat),
+                    (8, 0.0, Generator::BoxMuller),
+                ] {
+                    let one = DirectSimulator::new(erf_spec(p, k, n, l2), TeacherInit::Gaussian, 1.0, 5 + n as u64)
+                        .with_generator(gen);
+                    let what = format!("p={p} k={k} n={n} threads={threads} {gen:?}");
                     let avx2 = one.clone().without_avx512();
                     let mut pairs = vec![(avx2.clone(), avx2.with_split(threads))];
                     if wide {

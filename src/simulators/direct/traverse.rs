@@ -12,7 +12,7 @@
 use super::kernel::{self, Acc};
 use super::DirectSimulator;
 use crate::isa::Isa;
-use crate::rng::{FastNormal, NORMAL_BLOCK};
+use crate::rng::{FastNormal, Generator, NORMAL_BLOCK};
 use std::ops::Range;
 use std::slice;
 
@@ -129,6 +129,7 @@ impl DirectSimulator {
             xp: s.x_prev.as_ptr(),
             xn: s.x_new.as_mut_ptr(),
             acc: s.acc.as_mut_ptr(),
+            generator: self.gauss.generator_kind(),
         }
     }
 
@@ -207,6 +208,8 @@ pub(crate) struct Pass {
     pub xn: *mut f64,
     /// p + k accumulators: students then teachers.
     pub acc: *mut Acc,
+    /// The generator's map (the fused pass generates x_{t+1} itself).
+    pub generator: Generator,
 }
 
 // SAFETY: a Pass is a set of extents; the split step hands passes over disjoint column ranges
