@@ -24,8 +24,9 @@
 //! 2. every single run: |d_r| ≤ z·σ_LNA/√N + c_o/N, z = Φ⁻¹(1 − α/(6mS)) (5.44 and 5.49). σ_LNA is computed
 //!    here from theory, not fitted: J by differentiating the ODE right-hand side, D = Cov of the
 //!    per-sample increment N·Δs = ((η/B)(δλᵀ + λδᵀ) + (η/B)² δδᵀ, (η/B) δνᵀ) written from the SGD update
-//!    itself (not from the ODE's moment formulas), averaged over (λ, ν, ξ) by tensor Gauss–Hermite
-//!    quadrature (exact for the quadratic), e_g by the delta method;
+//!    itself (not from the ODE's moment formulas), averaged over (λ, ν, ξ): the library's
+//!    `population::fluctuations` (exact moment engine for the quadratic, Gauss–Hermite for erf) and
+//!    `ode::lna::covariance_path`, e_g by the delta method;
 //! 3. variance over seeds: N·s.d.(d_r)²/σ²_LNA within the χ²_{S−1}/(S−1) quantiles at α/(6m) on each side
 //!    ([0.53, 1.67]), a check of the fluctuation theory itself.
 //!
@@ -80,10 +81,13 @@
 //! average ≈ 10). Re-run on fresh randomness with
 //! `HDSGD_TERMS_SEED=k cargo test --release --test sim_vs_ode_terms -- --nocapture` (prints the tables).
 
+use hdsgd::analysis::fluctuations::predicted_n_var;
 use hdsgd::init::{InitSpec, TeacherInit};
 use hdsgd::model::{Activation, Model, Training};
-use hdsgd::ode::{derivatives, integrate, OdeOptions, OdeVariant};
+use hdsgd::ode::lna::{covariance_path, LnaOptions};
+use hdsgd::ode::{integrate, OdeOptions, OdeVariant};
 use hdsgd::overlaps::Overlaps;
+use hdsgd::population::fluctuations::Quadrature;
 use hdsgd::population::population_error;
 use hdsgd::rng::run_seed;
 use hdsgd::simulators::chain::ChainSimulator;
@@ -169,174 +173,26 @@ fn observable_names(model: &Model) -> Vec<String> {
 // Linear-noise approximation (theory.md §6): σ(t) of √N·(sim − matched ODE), Σ(0) = 0.
 // ----------------------------------------------------------------------------------------------
 
-/// Probabilists' Gauss–Hermite rule with n nodes (Golub–Welsch): Σ_k w_k f(x_k) = E[f(Z)],
-/// Z ~ N(0, 1), exact for polynomials of degree ≤ 2n − 1.
-fn gauss_hermite(n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut jac = DMatrix::<f64>::zeros(n, n);
-    for k in 1..n {
-        let b = (k as f64).sqrt();
-        jac[(k - 1, k)] = b;
-        jac[(k, k - 1)] = b;
-    }
-    let eig = jac.symmetric_eigen();
-    let nodes = eig.eigenvalues.iter().copied().collect();
-    let weights = (0..n).map(|j| eig.eigenvectors[(0, j)].powi(2)).collect();
-    (nodes, weights)
-}
-
-/// The ODE right-hand side on the state vector.
-fn drift(model: &Model, tr: &Training, p_t: &DMatrix<f64>, s: &DVector<f64>) -> DVector<f64> {
-    let ov = Overlaps::from_state(s, p_t);
-    let (dq, dm) = derivatives(model, tr, &ov, OdeVariant::Full).expect("moments");
-    Overlaps::new(dq, dm, p_t.clone()).to_state()
-}
-
-/// J = ∂f/∂s by central differences.
-fn jacobian(model: &Model, tr: &Training, p_t: &DMatrix<f64>, s: &DVector<f64>) -> DMatrix<f64> {
-    let l = s.len();
-    let mut j = DMatrix::zeros(l, l);
-    for k in 0..l {
-        let h = 1e-6 * s[k].abs().max(1.0);
-        let (mut sp, mut sm) = (s.clone(), s.clone());
-        sp[k] += h;
-        sm[k] -= h;
-        let col = (drift(model, tr, p_t, &sp) - drift(model, tr, p_t, &sm)) / (2.0 * h);
-        j.set_column(k, &col);
-    }
-    j
-}
-
-/// D = Cov[F] with F = N·(increment of the state per sample) at learning rate η' = η/B
-/// (theory.md §6: a mini-batch step is B single-sample steps at η/B to leading order), from the
-/// SGD update itself, not from the ODE code: F_Q = η'(δλᵀ + λδᵀ) + η'² δδᵀ, F_M = η' δνᵀ (the
-/// deterministic weight-decay parts do not fluctuate; the O(N^{-1/2}) fluctuation of ‖x‖²/N and the
-/// mini-batch cross terms x_b·x_c/N only enter D at O(1/N)). The expectation over (λ, ν) ~ N(0, C)
-/// and the label noise ξ is a tensor Gauss–Hermite rule: `nodes` per input dimension and 3 for ξ
-/// (F is quadratic in ξ, so E[F Fᵀ] has degree 4 in ξ: exact).
-fn diffusion(model: &Model, tr: &Training, p_t: &DMatrix<f64>, s: &DVector<f64>, nodes: usize) -> DMatrix<f64> {
-    let ov = Overlaps::from_state(s, p_t);
-    let c = ov.gram();
-    let (p, k) = (model.p(), model.p_star());
-    let d = p + k;
-    let eig = c.clone().symmetric_eigen();
-    let lmat = DMatrix::from_fn(d, d, |i, j| {
-        eig.eigenvectors[(i, j)] * eig.eigenvalues[j].max(0.0).sqrt()
-    });
-    let (x, w) = gauss_hermite(nodes);
-    let (xx, wx) = gauss_hermite(3);
-    let lr = tr.eta / tr.batch as f64;
-    let sd_noise = model.noise.sqrt();
-    let act = model.activation;
-    let len = s.len();
-    let mut mean = DVector::<f64>::zeros(len);
-    let mut second = DMatrix::<f64>::zeros(len, len);
-    let mut idx = vec![0usize; d];
-    let mut z = vec![0.0; d];
-    let mut f = DVector::<f64>::zeros(len);
-    let mut delta = vec![0.0; p];
-    let total = nodes.pow(d as u32);
-    for _ in 0..total {
-        let mut weight = 1.0;
-        for (m, zm) in z.iter_mut().enumerate() {
-            *zm = (0..d).map(|l| lmat[(m, l)] * x[idx[l]]).sum();
-            weight *= w[idx[m]];
-        }
-        let (lambda, nu) = z.split_at(p);
-        let r0: f64 = model.v.iter().zip(nu).map(|(v, &n)| v * act.g(n)).sum::<f64>()
-            - model.a.iter().zip(lambda).map(|(a, &l)| a * act.g(l)).sum::<f64>();
-        for (xi, wxi) in xx.iter().zip(&wx) {
-            let r = r0 + sd_noise * xi;
-            for i in 0..p {
-                delta[i] = model.a[i] * act.dg(lambda[i]) * r;
-            }
-            let mut e = 0;
-            for i in 0..p {
-                for j in i..p {
-                    f[e] = lr * (delta[i] * lambda[j] + lambda[i] * delta[j]) + lr * lr * delta[i] * delta[j];
-                    e += 1;
-                }
-            }
-            for di in &delta {
-                for nk in nu {
-                    f[e] = lr * di * nk;
-                    e += 1;
-                }
-            }
-            let wt = weight * wxi;
-            mean.axpy(wt, &f, 1.0);
-            second.ger(wt, &f, &f, 1.0);
-        }
-        // Next multi-index.
-        for il in idx.iter_mut() {
-            *il += 1;
-            if *il < nodes {
-                break;
-            }
-            *il = 0;
-        }
-    }
-    second - &mean * mean.transpose()
-}
-
 /// σ(t, obs) = √(N·Var(sim − matched ODE)) at leading order, for the observables of
-/// [`observables`] at `times` (multiples of `h`), from the linear-noise approximation
-/// dΣ/dt = JΣ + ΣJᵀ + D, Σ(0) = 0, along the ODE from `initial` (theory.md §6); for e_g by the delta
-/// method, σ² = ∇e_gᵀ Σ ∇e_g. RK4 for the path (step h) and for Σ (step 2h, with J and D at the path
-/// points).
-fn lna_sigma(model: &Model, tr: &Training, initial: &Overlaps, times: &[f64], h: f64, nodes: usize) -> Vec<Vec<f64>> {
-    let p_t = initial.p.clone();
-    let steps = |t: f64| (t / h).round() as usize;
-    let last = steps(*times.last().unwrap());
-    // Σ advances by 2h.
-    let last = last + last % 2;
-    // Path at every multiple of h.
-    let mut path = vec![initial.to_state()];
-    for _ in 0..last {
-        let s = path.last().unwrap();
-        let k1 = drift(model, tr, &p_t, s);
-        let k2 = drift(model, tr, &p_t, &(s + &k1 * (h / 2.0)));
-        let k3 = drift(model, tr, &p_t, &(s + &k2 * (h / 2.0)));
-        let k4 = drift(model, tr, &p_t, &(s + &k3 * h));
-        path.push(s + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (h / 6.0));
-    }
-    let jd: Vec<(DMatrix<f64>, DMatrix<f64>)> = path
+/// [`observables`] at `times`, from the library's linear-noise approximation
+/// (`hdsgd::ode::lna::covariance_path`, Σ(0) = 0, along the ODE from `initial`; D = Cov of the
+/// per-sample SGD increment, `population::fluctuations`), e_g by the delta method
+/// (`analysis::fluctuations::predicted_n_var`). The erf D uses `nodes` Gauss–Hermite nodes per
+/// dimension (p + p* = 4 is beyond the 1e-8 default quadrature; ~1e-2 relative is ample for these bands).
+fn lna_sigma(model: &Model, tr: &Training, initial: &Overlaps, times: &[f64], nodes: usize) -> Vec<Vec<f64>> {
+    let opts = LnaOptions {
+        max_step: 2.0 * LNA_H,
+        quadrature: Quadrature::GaussHermite(nodes),
+        ..LnaOptions::default()
+    };
+    let len = initial.to_state().len();
+    let sol = covariance_path(model, tr, initial, &DMatrix::zeros(len, len), times, &opts).expect("LNA");
+    sol.states
         .iter()
-        .map(|s| (jacobian(model, tr, &p_t, s), diffusion(model, tr, &p_t, s, nodes)))
-        .collect();
-    let rhs = |(j, d): &(DMatrix<f64>, DMatrix<f64>), sig: &DMatrix<f64>| j * sig + sig * j.transpose() + d;
-    let len = path[0].len();
-    // sig_even[m] = Σ at step 2m.
-    let mut sig_even = vec![DMatrix::<f64>::zeros(len, len)];
-    for m in (0..last).step_by(2) {
-        let dt = 2.0 * h;
-        let s0 = sig_even.last().unwrap();
-        let k1 = rhs(&jd[m], s0);
-        let k2 = rhs(&jd[m + 1], &(s0 + &k1 * (dt / 2.0)));
-        let k3 = rhs(&jd[m + 1], &(s0 + &k2 * (dt / 2.0)));
-        let k4 = rhs(&jd[m + 2], &(s0 + &k3 * dt));
-        let s1 = s0 + (k1 + k2 * 2.0 + k3 * 2.0 + k4) * (dt / 6.0);
-        sig_even.push(s1);
-    }
-    times
-        .iter()
-        .map(|&t| {
-            let i = steps(t);
-            assert!(
-                i % 2 == 0 && ((i as f64) * h - t).abs() < 1e-9,
-                "record time {t} not on the LNA grid"
-            );
-            let sig = &sig_even[i / 2];
-            let s = &path[i];
-            // ∇e_g by central differences.
-            let grad = DVector::from_fn(len, |k, _| {
-                let hh = 1e-6;
-                let (mut sp, mut sm) = (s.clone(), s.clone());
-                sp[k] += hh;
-                sm[k] -= hh;
-                let e = |x: &DVector<f64>| population_error(model, &Overlaps::from_state(x, &p_t).gram());
-                (e(&sp) - e(&sm)) / (2.0 * hh)
-            });
-            let mut out = vec![(grad.transpose() * sig * &grad)[(0, 0)].max(0.0).sqrt()];
+        .zip(&sol.sigma)
+        .map(|(s, sig)| {
+            let eg = predicted_n_var(model, &initial.p, s, sig, "eg").expect("e_g gradient");
+            let mut out = vec![eg.max(0.0).sqrt()];
             out.extend((0..len).map(|k| sig[(k, k)].max(0.0).sqrt()));
             out
         })
@@ -359,7 +215,7 @@ struct Case {
     times: Vec<f64>,
     /// Bias allowance c_o per observable: |E[sim − ode]| ≤ c_o/N (see the header).
     bias: Vec<f64>,
-    /// Gauss–Hermite nodes per input dimension for D.
+    /// Gauss–Hermite nodes per input dimension for the erf D (unused for the quadratic: exact).
     nodes: usize,
 }
 
@@ -539,7 +395,7 @@ fn mean_sd(devs: &[Vec<Vec<f64>>]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
 // The checks.
 // ----------------------------------------------------------------------------------------------
 
-/// Step of the LNA path (Σ advances by 2·LNA_H); record times must be multiples of 2·LNA_H.
+/// Half the largest step of the LNA integration.
 const LNA_H: f64 = 0.05;
 /// Family-wise false-alarm probability of each case, split equally over its three families of
 /// comparisons (mean, per run, variance).
@@ -551,7 +407,7 @@ fn check_case(case: &Case) {
     let (devs, init_mean) = simulate(case, case.n, case.seeds, &odes);
     let sim_secs = start.elapsed().as_secs_f64();
     let names = observable_names(&case.model);
-    let sig = lna_sigma(&case.model, &case.training, &init_mean, &case.times, LNA_H, case.nodes);
+    let sig = lna_sigma(&case.model, &case.training, &init_mean, &case.times, case.nodes);
     let (nt, no) = (case.times.len(), names.len());
     let (s, n) = (case.seeds as f64, case.n as f64);
     let m = (nt * no) as f64;

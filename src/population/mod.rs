@@ -6,8 +6,12 @@
 //!
 //! Each activation has its own file with its closed forms: [`quadratic`] (Wick/Isserlis),
 //! [`linear`], [`erf`] (Saad–Solla integrals), [`relu`] (arc-cosine kernel; e_g only).
+//! [`fluctuations`] has the per-sample covariance D of the linear-noise approximation, computed
+//! with the exact Gaussian moment engine [`gaussian`].
 
 pub mod erf;
+pub mod fluctuations;
+pub mod gaussian;
 pub mod linear;
 pub mod quadratic;
 pub mod relu;

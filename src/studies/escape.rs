@@ -1,7 +1,9 @@
 //! `hdsgd escape`: plateau-escape times per (N, seed) (theory.md §6, the measurement in
 //! [`crate::analysis::escape`]). Each run is simulated on the experiment's record grid until it
 //! escapes; the per-N statistics, the fit of mean t_esc = c·ln N + b and the predicted slope 1/(2μ)
-//! are written and printed.
+//! are written and printed, with the predicted law of the escape times at each N
+//! ([`crate::analysis::escape_theory`], docs/fluctuations.md §3) and the KS distance of the measured
+//! times to it.
 //!
 //! Resumable: each finished run is appended to `escape_runs.csv` in the output folder (its
 //! configuration hash in `escape_runs.json`, [`super::journal`]); re-running the same command skips
@@ -19,6 +21,9 @@ use super::{output_dir, Cancel, Cancelled, DivergedRuns, Divergence, OutputOptio
 use crate::analysis::escape::{
     escape_time_sd, fit_log_n, ode_escape_time, summarize_runs, usable_for_fit, EscapeConfig, EscapeDetector,
     EscapeRule, EscapeRun, EscapeStatus, EscapeSummary,
+};
+use crate::analysis::escape_theory::{
+    escape_law, ks_distance, ks_p_value, EscapeLaw, EscapeLawOptions, PredictedEscape,
 };
 use crate::analysis::fits::{linear_fit, LinearFit};
 use crate::analysis::geometry::{conserved, GeometryObservable};
@@ -401,9 +406,12 @@ fn write_outputs(
 ) -> Result<()> {
     write_times_table(exp, dir, runs)?;
     let summaries = summarize_runs(runs);
-    write_summary_table(dir, &summaries)?;
+    let pred = predict(exp, cfg, stability, runs, &summaries);
+    write_summary_table(dir, &summaries, &pred)?;
     let a = analyse(exp, cfg, stability, summaries);
-    write_json(&dir.join("escape_fit.json"), &fit_json(exp, cfg, stability, popts, &a))?;
+    let mut fit = fit_json(exp, cfg, stability, popts, &a);
+    fit["predicted"] = pred.json(&a.summaries, a.fit);
+    write_json(&dir.join("escape_fit.json"), &fit)?;
     let summary = output_summary(
         exp,
         opts.threads,
@@ -415,8 +423,9 @@ fn write_outputs(
     );
     write_json(&dir.join("summary.json"), &summary)?;
     print_summary(exp, cfg, stability, &a);
+    pred.print(&a.summaries);
     if exp.figures {
-        figures(exp, dir, runs, &a.summaries, a.fit, a.slope_theory, &a.ode_times)?;
+        figures(exp, dir, runs, &a.summaries, a.fit, a.slope_theory, &a.ode_times, &pred)?;
     }
     Ok(())
 }
@@ -441,12 +450,29 @@ fn write_times_table(exp: &Experiment, dir: &Path, runs: &[EscapeRun]) -> Result
     times.write(&dir.join("escape_times.csv"))
 }
 
-/// `escape_summary.csv`: the per-N statistics.
-fn write_summary_table(dir: &Path, summaries: &[EscapeSummary]) -> Result<()> {
+/// `escape_summary.csv`: the per-N statistics, then the predicted law's mean, s.d. and median and
+/// the KS distance and p-value of the measured times against it (empty without a prediction).
+fn write_summary_table(dir: &Path, summaries: &[EscapeSummary], pred: &Prediction) -> Result<()> {
     let mut csv = CsvTable::new([
-        "n", "ln_n", "count", "censored", "diverged", "mean", "std", "se", "q25", "median", "q75",
+        "n",
+        "ln_n",
+        "count",
+        "censored",
+        "diverged",
+        "mean",
+        "std",
+        "se",
+        "q25",
+        "median",
+        "q75",
+        "pred_mean",
+        "pred_std",
+        "pred_median",
+        "ks",
+        "ks_p",
     ])?;
-    for s in summaries {
+    for (s, p) in summaries.iter().zip(&pred.per_n) {
+        let pc = |f: &dyn Fn(&PredictedN) -> f64| opt(p.as_ref().map(f));
         csv.row([
             num(s.n),
             num((s.n as f64).ln()),
@@ -460,9 +486,141 @@ fn write_summary_table(dir: &Path, summaries: &[EscapeSummary]) -> Result<()> {
             cell(s.q25),
             cell(s.median),
             cell(s.q75),
+            pc(&|p| p.law.mean),
+            pc(&|p| p.law.sd),
+            pc(&|p| p.law.median),
+            pc(&|p| p.ks),
+            pc(&|p| p.ks_p),
         ])?;
     }
     csv.write(&dir.join("escape_summary.csv"))
+}
+
+/// The predicted law at one N and the KS comparison of its measured escape times.
+struct PredictedN {
+    law: PredictedEscape,
+    ks: f64,
+    ks_p: f64,
+}
+
+/// The predicted escape-time law of the study (None with the reason when it does not apply) and its
+/// statistics per N, in the order of the summaries.
+struct Prediction {
+    law: Option<EscapeLaw>,
+    note: Option<String>,
+    per_n: Vec<Option<PredictedN>>,
+}
+
+/// [`Prediction`] of the runs: the law of `analysis::escape_theory` under the study's escape rule;
+/// KS against all runs of an N (censored and diverged runs beyond t_max).
+fn predict(
+    exp: &Experiment,
+    cfg: &EscapeConfig,
+    stability: &Stability,
+    runs: &[EscapeRun],
+    summaries: &[EscapeSummary],
+) -> Prediction {
+    let rule = EscapeRule::new(cfg, stability.plateau.eg);
+    let p_teacher = exp.teacher_overlap();
+    let t_max = exp.grid.last().copied().unwrap_or(0.0);
+    match escape_law(
+        &exp.model,
+        &exp.training,
+        &exp.init,
+        &p_teacher,
+        rule,
+        &EscapeLawOptions::default(),
+    ) {
+        Err(e) => Prediction {
+            law: None,
+            note: Some(format!("{e:#}")),
+            per_n: summaries.iter().map(|_| None).collect(),
+        },
+        Ok(law) => {
+            let per_n = summaries
+                .iter()
+                .map(|s| {
+                    let times: Vec<f64> = runs
+                        .iter()
+                        .filter(|r| r.n == s.n)
+                        .map(|r| if r.censored() { f64::INFINITY } else { r.t_escape })
+                        .collect();
+                    let n = s.n as f64;
+                    let ks = ks_distance(&times, t_max, |t| law.cdf(n, t));
+                    Some(PredictedN {
+                        law: law.summary(n),
+                        ks,
+                        ks_p: ks_p_value(ks, times.len()),
+                    })
+                })
+                .collect();
+            Prediction {
+                law: Some(law),
+                note: None,
+                per_n,
+            }
+        }
+    }
+}
+
+impl Prediction {
+    /// The `predicted` object of escape_fit.json: s_Z, μ_∞, per-N statistics and the line through
+    /// the predicted means over the N of the fit (the predicted intercept beside the fitted one).
+    fn json(&self, summaries: &[EscapeSummary], fit: Option<LinearFit>) -> serde_json::Value {
+        let Some(law) = &self.law else {
+            return json!({ "available": false, "reason": self.note });
+        };
+        let (x, y): (Vec<f64>, Vec<f64>) = summaries
+            .iter()
+            .zip(&self.per_n)
+            .filter(|(s, _)| usable_for_fit(s))
+            .filter_map(|(s, p)| p.as_ref().map(|p| ((s.n as f64).ln(), p.law.mean)))
+            .unzip();
+        let line = linear_fit(&x, &y, None);
+        json!({
+            "available": true,
+            "method": "linear-noise approximation: t_esc = T(‖Z‖/√N), Z ~ N(0, s_Z I), T the ODE escape time from M0 = r e1 (docs/fluctuations.md §3); no fitted constant",
+            "z_variance": law.z_variance,
+            "z_variance_initial_overlap": law.z_variance_initial,
+            "mu_plateau": law.mu,
+            "slope_of_predicted_means": line.map(|f| f.slope),
+            "intercept_of_predicted_means": line.map(|f| f.intercept),
+            "fitted_intercept": fit.map(|f| f.intercept),
+            "per_n": summaries.iter().zip(&self.per_n).map(|(s, p)| json!({
+                "n": s.n,
+                "mean": p.as_ref().map(|p| p.law.mean),
+                "std": p.as_ref().map(|p| p.law.sd),
+                "median": p.as_ref().map(|p| p.law.median),
+                "ks": p.as_ref().map(|p| p.ks),
+                "ks_p": p.as_ref().map(|p| p.ks_p),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn print(&self, summaries: &[EscapeSummary]) {
+        match &self.law {
+            None => println!(
+                "  predicted law: not available ({})",
+                self.note.as_deref().unwrap_or("")
+            ),
+            Some(law) => {
+                println!(
+                    "  predicted law (LNA, no fitted constant): s_Z = {:.5} (initial overlap {:.5}), μ = {:.5}",
+                    law.z_variance, law.z_variance_initial, law.mu
+                );
+                for (s, p) in summaries
+                    .iter()
+                    .zip(&self.per_n)
+                    .filter_map(|(s, p)| Some((s, p.as_ref()?)))
+                {
+                    println!(
+                        "  N = {:<9} predicted mean {:.4} s.d. {:.4} median {:.4}; KS {:.4} (p = {:.3})",
+                        s.n, p.law.mean, p.law.sd, p.law.median, p.ks, p.ks_p
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The per-N statistics, the ln N fit, the theory and the deterministic (ODE) reference.
@@ -645,6 +803,7 @@ impl NotEscaped {
 /// The figures of `hdsgd escape`: the empirical CDF of the escape times per N
 /// (`escape_ecdf.svg`) and the mean escape time against ln N with the fit and the theory
 /// (`escape_vs_logn.svg`).
+#[allow(clippy::too_many_arguments)]
 fn figures(
     exp: &Experiment,
     dir: &Path,
@@ -653,20 +812,22 @@ fn figures(
     fit: Option<LinearFit>,
     slope_theory: Option<f64>,
     ode_times: &[(usize, Option<f64>)],
+    pred: &Prediction,
 ) -> Result<()> {
     let counts = NotEscaped::of(summaries);
-    ecdf_figure(exp, dir, runs, summaries, counts)?;
+    ecdf_figure(exp, dir, runs, summaries, counts, pred.law.as_ref())?;
     log_n_figure(exp, dir, summaries, counts, fit, slope_theory, ode_times)
 }
 
 /// Empirical CDF per N (censored runs never reach the top), with the runs that did not escape
-/// counted in the legend and the title.
+/// counted in the legend and the title, and the predicted CDF per N (dashed, same colour).
 fn ecdf_figure(
     exp: &Experiment,
     dir: &Path,
     runs: &[EscapeRun],
     summaries: &[EscapeSummary],
     counts: NotEscaped,
+    law: Option<&EscapeLaw>,
 ) -> Result<()> {
     let t_max = exp.grid.last().copied().unwrap_or(0.0);
     let NotEscaped {
@@ -684,11 +845,18 @@ fn ecdf_figure(
     } else {
         String::new()
     };
-    let series = summaries
+    let mut series: Vec<Series> = summaries
         .iter()
         .enumerate()
         .map(|(ci, s)| ecdf_series(runs, s, ci))
         .collect();
+    if let Some(law) = law {
+        let t: Vec<f64> = (0..=400).map(|k| t_max * k as f64 / 400.0).collect();
+        for (ci, s) in summaries.iter().enumerate() {
+            let y = t.iter().map(|&ti| law.cdf(s.n as f64, ti)).collect();
+            series.push(Series::line(format!("N = {} predicted", s.n), t.clone(), y, ci).dashed());
+        }
+    }
     let panel = Panel::new(
         format!("{}: escape times{status}", exp.name),
         "t_escape (escape time, samples/N)",

@@ -1,7 +1,8 @@
 //! `hdsgd scaling`: finite-size scaling of the fluctuations around the overlap ODEs (theory.md §6;
 //! the estimators and the method are documented in [`crate::analysis::scaling`]). Simulates every
 //! (N, seed), compares with the matched and typical ODEs, writes `scaling.csv`, `scaling_fits.csv`,
-//! `summary.json` and figures.
+//! `summary.json` and figures, and the linear-noise prediction of N·Var (`scaling_theory.csv`, the
+//! dashed curves of `scaling_collapse.svg`; [`crate::analysis::fluctuations`], docs/fluctuations.md).
 
 use super::outdir::Staging;
 use super::output::{cell, num, summary as output_summary, write_json, CsvTable};
@@ -10,6 +11,7 @@ use super::preflight::{preflight, Command};
 use super::runner::{record_times, simulate_all, NominalTimes, RunResult};
 use super::{output_dir, DivergedRuns, Divergence, OutputOptions};
 use crate::analysis::fits::{summarize, PowerLawFit};
+use crate::analysis::fluctuations::{theory_curves, TheoryCurves};
 use crate::analysis::geometry::{conserved, GeometryObservable};
 use crate::analysis::scaling::{fit_window, observable_value, window_stats, ObservableRuns, WindowStats, QUANTITIES};
 use crate::analysis::stability::symmetric_start;
@@ -92,6 +94,8 @@ pub(crate) fn write_outputs(
     let fits = fit_table(&names, &windows, &stats.all_stats)?;
     stats.csv.write(&dir.join("scaling.csv"))?;
     fits.csv.write(&dir.join("scaling_fits.csv"))?;
+    let theory = predicted_curves(exp, &names);
+    write_theory_table(dir, &theory)?;
     let summary = output_summary(
         exp,
         opts.threads,
@@ -100,6 +104,10 @@ pub(crate) fn write_outputs(
             "diverged_runs": diverged,
             "windows": windows,
             "fits": fits.summary,
+            "theory": match &theory {
+                Ok(_) => json!({"file": "scaling_theory.csv", "method": "linear-noise approximation along the ODE of the mean initial overlaps (docs/fluctuations.md §2)"}),
+                Err(e) => json!({"available": false, "reason": e}),
+            },
         }),
     );
     write_json(&dir.join("summary.json"), &summary)?;
@@ -113,6 +121,7 @@ pub(crate) fn write_outputs(
             &stats.collapse,
             &stats.all_stats,
             &fits.all_fits,
+            theory.as_ref().ok(),
         )?;
     }
     // Outputs written; diverged runs (left out of the statistics) make the exit code 3.
@@ -433,11 +442,44 @@ fn print_summary(
 
 /// Per observable, per N: (N, times, N·variance).
 type Collapse = Vec<Vec<(usize, Vec<f64>, Vec<f64>)>>;
+
+/// The LNA prediction on the record grid, or why there is none (activation without D, erf wider
+/// than the supported quadrature).
+fn predicted_curves(exp: &Experiment, names: &[String]) -> Result<TheoryCurves, String> {
+    let opts = crate::ode::lna::LnaOptions::default();
+    let p_teacher = exp.teacher_overlap();
+    theory_curves(
+        &exp.model,
+        &exp.training,
+        &exp.init,
+        &p_teacher,
+        &exp.grid,
+        names,
+        &opts,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `scaling_theory.csv`: t, observable, predicted N·Var over seeds (Σ(0) = N·Cov s(0)) and of the
+/// deviation from the matched ODE (Σ(0) = 0); empty cells where the delta method does not apply.
+/// Not written when there is no prediction.
+fn write_theory_table(dir: &Path, theory: &Result<TheoryCurves, String>) -> Result<()> {
+    let Ok(th) = theory else { return Ok(()) };
+    let mut csv = CsvTable::new(["t", "observable", "n_var_seeds", "n_var_matched"])?;
+    for (k, t) in th.times.iter().enumerate() {
+        for (o, name) in th.names.iter().enumerate() {
+            let c = |x: Option<f64>| x.map(cell).unwrap_or_default();
+            csv.row([num(t), name.clone(), c(th.spread[k][o]), c(th.matched[k][o])])?;
+        }
+    }
+    csv.write(&dir.join("scaling_theory.csv"))
+}
 type Picker = Box<dyn Fn(&WindowStats) -> f64>;
 
 /// The figures of `hdsgd scaling` for e_g and the experiment's plot columns: the collapse
 /// N·Var[observable](t) per N (`scaling_collapse.svg`) and, per time window, the std and |mean
 /// deviation| against N with their fitted power laws (`scaling_fits.svg`).
+#[allow(clippy::too_many_arguments)]
 fn figures(
     exp: &Experiment,
     dir: &Path,
@@ -446,13 +488,20 @@ fn figures(
     collapse: &Collapse,
     stats: &[Vec<Vec<WindowStats>>],
     fits: &[Vec<Vec<Option<PowerLawFit>>>],
+    theory: Option<&TheoryCurves>,
 ) -> Result<()> {
     let shown: Vec<usize> = (0..names.len())
         .filter(|&j| j == 0 || exp.plot_columns.contains(&names[j]))
         .collect();
     let panels: Vec<Panel> = shown
         .iter()
-        .map(|&j| collapse_panel(exp, &names[j], &collapse[j]))
+        .map(|&j| {
+            let mut panel = collapse_panel(exp, &names[j], &collapse[j]);
+            if let Some(series) = theory.and_then(|th| theory_series(th, j, &collapse[j])) {
+                panel.series.push(series);
+            }
+            panel
+        })
         .collect();
     plots::draw(&dir.join("scaling_collapse.svg"), &panels, 2)?;
     let mut panels = vec![];
@@ -463,6 +512,20 @@ fn figures(
     }
     plots::draw(&dir.join("scaling_fits.svg"), &panels, windows.len().max(1))?;
     Ok(())
+}
+
+/// The predicted N·Var over seeds of observable `j` (dashed, ink colour), up to where it exceeds 100 times
+/// the largest measured value (past the escape the linear-noise approximation grows without bound).
+fn theory_series(th: &TheoryCurves, j: usize, curves: &[(usize, Vec<f64>, Vec<f64>)]) -> Option<Series> {
+    let cap = 100.0 * curves.iter().flat_map(|c| c.2.iter().copied()).fold(0.0, f64::max);
+    let (t, y): (Vec<f64>, Vec<f64>) = th
+        .times
+        .iter()
+        .zip(&th.spread)
+        .map_while(|(&t, row)| row[j].filter(|&v| v <= cap).map(|v| (t, v)))
+        .filter(|&(t, v)| t > 0.0 && v > 0.0)
+        .unzip();
+    (t.len() >= 2).then(|| Series::line("LNA prediction", t, y, plots::INK).dashed())
 }
 
 /// N·Var over seeds of observable `name` against time, one curve per N.
