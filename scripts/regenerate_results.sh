@@ -27,6 +27,9 @@ if [[ "${1:-}" == "--all" ]]; then
   for exp in geometry_hessian geometry_hessian_p4_pstar2; do
     "$bin" hessian "experiments/$exp.toml" --force --quiet
   done
+  for exp in phase_grid phase_fig2 phase_fig4a; do   # docs/phase_diagram.md; ≈ 2 + 0.5 + 6 min
+    "$bin" phase "experiments/$exp.toml" --force --quiet
+  done
   python3 scripts/compare_escape.py --direct results/escape_quadratic_p1 \
     --chain results/escape_quadratic_chain results/escape_quadratic_chain_full --out results/escape_quadratic_chain
   python3 scripts/compare_scaling.py results/scaling_quadratic results/scaling_quadratic_chain \

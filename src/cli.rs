@@ -118,6 +118,10 @@ pub enum Command {
     /// Hessian spectra of the population loss at the plateau and at a solution (quadratic network).
     #[command(after_help = EXIT_CODES)]
     Hessian(ExperimentArgs),
+    /// SGD phase diagram (Veiga et al. 2022): a (κ, δ) grid of width p = N^κ and learning rate
+    /// η = η₀N^(−δ), simulated at several N, classified; phase.csv, risk.csv, phase_diagram.svg.
+    #[command(after_help = EXIT_CODES)]
+    Phase(ExperimentArgs),
     /// Throughput of the simulators (ns per sample, samples per second).
     #[command(after_help = EXIT_CODES)]
     Bench(studies::bench::BenchArgs),
@@ -135,7 +139,8 @@ pub struct CheckArgs {
     /// Experiment file.
     pub experiment: PathBuf,
     /// The command to check for (default: `escape` for a file with an [escape] section, `scaling`
-    /// with [scaling], else `run`, or `ode` without [simulation]).
+    /// with [scaling], else `run`, or `ode` without [simulation]; a file with a [phase] section
+    /// gets the pre-flight of `hdsgd phase` and its resolved grid).
     #[arg(long, value_enum)]
     pub command: Option<Cmd>,
     /// Output folder to check (default: the experiment's).
@@ -215,7 +220,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         | Command::Scaling(StudyArgs { args: a, .. })
         | Command::Ode(a)
         | Command::Plateau(a)
-        | Command::Hessian(a) => a.allow_large,
+        | Command::Hessian(a)
+        | Command::Phase(a) => a.allow_large,
         Command::Check(c) => c.allow_large,
         Command::Bench(_) | Command::Merge(_) | Command::Slurm(_) => false,
     };
@@ -238,13 +244,19 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Check(c) => {
             let exp = load(&c.experiment)?;
-            let cmd = c.command.unwrap_or_else(|| Cmd::for_experiment(&exp));
             let opts = OutputOptions {
                 out: c.out.clone(),
                 threads: c.threads,
                 force: c.force,
                 ..Default::default()
             };
+            if c.command.is_none() && exp.config.phase.is_some() {
+                let (cells, _) = studies::phase::plan(&exp, &opts)?;
+                eprintln!("{}", studies::phase::report(&cells));
+                println!("{}", serde_json::to_string_pretty(&exp)?);
+                return Ok(());
+            }
+            let cmd = c.command.unwrap_or_else(|| Cmd::for_experiment(&exp));
             let plan = preflight::plan(&exp, cmd, &opts)?;
             for w in &plan.warnings {
                 eprintln!("warning: {w}");
@@ -260,6 +272,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
             studies::scaling::command(&load(&a.experiment)?, &a.output_options())?
         }
         Command::Hessian(a) => studies::hessian::command(&load(&a.experiment)?, &a.output_options())?,
+        Command::Phase(a) => {
+            studies::phase::command(&load(&a.experiment)?, &a.output_options())?;
+        }
         Command::Bench(a) => studies::bench::command(&a)?,
         Command::Merge(a) => {
             let dir = studies::merge::command(&a)?;

@@ -5,6 +5,7 @@ mod initial_file;
 
 use crate::analysis::escape::EscapeConfig;
 use crate::analysis::geometry::GeometryConfig;
+use crate::analysis::phase::PhaseConfig;
 use crate::analysis::scaling::ScalingConfig;
 use crate::grid::{time_grid, GridKind};
 use crate::init::{InitSpec, TeacherInit};
@@ -230,6 +231,34 @@ pub struct OdeConfig {
     /// Drop the η² term (gradient flow). Default false.
     #[serde(default)]
     pub gradient_flow: bool,
+    /// Which terms of the ODE to keep: "full" (default), "first_order" (= `gradient_flow = true`)
+    /// or "second_order" (the η² term alone); the regions of Veiga et al. (2022) keep different
+    /// terms (docs/phase_diagram.md). Absent: decided by `gradient_flow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<OdeTerms>,
+}
+
+/// `[ode] terms`: the terms of dQ/dt = (η/B)(first order) + (η/B)²E[δδᵀ] the ODE keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OdeTerms {
+    /// Both terms: the N → ∞ limit at fixed η, p ([`OdeVariant::Full`]).
+    Full,
+    /// The first-order term alone, gradient flow ([`OdeVariant::GradientFlow`]).
+    FirstOrder,
+    /// The η² term alone ([`OdeVariant::SecondOrder`]).
+    SecondOrder,
+}
+
+impl OdeTerms {
+    /// The ODE right-hand side that keeps these terms.
+    pub fn variant(self) -> OdeVariant {
+        match self {
+            OdeTerms::Full => OdeVariant::Full,
+            OdeTerms::FirstOrder => OdeVariant::GradientFlow,
+            OdeTerms::SecondOrder => OdeVariant::SecondOrder,
+        }
+    }
 }
 
 fn rtol() -> f64 {
@@ -248,6 +277,7 @@ impl Default for OdeConfig {
             rtol: rtol(),
             atol: atol(),
             gradient_flow: false,
+            terms: None,
         }
     }
 }
@@ -288,6 +318,9 @@ pub struct ExperimentConfig {
     pub scaling: Option<ScalingConfig>,
     /// `[geometry]`: quadratic-network geometry observables (see [`crate::analysis::geometry`]).
     pub geometry: Option<GeometryConfig>,
+    /// `[phase]`: the (κ, δ) grid of `hdsgd phase` (see [`crate::analysis::phase`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseConfig>,
 }
 
 /// A validated experiment, ready to run.
@@ -641,15 +674,21 @@ fn ode_of(
             "\"matched\" needs a [simulation] section (or use \"explicit\" with init.q0, init.m0)",
         ));
     }
+    let variant = match (o.gradient_flow, o.terms) {
+        (true, Some(t)) if t != OdeTerms::FirstOrder => {
+            return Err(field_err(
+                "ode.terms",
+                "contradicts ode.gradient_flow = true (which keeps the first-order term alone)",
+            ))
+        }
+        (true, _) => OdeVariant::GradientFlow,
+        (false, t) => t.map_or(OdeVariant::Full, OdeTerms::variant),
+    };
     let ode_options = OdeOptions {
         rtol: o.rtol,
         atol: o.atol,
         divergence_bound,
-        variant: if o.gradient_flow {
-            OdeVariant::GradientFlow
-        } else {
-            OdeVariant::Full
-        },
+        variant,
         ..OdeOptions::default()
     };
     Ok((explicit_initial, ode_options))
@@ -705,6 +744,9 @@ fn validate_sections(c: &ExperimentConfig, model: &Model) -> Result<(), ConfigEr
         }
         g.validate().map_err(|(f, m)| field_err(&format!("geometry.{f}"), m))?;
         g.validate_model(model).map_err(|(f, m)| field_err(&f, m))?;
+    }
+    if let Some(ph) = &c.phase {
+        ph.validate().map_err(|(f, m)| field_err(&format!("phase.{f}"), m))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::model::{Model, Training};
 use crate::overlaps::Overlaps;
-use crate::population::{moments, readout_drift, PopulationError};
+use crate::population::{first_order_moments, moments, readout_drift, PopulationError};
 use nalgebra::DMatrix;
 
 /// Which terms of the ODE to keep.
@@ -11,8 +11,15 @@ pub enum OdeVariant {
     /// The full N → ∞ limit of one-pass SGD (η² term included).
     #[default]
     Full,
-    /// Gradient flow on the population loss: the η² E[δδᵀ] term dropped (theory.md §5).
+    /// Gradient flow on the population loss: the η² E[δδᵀ] term dropped (theory.md §5). The limit
+    /// of the perfect-learning region κ + δ > 0 of Veiga et al. (2022) in its time unit
+    /// (docs/phase_diagram.md).
     GradientFlow,
+    /// The η² term alone: dQ/dt = (η/B)² E[δδᵀ], dM/dt = 0 (weight decay dropped with the
+    /// first-order term). The limit of the bad-learning band κ < −δ < (κ + 1)/2 of Veiga et al.
+    /// (2022) in its time unit t = ν/N^(1+2(κ+δ)), where the first-order term vanishes as
+    /// N^(κ+δ) → 0 (docs/phase_diagram.md).
+    SecondOrder,
 }
 
 /// dQ/dt and dM/dt at the given overlaps:
@@ -36,14 +43,23 @@ pub fn derivatives(
     ov: &Overlaps,
     variant: OdeVariant,
 ) -> Result<(DMatrix<f64>, DMatrix<f64>), PopulationError> {
-    let mo = moments(model, &ov.gram())?;
+    // Gradient flow needs no E[δδᵀ], the costly part of the erf moments.
+    let mo = if variant == OdeVariant::GradientFlow {
+        first_order_moments(model, &ov.gram())?
+    } else {
+        moments(model, &ov.gram())?
+    };
     let lr = training.eta / training.batch as f64;
     let l2 = training.weight_decay;
     let mut dq = (&mo.delta_lambda + mo.delta_lambda.transpose() - &ov.q * (2.0 * l2)) * lr;
-    if variant == OdeVariant::Full {
+    let mut dm = (&mo.delta_nu - &ov.m * l2) * lr;
+    if variant == OdeVariant::SecondOrder {
+        dq.fill(0.0);
+        dm.fill(0.0);
+    }
+    if variant != OdeVariant::GradientFlow {
         dq += &mo.delta_delta * (lr * lr);
     }
-    let dm = (&mo.delta_nu - &ov.m * l2) * lr;
     Ok((dq, dm))
 }
 
@@ -143,7 +159,11 @@ mod tests {
         assert!((&wd.1 - (&a.1 - &ov.m * (0.1 * 0.5))).amax() < 1e-12);
         let gf = d(tr(0.4, 0.0, 4), OdeVariant::GradientFlow);
         let dd = moments(&model, &ov.gram()).unwrap().delta_delta;
-        assert!((&a.0 - &gf.0 - dd * 0.01).amax() < 1e-12);
+        assert!((&a.0 - &gf.0 - &dd * 0.01).amax() < 1e-12);
+        // The second-order variant is the rest of the full ODE: Full = GradientFlow + SecondOrder
+        // (weight decay belongs to the first-order part), and M does not move.
+        let so = d(tr(0.4, 0.5, 4), OdeVariant::SecondOrder);
+        assert!((&so.0 - dd * 0.01).amax() < 1e-12 && so.1.amax() == 0.0);
     }
 
     /// E[r g(λ_i)] is −∂e_g/∂a_i (the label noise has mean zero): central finite differences of the

@@ -146,20 +146,7 @@ pub fn moments(model: &Model, c: &DMatrix<f64>) -> Moments {
     let d = p + k;
     let coef = model.signed_coefficients();
     let a = &model.a;
-
-    // E[δ_i z_j] = a_i Σ_m c_m I3(λ_i, z_j, z_m).
-    let mut dz = DMatrix::zeros(p, d);
-    for i in 0..p {
-        let k11 = 1.0 + c[(i, i)];
-        for m in 0..d {
-            let c13 = c[(i, m)];
-            let lambda3 = k11 * (1.0 + c[(m, m)]) - c13 * c13;
-            let pre = a[i] * coef[m] * 2.0 / PI / (k11 * lambda3.sqrt());
-            for j in 0..d {
-                dz[(i, j)] += pre * (c[(j, m)] * k11 - c[(i, j)] * c13);
-            }
-        }
-    }
+    let dz = delta_z(model, c);
 
     // E[δ_i δ_j] = a_i a_j (Σ_{m,l} c_m c_l I4(λ_i, λ_j, z_m, z_l) + Δ J2(λ_i, λ_j)).
     let mut dd = DMatrix::zeros(p, p);
@@ -197,6 +184,38 @@ pub fn moments(model: &Model, c: &DMatrix<f64>) -> Moments {
         delta_lambda: dz.columns(0, p).into_owned(),
         delta_nu: dz.columns(p, k).into_owned(),
         delta_delta: dd,
+    }
+}
+
+/// E[δ_i z_j] = a_i Σ_m c_m I3(λ_i, z_j, z_m) (p×(p+p*)), in O(p (p+p*)²).
+fn delta_z(model: &Model, c: &DMatrix<f64>) -> DMatrix<f64> {
+    let (p, d) = (model.p(), model.p() + model.p_star());
+    let coef = model.signed_coefficients();
+    let a = &model.a;
+    let mut dz = DMatrix::zeros(p, d);
+    for i in 0..p {
+        let k11 = 1.0 + c[(i, i)];
+        for m in 0..d {
+            let c13 = c[(i, m)];
+            let lambda3 = k11 * (1.0 + c[(m, m)]) - c13 * c13;
+            let pre = a[i] * coef[m] * 2.0 / PI / (k11 * lambda3.sqrt());
+            for j in 0..d {
+                dz[(i, j)] += pre * (c[(j, m)] * k11 - c[(i, j)] * c13);
+            }
+        }
+    }
+    dz
+}
+
+/// The first-order moments E[δλᵀ], E[δνᵀ] alone (E[δδᵀ] left at zero), for the ODEs that drop the
+/// η² term (gradient flow): O(p (p+p*)²) instead of the O(p² (p+p*)²) of the I4 sum of [`moments`].
+pub fn first_order_moments(model: &Model, c: &DMatrix<f64>) -> Moments {
+    let (p, k) = (model.p(), model.p_star());
+    let dz = delta_z(model, c);
+    Moments {
+        delta_lambda: dz.columns(0, p).into_owned(),
+        delta_nu: dz.columns(p, k).into_owned(),
+        delta_delta: DMatrix::zeros(p, p),
     }
 }
 
@@ -403,6 +422,9 @@ mod tests {
             let c = random_spd(p + k, 50 + case as u64);
             let fast = moments(&model, &c);
             let slow = moments_by_definition(&model, &c);
+            // The gradient-flow shortcut is the same first-order computation, bit for bit.
+            let first = first_order_moments(&model, &c);
+            assert!(first.delta_lambda == fast.delta_lambda && first.delta_nu == fast.delta_nu);
             for (x, y) in [
                 (&fast.delta_lambda, &slow.delta_lambda),
                 (&fast.delta_nu, &slow.delta_nu),

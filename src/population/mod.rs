@@ -106,6 +106,19 @@ pub fn moments(model: &Model, c: &DMatrix<f64>) -> Result<Moments, PopulationErr
     }
 }
 
+/// [`moments`] without E[δδᵀ] (left at zero), for the first-order (gradient-flow) ODE: for erf it
+/// skips the O(p²(p+p*)²) I4 sum ([`erf::first_order_moments`]); the other closed forms are cheap
+/// and computed whole.
+pub fn first_order_moments(model: &Model, c: &DMatrix<f64>) -> Result<Moments, PopulationError> {
+    match model.activation {
+        Activation::Erf => Ok(erf::first_order_moments(model, c)),
+        _ => moments(model, c).map(|m| Moments {
+            delta_delta: DMatrix::zeros(model.p(), model.p()),
+            ..m
+        }),
+    }
+}
+
 /// Whether [`moments`] (hence the ODE) is available for this activation.
 pub fn has_ode(activation: Activation) -> bool {
     !matches!(activation, Activation::Relu)

@@ -1,5 +1,6 @@
 //! The studies: one module per command ([`run`], [`ode`], [`plateau`], [`escape`], [`scaling`],
-//! [`hessian`], [`geometry`] (the `hdsgd run` hook of the geometry observables), [`bench`]), built
+//! [`hessian`], [`geometry`] (the `hdsgd run` hook of the geometry observables), [`bench`],
+//! [`phase`]), built
 //! on the shared services [`preflight`] (checks and size estimates before any compute), [`runner`]
 //! (every (N, seed) in parallel), [`outdir`] (a staging folder renamed into place: complete or
 //! absent), [`output`] (tables and JSON), [`journal`] (resume files) and [`plots`] (SVG figures);
@@ -28,6 +29,7 @@ pub mod merge;
 pub mod ode;
 pub mod outdir;
 pub mod output;
+pub mod phase;
 pub mod plateau;
 pub mod plots;
 pub mod preflight;
