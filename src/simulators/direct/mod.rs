@@ -451,7 +451,6 @@ mod tests {
     /// scales straddling the bound, and rows made nearly parallel (|Q_ij| close to max Q_ii).
     #[test]
     fn clearly_bounded_implies_bounded() {
-        let mut rng = SimRng::seed_from_u64(5);
         let mut accepted = 0;
         for trial in 0..400 {
             let (p, k, n) = (1 + trial % 5, 1 + trial % 3, 20 + trial % 7);
