@@ -309,7 +309,7 @@ impl DirectSimulator {
         let mut q_max = 0.0f64;
         for row in self.w.rows() {
             let q = row.dot(&row) / n;
-            if !(q <= lim) {
+            if q.is_nan() || q > lim {
                 return false;
             }
             q_max = q_max.max(q);
