@@ -301,6 +301,30 @@ impl DirectSimulator {
         Overlaps::new(dot(w, w), dot(w, self.w_star.view()), self.p_teacher.clone())
     }
 
+    /// A sufficient condition for [`Overlaps::is_bounded`] at O(pN) instead of O(p(p + p*)N), for
+    /// the divergence check of wide students: by Cauchy–Schwarz |Q_ij| ≤ √(Q_ii Q_jj) ≤ max_i Q_ii
+    /// and |M_ik| ≤ √(Q_ii P_kk), so every entry is within `bound` when max Q_ii ≤ b and
+    /// max Q_ii · max P_kk ≤ b². The relative margin 10⁻⁶ covers the rounding of the computed
+    /// dot products (≤ N·2⁻⁵³ ≈ 10⁻⁹ relative at N = 10⁷), so this never says true where the full
+    /// check would say false: the divergence times, and every output, are unchanged. A non-finite
+    /// row fails the comparison (NaN) and falls through to the full check.
+    fn clearly_bounded(&self, bound: f64) -> bool {
+        let n = self.spec.n as f64;
+        let lim = bound * (1.0 - 1e-6);
+        let p_max = (0..self.p_teacher.nrows())
+            .map(|k| self.p_teacher[(k, k)])
+            .fold(0.0, f64::max);
+        let mut q_max = 0.0f64;
+        for row in self.w.rows() {
+            let q = row.dot(&row) / n;
+            if q.is_nan() || q > lim {
+                return false;
+            }
+            q_max = q_max.max(q);
+        }
+        q_max * p_max <= lim * lim
+    }
+
     /// One SGD step on B fresh samples; returns Σ_b ½(r^b)², the summed training loss of the batch
     /// (non-finite when the run blew up). The weights are fully updated on return.
     pub fn step(&mut self) -> f64 {
@@ -431,7 +455,8 @@ impl SampleStepper for DirectSimulator {
 
     fn within_bound(&mut self) -> bool {
         let bound = self.spec.divergence_bound;
-        self.flushed_overlaps().is_bounded(bound)
+        self.flush();
+        self.clearly_bounded(bound) || self.overlaps().is_bounded(bound)
     }
 
     fn current_overlaps(&mut self) -> Overlaps {
@@ -447,6 +472,43 @@ mod tests {
     use crate::model::{Activation, Model, SecondLayerSgd, Training};
     use crate::rng::fill_standard_normal;
     use rand::SeedableRng;
+
+    /// The cheap divergence pre-check never accepts what the full check refuses: random widths,
+    /// scales straddling the bound, and rows made nearly parallel (|Q_ij| close to max Q_ii).
+    #[test]
+    fn clearly_bounded_implies_bounded() {
+        let mut accepted = 0;
+        for trial in 0..400 {
+            let (p, k, n) = (1 + trial % 5, 1 + trial % 3, 20 + trial % 7);
+            let model = Model::new(Activation::Erf, vec![1.0; p], vec![1.0; k], 0.0);
+            let training = Training {
+                eta: 0.1,
+                weight_decay: 0.0,
+                batch: 1,
+            };
+            let spec = RunSpec {
+                model,
+                training,
+                n,
+                divergence_bound: 1e6,
+            };
+            let mut sim = DirectSimulator::new(spec, TeacherInit::Gaussian, 1.0, trial as u64);
+            let scale = 0.5 + (trial % 40) as f64 / 20.0;
+            let w0: Vec<f64> = sim.weights().row(0).to_vec();
+            for (i, mut row) in sim.w.rows_mut().into_iter().enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    let parallel = if trial % 2 == 0 { w0[j] } else { *x };
+                    *x = scale * (parallel + 1e-3 * i as f64 * *x);
+                }
+            }
+            let bound = 4.0;
+            if sim.clearly_bounded(bound) {
+                accepted += 1;
+                assert!(sim.overlaps().is_bounded(bound), "trial {trial}");
+            }
+        }
+        assert!(accepted > 50 && accepted < 400, "{accepted}");
+    }
 
     /// The update is −η·(∂ℓ/∂w_i)·√N/... : check δ_i x/√N against finite differences of the
     /// per-sample loss ℓ(W) = ½(y − ŷ(W))², i.e. ∂ℓ/∂w_ij = −δ_i x_j/√N.
