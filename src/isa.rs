@@ -1,6 +1,6 @@
 //! CPU-feature dispatch: which instruction set the hot kernels (generator, fused SGD step) run on.
 //!
-//! A leaf of the core: the generator in [`crate::rng`] and the kernels in `simulators::direct` both
+//! A leaf of the core: the generator in `rng` and the kernels in `simulators::direct` both
 //! dispatch on [`Isa`], so it lives below both. It is chosen once per simulator, never per call.
 
 /// The instruction set a hot kernel runs on, chosen once at run time.

@@ -7,12 +7,12 @@ use super::plots::{self, Panel, Series};
 use super::preflight::{preflight, Command};
 use super::run::{explicit_ode, ode_rows};
 use super::runner::{self, initial_overlaps, tasks};
-use super::{ode_divergence, output_dir, write_summary, DivergedRuns, OutputOptions};
+use super::{ode_divergence, output_dir, write_summary, DivergedRuns, Divergence, OutputOptions};
 use crate::config::{Experiment, OdeInitial};
 use crate::ode::{integrate, OdeSolution};
 use anyhow::{bail, Result};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `hdsgd ode`: integrate without simulating (matched: from each run's exact initial overlaps;
@@ -28,9 +28,30 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
     let stage = Staging::begin(&output_dir(exp, opts), opts.force)?;
     let dir = stage.path().to_path_buf();
     let start = Instant::now();
-    let (p, k) = (exp.model.p(), exp.model.p_star());
-    let mut csv = trajectory_table(p, k, exp.model.train_a.is_some())?;
-    let mut divergences = vec![];
+    let sols = solutions(exp, opts)?;
+    let divergences = write_table(exp, &dir, &sols)?;
+    // The teacher overlap P each ODE ran with (with the experiment's v and Δ, e_g of every row follows).
+    let runs: Vec<_> = sols
+        .iter()
+        .map(|(n, seed, sol)| {
+            let p = sol.overlaps.first().map(|o| super::run::matrix_rows(&o.p));
+            json!({"n": n, "seed": seed, "teacher_overlap": p})
+        })
+        .collect();
+    write_summary(exp, &dir, opts, start, json!(runs), &divergences)?;
+    if exp.figures {
+        figure(exp, &dir, &sols)?;
+    }
+    let dir = stage.commit()?;
+    if !divergences.is_empty() {
+        return Err(DivergedRuns(divergences).into());
+    }
+    Ok(dir)
+}
+
+/// The ODE solutions of `hdsgd ode`: the explicit one (seed −1) and/or one per (N, seed) from that
+/// run's exact initial overlaps (matched), in task order.
+fn solutions(exp: &Experiment, opts: &OutputOptions) -> Result<Vec<(usize, i64, OdeSolution)>> {
     let mut sols: Vec<(usize, i64, OdeSolution)> = vec![];
     if let Some(sol) = explicit_ode(exp)? {
         sols.push((0, -1, sol));
@@ -54,7 +75,16 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
             sols.push((task.n, task.seed_index as i64, sol?));
         }
     }
-    for (n, seed, sol) in &sols {
+    Ok(sols)
+}
+
+/// `ode.csv` (one row per solution and time, labelled with the nominal grid time); the solutions
+/// that diverged.
+fn write_table(exp: &Experiment, dir: &Path, sols: &[(usize, i64, OdeSolution)]) -> Result<Vec<Divergence>> {
+    let (p, k) = (exp.model.p(), exp.model.p_star());
+    let mut csv = trajectory_table(p, k, exp.model.train_a.is_some())?;
+    let mut divergences = vec![];
+    for (n, seed, sol) in sols {
         let nominal = if *seed < 0 {
             runner::NominalTimes::identity()
         } else {
@@ -64,44 +94,33 @@ pub fn ode(exp: &Experiment, opts: &OutputOptions) -> Result<PathBuf> {
         divergences.extend(ode_divergence(sol, *n, *seed));
     }
     csv.write(&dir.join("ode.csv"))?;
-    // The teacher overlap P each ODE ran with (with the experiment's v and Δ, e_g of every row follows).
-    let runs: Vec<_> = sols
-        .iter()
-        .map(|(n, seed, sol)| {
-            let p = sol.overlaps.first().map(|o| super::run::matrix_rows(&o.p));
-            json!({"n": n, "seed": seed, "teacher_overlap": p})
-        })
-        .collect();
-    write_summary(exp, &dir, opts, start, json!(runs), &divergences)?;
-    if exp.figures {
-        let mut panels = vec![Panel {
-            title: format!("{}: ODE", exp.name),
-            x_label: plots::TIME_LABEL.into(),
-            y_label: plots::observable_label("eg"),
-            log_x: exp.log_time,
-            log_y: sols.iter().all(|(_, _, s)| s.eg.iter().all(|&e| e > 0.0)),
-            series: vec![],
-        }];
-        for (i, (n, seed, sol)) in sols.iter().enumerate().take(8) {
-            let label = if *seed < 0 {
-                "explicit".to_string()
-            } else {
-                format!("N={n}, seed {seed}")
-            };
-            panels[0]
-                .series
-                .push(Series::line(label, sol.t.clone(), sol.eg.clone(), i));
-        }
-        if exp.model.train_a.is_some() {
-            panels.push(second_layer_panel(exp, &sols));
-        }
-        plots::draw(&dir.join("ode.svg"), &panels, 1)?;
+    Ok(divergences)
+}
+
+/// `ode.svg`: e_g(t) of at most 8 solutions, and a_i(t) when the second layer is trained.
+fn figure(exp: &Experiment, dir: &Path, sols: &[(usize, i64, OdeSolution)]) -> Result<()> {
+    let mut panels = vec![Panel {
+        title: format!("{}: ODE", exp.name),
+        x_label: plots::TIME_LABEL.into(),
+        y_label: plots::observable_label("eg"),
+        log_x: exp.log_time,
+        log_y: sols.iter().all(|(_, _, s)| s.eg.iter().all(|&e| e > 0.0)),
+        series: vec![],
+    }];
+    for (i, (n, seed, sol)) in sols.iter().enumerate().take(8) {
+        let label = if *seed < 0 {
+            "explicit".to_string()
+        } else {
+            format!("N={n}, seed {seed}")
+        };
+        panels[0]
+            .series
+            .push(Series::line(label, sol.t.clone(), sol.eg.clone(), i));
     }
-    let dir = stage.commit()?;
-    if !divergences.is_empty() {
-        return Err(DivergedRuns(divergences).into());
+    if exp.model.train_a.is_some() {
+        panels.push(second_layer_panel(exp, sols));
     }
-    Ok(dir)
+    plots::draw(&dir.join("ode.svg"), &panels, 1)
 }
 
 /// The trained second layer a_i(t) of the first solution (one colour per i, at most 8), the other
