@@ -32,6 +32,8 @@ use hdsgd::ode::integrate;
 use hdsgd::overlaps::Overlaps;
 use hdsgd::studies::runner::simulate_all;
 
+mod common;
+
 const K: f64 = 2.0;
 const N: usize = 4000;
 
@@ -80,23 +82,6 @@ fn observables(eg: f64, ov: &Overlaps) -> Vec<(String, f64)> {
     out
 }
 
-/// Largest |sim − ode| over the records and observables of one run, with where it happens.
-fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String, f64)>)]) -> (f64, String, f64) {
-    assert_eq!(sim.len(), ode.len(), "ODE must be recorded at every simulated time");
-    let mut worst = (0.0, String::new(), 0.0);
-    for ((ts, s), (to, o)) in sim.iter().zip(ode) {
-        assert!((ts - to).abs() < 1e-12, "time mismatch {ts} vs {to}");
-        for ((name, x), (_, y)) in s.iter().zip(o) {
-            let d = (x - y).abs();
-            assert!(d.is_finite(), "{name} non-finite at t = {ts}");
-            if d > worst.0 {
-                worst = (d, name.clone(), *ts);
-            }
-        }
-    }
-    worst
-}
-
 #[test]
 fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
     let exp = Experiment::from_toml(EXPERIMENT, "sim_vs_ode_erf").expect("valid experiment");
@@ -121,7 +106,7 @@ fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
             .zip(&ode.eg)
             .map(|((t, ov), eg)| (*t, observables(*eg, ov)))
             .collect();
-        let (dev, name, t) = max_deviation(&sim, &good);
+        let (dev, name, t) = common::max_deviation(&sim, &good);
         eprintln!(
             "seed {}: max |sim − ode| = {dev:.4} ({name} at t = {t}), √N·max = {:.3}, band {band:.4}",
             r.task.seed_index,
@@ -156,7 +141,7 @@ fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
             .zip(&wrong.eg)
             .map(|((t, ov), eg)| (*t, observables(*eg, ov)))
             .collect();
-        let (wdev, wname, wt) = max_deviation(&sim, &wrong);
+        let (wdev, wname, wt) = common::max_deviation(&sim, &wrong);
         eprintln!(
             "seed {}: η-doubled ODE: max deviation {wdev:.3} ({wname} at t = {wt})",
             r.task.seed_index

@@ -21,6 +21,8 @@ use hdsgd::overlaps::Overlaps;
 use hdsgd::simulators::Trajectory;
 use hdsgd::studies::runner::simulate_all;
 
+mod common;
+
 const K: f64 = 3.2;
 
 fn experiment(ns: &[usize], seeds: u64, base_seed: u64) -> Experiment {
@@ -84,23 +86,6 @@ fn ode_rows(sol: &OdeSolution) -> Vec<(f64, Vec<(String, f64)>)> {
         .collect()
 }
 
-/// Largest |sim − ode| with where it happens.
-fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String, f64)>)]) -> (f64, String, f64) {
-    assert_eq!(sim.len(), ode.len(), "ODE must be recorded at every simulated time");
-    let mut worst = (0.0, String::new(), 0.0);
-    for ((ts, s), (to, o)) in sim.iter().zip(ode) {
-        assert!((ts - to).abs() < 1e-12, "time mismatch {ts} vs {to}");
-        for ((name, x), (_, y)) in s.iter().zip(o) {
-            let d = (x - y).abs();
-            assert!(d.is_finite(), "{name} non-finite at t = {ts}");
-            if d > worst.0 {
-                worst = (d, name.clone(), *ts);
-            }
-        }
-    }
-    worst
-}
-
 #[test]
 fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
     const N: usize = 4000;
@@ -113,7 +98,7 @@ fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
         assert_eq!(sim.len(), 21);
         let ode = r.ode.as_ref().expect("matched ODE");
         assert!(ode.stop.is_none(), "ODE stopped: {:?}", ode.stop);
-        let (dev, name, t) = max_deviation(&sim, &ode_rows(ode));
+        let (dev, name, t) = common::max_deviation(&sim, &ode_rows(ode));
         eprintln!(
             "seed {}: max |sim − ode| = {dev:.4} ({name} at t = {t}), √N·max = {:.3}, band {band:.4}",
             r.task.seed_index,
@@ -144,7 +129,7 @@ fn sgd_follows_matched_ode_within_k_over_sqrt_n() {
             |_, _: &_| false,
         )
         .expect("ODE");
-        let (wdev, wname, wt) = max_deviation(&sim, &ode_rows(&wrong));
+        let (wdev, wname, wt) = common::max_deviation(&sim, &ode_rows(&wrong));
         eprintln!("  η_a-halved ODE: max deviation {wdev:.3} ({wname} at t = {wt})");
         assert!(
             wdev > band,
@@ -167,7 +152,7 @@ fn deviations_scale_like_one_over_sqrt_n() {
         let mut worst = (0.0, String::new());
         for r in results.iter().filter(|r| r.task.n == n) {
             let (sim, ode) = (sim_rows(&r.trajectory), ode_rows(r.ode.as_ref().unwrap()));
-            let (dev, name, t) = max_deviation(&sim, &ode);
+            let (dev, name, t) = common::max_deviation(&sim, &ode);
             if dev > worst.0 {
                 worst = (dev, format!("{name} at t = {t}"));
             }

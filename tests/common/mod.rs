@@ -125,3 +125,21 @@ pub fn assert_same_outputs(one: &Path, merged: &Path) -> usize {
     }
     n
 }
+
+/// Largest |sim − ode| over matching record times and named observables, with the observable and
+/// the time where it happens (the ODE must be recorded at every simulated time).
+pub fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String, f64)>)]) -> (f64, String, f64) {
+    assert_eq!(sim.len(), ode.len(), "ODE must be recorded at every simulated time");
+    let mut worst = (0.0, String::new(), 0.0);
+    for ((ts, s), (to, o)) in sim.iter().zip(ode) {
+        assert!((ts - to).abs() < 1e-12, "time mismatch {ts} vs {to}");
+        for ((name, x), (_, y)) in s.iter().zip(o) {
+            let d = (x - y).abs();
+            assert!(d.is_finite(), "{name} non-finite at t = {ts}");
+            if d > worst.0 {
+                worst = (d, name.clone(), *ts);
+            }
+        }
+    }
+    worst
+}
