@@ -469,6 +469,25 @@ fn slurm_writes_the_job_folder_and_refuses_bad_input() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not of this study"), "{}", stderr(&o));
     assert!(!fresh.join("slurm").exists());
+    // A trained second layer, which shards do not support: refused before any script is written.
+    let trained = common::small_quadratic("[60, 120]", 3, 3.0, 8)
+        .set("model", "a", "{ init = \"uniform\", train = true, eta = 0.5 }")
+        .text();
+    let trained = write(t, "trained.toml", &trained);
+    let other = t.join("trained");
+    let o = hdsgd(&[
+        "slurm",
+        s(&trained),
+        "--command",
+        "run",
+        "--shards",
+        "2",
+        "--out",
+        s(&other),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("model.a"), "{}", stderr(&o));
+    assert!(!other.exists());
 }
 
 /// A shard that is running (its results file locked) is not run a second time at once.

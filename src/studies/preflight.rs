@@ -365,6 +365,13 @@ fn check_record_times(exp: &Experiment, warnings: &mut Vec<String>) -> Result<()
     Ok(())
 }
 
+/// What a shard of `command` would refuse about the experiment itself, independent of the machine
+/// (memory and threads are checked by each shard where it runs): checked by `hdsgd slurm` before it
+/// writes any job script, so that a study the shards cannot run is not submitted.
+pub(crate) fn check_shardable(exp: &Experiment, command: Command) -> Result<()> {
+    check_trained_second_layer(exp, command, false)
+}
+
 /// A trained second layer (`[model] a = { train = true, … }`) is supported by `run` and `ode` on one
 /// machine; the plateau fixed point and its stability, the escape and scaling studies, the Hessian
 /// and shards (whose files do not carry a) assume a fixed second layer, so they refuse it.

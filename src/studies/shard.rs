@@ -128,7 +128,7 @@ impl StudyCommand {
     }
 
     /// The preflight checks of the one-machine command.
-    fn preflight(self) -> super::preflight::Command {
+    pub(crate) fn preflight(self) -> super::preflight::Command {
         match self {
             StudyCommand::Run => super::preflight::Command::Run,
             StudyCommand::Escape => super::preflight::Command::Escape,

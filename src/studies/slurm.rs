@@ -253,6 +253,7 @@ fn submit_script(c: &ScriptContext) -> String {
 pub fn command(args: &SlurmArgs) -> Result<()> {
     let exp = Experiment::load(&args.experiment)?;
     args.command.check(&exp)?;
+    super::preflight::check_shardable(&exp, args.command.preflight())?;
     check_args(args)?;
     let sbatch = if args.submit {
         Some(find_on_path("sbatch").context(
