@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
+use common::hdsgd;
 
 /// The small quadratic experiment of these tests (log grid).
 fn small() -> String {
@@ -14,13 +15,6 @@ fn small() -> String {
         .set("time", "grid", "\"log\"")
         .set("time", "t_min", 0.05)
         .text()
-}
-
-fn hdsgd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hdsgd"))
-        .args(args)
-        .output()
-        .expect("binary runs")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

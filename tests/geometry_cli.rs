@@ -2,9 +2,9 @@
 //! `[geometry] observables` and `hdsgd hessian`.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
+use common::hdsgd;
 
 /// p = 2, p* = 1 with every geometry observable, two widths and a 60 × 60 Hessian; t = 100 with
 /// `converged_eg = 1e-3`, so that every run converges (e_g ≈ 2–4e-4 at the end) and the selection
@@ -18,13 +18,6 @@ fn small() -> String {
         .set("geometry", "widths", "[1, 2]")
         .set("geometry", "hessian_n", 30)
         .text()
-}
-
-fn hdsgd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hdsgd"))
-        .args(args)
-        .output()
-        .expect("binary runs")
 }
 
 fn header(path: &Path) -> String {

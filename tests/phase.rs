@@ -5,7 +5,9 @@
 use hdsgd::config::Experiment;
 use hdsgd::ode::OdeVariant;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::hdsgd;
 
 /// Fig. 2 of Veiga et al. at κ = 1/4: δ = −1/2 (bad band), δ = −κ (Saad–Solla line) and
 /// δ = 1/2 − κ (perfect learning, ϑ = 1/2); N = 3⁴, 4⁴, 5⁴ so that p = N^(1/4) = 3, 4, 5 exactly.
@@ -35,13 +37,6 @@ kappa = [0.25]
 delta = [-0.5, -0.25, 0.25]
 eta0 = 2.0
 "#;
-
-fn hdsgd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hdsgd"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

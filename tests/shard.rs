@@ -4,6 +4,7 @@
 //! `--shard` values and `hdsgd slurm` errors are one-line errors that write nothing.
 
 mod common;
+use common::hdsgd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,13 +44,6 @@ points = 4
 [scaling]
 windows = [[0.5, 1.0], [1.5, 2.0]]
 "#;
-
-fn hdsgd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hdsgd"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
 
 fn ok(args: &[&str]) -> Output {
     let o = hdsgd(args);

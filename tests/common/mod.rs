@@ -143,3 +143,11 @@ pub fn max_deviation(sim: &[(f64, Vec<(String, f64)>)], ode: &[(f64, Vec<(String
     }
     worst
 }
+
+/// Runs the `hdsgd` binary of this build with `args` and returns its exit status and output.
+pub fn hdsgd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hdsgd"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
